@@ -1,0 +1,201 @@
+"""Every error a wanbatch user can meet, in one hierarchy.
+
+This module imports nothing of ours. Third-party exceptions (httpx, OS errors) are translated
+into these at one boundary each (``client.py`` for the wire, ``journal.py`` and ``download.py``
+for the disk), with ``raise ... from exc`` so the cause is kept.
+
+    WanbatchError
+    ├── UsageError                 bad flags or environment; nothing was sent (exit 2)
+    ├── ManifestError              one or more problems in a manifest; nothing was sent (exit 2)
+    ├── InsecureURLError           plain http:// to a host other than loopback (exit 2)
+    ├── JournalError               the state journal cannot be trusted or used
+    │   ├── JournalCorruptError    a damaged record before the last line (names the line)
+    │   ├── JournalLockedError     another runner holds the output tree (names the holder)
+    │   ├── JournalMismatchError   the journal belongs to another API base URL
+    │   └── JournalWriteError      append or fsync failed; the run stops, nothing more is sent
+    ├── ApiError                   an answer (or no answer) from the API host
+    │   ├── TransientApiError      429, 5xx, timeouts, resets, garbled bodies: retry with backoff
+    │   │   └── RateLimitedError   429, carries ``retry_after_seconds`` when the server gave one
+    │   ├── JobRejectedError       400: this job fails with the server's message; the batch goes on
+    │   ├── AuthError              401: the key was rejected; stop at once (exit 3)
+    │   └── CreditsExhaustedError  402: stop submitting, finish what is in flight (exit 4)
+    └── DownloadError              fetching a finished video
+        ├── VideoUrlExpiredError   403/404/410 from the video host: refresh the task for a new URL
+        └── TransientDownloadError short body, reset, 5xx: resume or retry
+
+Each ``ApiError`` carries the HTTP status, the server's message, the request id, ``retry_after``
+and its ``disposition``: transient, fatal to the job, or fatal to the batch. Messages never hold
+the API key: the client redacts before it raises.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class Disposition(enum.Enum):
+    """What an error means for the run."""
+
+    TRANSIENT = "transient"  # retry the same request later
+    JOB = "job"  # this job has failed for good; others go on
+    BATCH = "batch"  # the whole batch must stop (or stop submitting)
+
+
+class WanbatchError(Exception):
+    """Base of every error wanbatch raises on purpose."""
+
+    exit_code: int = 5
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(WanbatchError):
+    """Bad flags, a missing key, a missing file: the run never started."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestProblem:
+    """One problem in a manifest: where it is and what is wrong."""
+
+    file: str
+    location: str  # "line 12", "row 3", or "" when the whole file is at fault
+    key: str  # dotted key path such as "jobs[2].duration", or "" for the file itself
+    message: str
+
+    def __str__(self) -> str:
+        where = ":".join(part for part in (self.file, self.location) if part)
+        key = f" {self.key}:" if self.key else ""
+        return f"{where}:{key} {self.message}"
+
+
+class ManifestError(WanbatchError):
+    """A manifest with any problem; all problems found in one pass are listed."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Sequence[ManifestProblem]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the manifest; nothing was sent:"
+        super().__init__("\n".join([head, *(f"  {problem}" for problem in self.problems)]))
+
+
+class InsecureURLError(WanbatchError):
+    """The key would travel over plain http:// to a host other than loopback."""
+
+    exit_code = 2
+
+
+class JournalError(WanbatchError):
+    """The state journal cannot be used."""
+
+    exit_code = 5
+
+
+class JournalCorruptError(JournalError):
+    """A record before the last line does not parse; the journal is not trusted."""
+
+    def __init__(self, path: str, line: int, detail: str) -> None:
+        self.path = path
+        self.line = line
+        super().__init__(
+            f"{path}: line {line} is damaged ({detail}); the journal is refused. "
+            "Move it aside to start afresh (jobs already submitted would then be paid again)."
+        )
+
+
+class JournalLockedError(JournalError):
+    """Another runner holds the output tree."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(f"{path} is locked by another runner ({holder}); wait for it to finish.")
+
+
+class JournalMismatchError(JournalError):
+    """The journal was written against another API base URL."""
+
+    exit_code = 2
+
+
+class JournalWriteError(JournalError):
+    """Appending to or syncing the journal failed; nothing further may be sent."""
+
+
+class ApiError(WanbatchError):
+    """An error answer, or no usable answer, from the API host."""
+
+    disposition: Disposition = Disposition.TRANSIENT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        retry_after_seconds: float | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.status = status
+        self.request_id = request_id
+        self.retry_after_seconds = retry_after_seconds
+        self.code = code
+        parts = [message]
+        if status is not None:
+            parts.insert(0, f"HTTP {status}:")
+        if request_id:
+            parts.append(f"(request id {request_id})")
+        super().__init__(" ".join(parts))
+        self.server_message = message
+
+
+class TransientApiError(ApiError):
+    """Worth retrying: 429, 5xx, timeouts, resets, garbled answers."""
+
+    disposition = Disposition.TRANSIENT
+
+
+class RateLimitedError(TransientApiError):
+    """429: the host asks us to slow down, perhaps for ``retry_after_seconds``."""
+
+
+class JobRejectedError(ApiError):
+    """400: the server refused this job; retrying the same request cannot help."""
+
+    disposition = Disposition.JOB
+
+
+class AuthError(ApiError):
+    """401: the key was rejected."""
+
+    disposition = Disposition.BATCH
+    exit_code = 3
+
+
+class CreditsExhaustedError(ApiError):
+    """402: no credits left for new tasks."""
+
+    disposition = Disposition.BATCH
+    exit_code = 4
+
+
+class DownloadError(WanbatchError):
+    """Fetching a finished video failed."""
+
+
+class VideoUrlExpiredError(DownloadError):
+    """The video host refused the URL (403/404/410); fetch the task again for a fresh one."""
+
+
+class TransientDownloadError(DownloadError):
+    """A short body, a reset or a 5xx from the video host; resume or retry."""

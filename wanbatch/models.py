@@ -1,0 +1,149 @@
+"""Values that flow through wanbatch: job specs, settings, job states and journal events.
+
+Frozen, slotted dataclasses and enums; no I/O. Built-in defaults live here and nowhere else,
+so that the manifest, the command line and the runner agree on them.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# --- built-in defaults (one place for each) -------------------------------------------------
+
+DEFAULT_BASE_URL = "https://api.wanapi.io/v1"
+DEFAULT_KEY_ENV = "WAN_API_KEY"
+BASE_URL_ENV = "WAN_API_BASE_URL"
+KNOWN_MODELS: tuple[str, ...] = ("wan-2-2", "wan-2-1")
+DEFAULT_MODEL = "wan-2-2"
+DEFAULT_DURATION = 5
+MAX_DURATION = 60  # seconds of video a single job may ask for
+DEFAULT_ASPECT_RATIO = "16:9"
+DEFAULT_CONCURRENCY = 8
+DEFAULT_REQUESTS_PER_SECOND = 4.0
+DEFAULT_DOWNLOADS = 4
+DEFAULT_JOB_DEADLINE_SECONDS = 3600.0
+DEFAULT_PATH_TEMPLATE = "{id}.mp4"
+DEFAULT_OUTPUT_ROOT = "renders"
+MAX_JOB_ID_LENGTH = 100
+PATH_TEMPLATE_FIELDS: tuple[str, ...] = ("id", "name", "model", "aspect_ratio", "duration", "index")
+STATE_DIR_NAME = ".wanbatch"
+
+
+# --- the manifest, validated --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One video to render, after defaults and matrix expansion.
+
+    ``source`` says where the job came from ("campaign.yaml line 14", "prompts.csv row 3") for
+    messages. ``output_path`` is relative to the output dir and already checked to stay inside it.
+    """
+
+    id: str
+    prompt: str
+    model: str
+    duration: int
+    aspect_ratio: str
+    image: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    index: int = 0
+    output_path: str = ""
+    source: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        """The fields that decide what is rendered, in a provider-neutral form."""
+        out: dict[str, Any] = {
+            "model": self.model,
+            "prompt": self.prompt,
+            "duration": self.duration,
+            "aspect_ratio": self.aspect_ratio,
+        }
+        if self.image is not None:
+            out["image"] = self.image
+        if self.extra:
+            out["extra"] = dict(self.extra)
+        return out
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the rendering fields: a change means a different video."""
+        return fingerprint_of(self.fields())
+
+
+def fingerprint_of(fields: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``fields``, first 16 hex digits."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """Where and how to reach the API, as the manifest says (flags and env may override)."""
+
+    base_url: str | None = None  # None: take the environment or the built-in default
+    key_env: str = DEFAULT_KEY_ENV
+    models: tuple[str, ...] = KNOWN_MODELS
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Admission limits for a run."""
+
+    concurrency: int = DEFAULT_CONCURRENCY  # tasks submitted and not yet finished
+    requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND  # all requests to the API host
+    downloads: int = DEFAULT_DOWNLOADS
+    job_deadline_seconds: float = DEFAULT_JOB_DEADLINE_SECONDS  # from create to finished
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A validated manifest: every job expanded, every path resolved."""
+
+    path: Path
+    name: str
+    api: ApiSettings
+    limits: Limits
+    output_dir: Path
+    path_template: str
+    pricing: Mapping[str, float]
+    jobs: tuple[JobSpec, ...]
+
+    @property
+    def total_seconds(self) -> int:
+        return sum(job.duration for job in self.jobs)
+
+    def estimate_credits(self, jobs: tuple[JobSpec, ...] | None = None) -> float | None:
+        """Credits for ``jobs`` (default: all) at the manifest's prices; None without pricing."""
+        if not self.pricing:
+            return None
+        chosen = self.jobs if jobs is None else jobs
+        return float(sum(self.pricing.get(job.model, 0.0) * job.duration for job in chosen))
+
+
+# --- job lifecycle ------------------------------------------------------------------------
+
+
+class JobState(enum.StrEnum):
+    """Where a job stands. See ``lifecycle.py`` for the moves between states."""
+
+    PLANNED = "planned"  # nothing sent yet
+    SUBMITTING = "submitting"  # intent recorded, the create's answer not yet on disk
+    SUBMITTED = "submitted"  # task id on disk, not seen running yet
+    RUNNING = "running"  # the server is rendering it
+    SUCCEEDED = "succeeded"  # rendered, video not yet on disk
+    DOWNLOADED = "downloaded"  # the video is in the output tree
+    FAILED = "failed"  # rejected or failed generation; only `wanbatch retry` resubmits
+
+    @property
+    def has_task(self) -> bool:
+        return self in (JobState.SUBMITTED, JobState.RUNNING, JobState.SUCCEEDED)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.DOWNLOADED, JobState.FAILED)

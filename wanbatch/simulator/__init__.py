@@ -1,0 +1,1 @@
+"""The Wan API simulator (being built)."""
