@@ -1,1 +1,117 @@
-"""(being built)"""
+"""How long to wait: retry backoff, poll spacing and ``Retry-After``. Pure; randomness injected.
+
+The backoff is "full jitter" (a uniform draw below an exponentially growing, capped ceiling),
+which spreads a herd of clients that failed together. Exponents are capped before they are
+raised so that a large attempt number cannot overflow.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Random = Callable[[], float]  # returns a float in [0, 1)
+
+_MAX_EXPONENT = 60  # 2**60 already dwarfs any cap; larger attempts reuse it
+
+
+def compute_backoff(attempt: int, *, base: float, cap: float, random: Random) -> float:
+    """Full-jitter delay before retry number ``attempt`` (0-based): uniform in [0, min(cap, base*2^n))."""
+    exponent = min(max(attempt, 0), _MAX_EXPONENT)
+    ceiling = min(cap, base * (2.0**exponent))
+    return random() * ceiling
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of one request: how many and how far apart."""
+
+    max_attempts: int = 8  # attempts in all, the first included
+    base_seconds: float = 0.5
+    cap_seconds: float = 30.0
+
+    def delay(self, attempt: int, random: Random) -> float:
+        return compute_backoff(attempt, base=self.base_seconds, cap=self.cap_seconds, random=random)
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """Spacing of status polls for one task: a capped geometric ladder with +-jitter.
+
+    ``expected_seconds`` (when known, e.g. learned from finished tasks) moves the first poll
+    near the expected finish, so a typical task is asked about once or twice.
+    """
+
+    initial_seconds: float = 2.0
+    factor: float = 1.5
+    cap_seconds: float = 30.0
+    jitter: float = 0.1  # +- fraction of each delay
+
+    def delay(
+        self, polls_done: int, random: Random, expected_seconds: float | None = None
+    ) -> float:
+        exponent = min(max(polls_done, 0), _MAX_EXPONENT)
+        if polls_done == 0 and expected_seconds is not None:
+            base = min(max(self.initial_seconds, expected_seconds), self.cap_seconds)
+        else:
+            base = min(self.cap_seconds, self.initial_seconds * (self.factor**exponent))
+        spread = 1.0 + self.jitter * (2.0 * random() - 1.0)
+        return base * spread
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date), or None.
+
+    ``now`` is the wall clock in epoch seconds, for the date form. Negative and garbled values
+    give None (the caller falls back to its own backoff); a past date gives 0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        return float(int(text))
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 and seconds == seconds and seconds != float("inf") else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class RenderTimeEstimator:
+    """Learns how long renders take, per (model, duration), to time the first poll.
+
+    Before any task of a kind has finished, ``expect`` falls back to the median over all kinds,
+    and to None (plain backoff) before the first finish at all.
+    """
+
+    def __init__(self, window: int = 50) -> None:
+        self._window = window
+        self._by_kind: dict[tuple[str, int], list[float]] = {}
+        self._all: list[float] = []
+
+    def observe(self, model: str, duration: int, seconds: float) -> None:
+        if seconds < 0:
+            return
+        samples = self._by_kind.setdefault((model, duration), [])
+        for bucket in (samples, self._all):
+            bucket.append(seconds)
+            if len(bucket) > self._window:
+                del bucket[0]
+
+    def expect(self, model: str, duration: int) -> float | None:
+        samples = self._by_kind.get((model, duration)) or self._all
+        if not samples:
+            return None
+        ordered = sorted(samples)
+        return ordered[len(ordered) // 2]

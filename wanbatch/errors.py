@@ -8,6 +8,7 @@ for the disk), with ``raise ... from exc`` so the cause is kept.
     ├── UsageError                 bad flags or environment; nothing was sent (exit 2)
     ├── ManifestError              one or more problems in a manifest; nothing was sent (exit 2)
     ├── InsecureURLError           plain http:// to a host other than loopback (exit 2)
+    ├── ManifestChangedError       jobs edited since they were submitted; the user must choose (exit 2)
     ├── JournalError               the state journal cannot be trusted or used
     │   ├── JournalCorruptError    a damaged record before the last line (names the line)
     │   ├── JournalLockedError     another runner holds the output tree (names the holder)
@@ -93,6 +94,16 @@ class InsecureURLError(WanbatchError):
     """The key would travel over plain http:// to a host other than loopback."""
 
     exit_code = 2
+
+
+class ManifestChangedError(WanbatchError):
+    """Jobs whose fields changed since they were submitted: neither reused nor resubmitted silently."""
+
+    exit_code = 2
+
+    def __init__(self, job_ids: Sequence[str], message: str) -> None:
+        self.job_ids = tuple(job_ids)
+        super().__init__(message)
 
 
 class JournalError(WanbatchError):

@@ -1,1 +1,298 @@
-"""(being built)"""
+"""The resumable state journal: append, fsync, replay, and the one-runner lock.
+
+``<output>/.wanbatch/journal.jsonl`` is append-only JSON Lines, one record a line. Each line ends
+with a CRC-32 of the rest (``"crc":"xxxxxxxx"``) so that a flipped byte is caught, not guessed at.
+A run writes a ``run`` record first (the API base URL, pid, host, version); every other record is
+a ``JobEvent``. Replay folds the job events through ``lifecycle.apply``.
+
+- A torn last line (no newline: the machine died mid-write) is cut off when the journal is
+  opened for writing, and ignored when it is only read.
+- Any other damaged line is refused with its line number (``JournalCorruptError``).
+- Appends are buffered and written together (group commit); ``durable=True`` returns only after
+  the line is written and fsynced. A failed write or fsync breaks the journal for good: every later
+  append raises ``JournalWriteError``, so the run stops and nothing further is sent.
+- ``<output>/.wanbatch/lock`` is held with ``flock`` for the life of a run (the kernel frees it if the
+  process dies), and names its holder for whoever finds it taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from wanbatch import __version__
+from wanbatch.errors import (
+    JournalCorruptError,
+    JournalLockedError,
+    JournalMismatchError,
+    JournalWriteError,
+)
+from wanbatch.lifecycle import IllegalTransition, apply
+from wanbatch.models import STATE_DIR_NAME, EventKind, JobEvent, JobRecord
+
+JOURNAL_NAME = "journal.jsonl"
+LOCK_NAME = "lock"
+FORMAT_VERSION = 1
+_EVENT_FIELDS = (
+    "idempotency_key",
+    "fingerprint",
+    "task_id",
+    "video_url",
+    "reason",
+    "code",
+    "path",
+    "size",
+    "sha256",
+)
+_CRC_SUFFIX_LEN = len(',"crc":"00000000"}')
+
+
+def state_dir(output_dir: Path) -> Path:
+    return output_dir / STATE_DIR_NAME
+
+
+def journal_path(output_dir: Path) -> Path:
+    return state_dir(output_dir) / JOURNAL_NAME
+
+
+# --- encoding -------------------------------------------------------------------------------
+
+
+def _seal(record: dict[str, Any]) -> bytes:
+    body = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    crc = zlib.crc32(body.encode("utf-8")) & 0xFFFFFFFF
+    return f'{body[:-1]},"crc":"{crc:08x}"}}\n'.encode()
+
+
+def encode_event(event: JobEvent) -> bytes:
+    record: dict[str, Any] = {"v": FORMAT_VERSION, "at": round(event.at, 3), "ev": str(event.kind)}
+    record["job"] = event.job_id
+    for name in _EVENT_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            record[name] = value
+    return _seal(record)
+
+
+def encode_run_header(base_url: str, manifest: str) -> bytes:
+    return _seal(
+        {
+            "v": FORMAT_VERSION,
+            "at": round(time.time(), 3),
+            "ev": "run",
+            "base_url": base_url,
+            "manifest": manifest,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "version": __version__,
+        }
+    )
+
+
+def _unseal(line: str) -> dict[str, Any]:
+    """Parse one line and check its CRC; raises ValueError with a short reason."""
+    if len(line) < _CRC_SUFFIX_LEN or not line.endswith('"}'):
+        raise ValueError("not a sealed record")
+    suffix = line[-_CRC_SUFFIX_LEN:]
+    if not suffix.startswith(',"crc":"'):
+        raise ValueError("no checksum")
+    body = line[:-_CRC_SUFFIX_LEN] + "}"
+    try:
+        expected = int(suffix[8:16], 16)
+    except ValueError:
+        raise ValueError("bad checksum field") from None
+    if zlib.crc32(body.encode("utf-8")) & 0xFFFFFFFF != expected:
+        raise ValueError("checksum mismatch")
+    value = json.loads(body)
+    if not isinstance(value, dict):
+        raise ValueError("not an object")
+    return value
+
+
+def _decode_event(record: dict[str, Any]) -> JobEvent:
+    kind = EventKind(record["ev"])
+    values = {name: record.get(name) for name in _EVENT_FIELDS}
+    return JobEvent(kind=kind, job_id=str(record["job"]), at=float(record["at"]), **values)
+
+
+# --- replay ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Replay:
+    """What a journal says: its base URL, each job's record, and whether the tail was torn."""
+
+    base_url: str | None = None
+    records: dict[str, JobRecord] = field(default_factory=dict)
+    runs: int = 0
+    events: int = 0
+    valid_bytes: int = 0  # length of the prefix made of complete records
+    torn_tail: bool = False
+
+
+def replay_bytes(data: bytes, path: str) -> Replay:
+    """Replay journal bytes; a torn last line is dropped, other damage raises with the line."""
+    result = Replay()
+    offset = 0
+    line_number = 0
+    while offset < len(data):
+        end = data.find(b"\n", offset)
+        line_number += 1
+        if end < 0:  # no newline: the last write was cut short
+            result.torn_tail = True
+            break
+        raw = data[offset:end]
+        try:
+            record = _unseal(raw.decode("utf-8"))
+            if record.get("ev") == "run":
+                base_url = str(record["base_url"])
+                if result.base_url is None:
+                    result.base_url = base_url
+                result.runs += 1
+            else:
+                event = _decode_event(record)
+                current = result.records.get(event.job_id) or JobRecord(job_id=event.job_id)
+                result.records[event.job_id] = apply(current, event)
+                result.events += 1
+        except IllegalTransition as exc:
+            raise JournalCorruptError(path, line_number, str(exc)) from exc
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise JournalCorruptError(path, line_number, str(exc) or type(exc).__name__) from exc
+        offset = end + 1
+        result.valid_bytes = offset
+    return result
+
+
+def read_journal(output_dir: Path) -> Replay:
+    """Read a journal without locking or changing it (for ``status`` and ``plan``)."""
+    path = journal_path(output_dir)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Replay()
+    return replay_bytes(data, str(path))
+
+
+# --- the writable journal --------------------------------------------------------------------
+
+
+class Journal:
+    """An open, locked journal for one run. Use ``Journal.open(...)`` and ``close()``."""
+
+    def __init__(self, output_dir: Path, replay: Replay, fd: int, lock_fd: int) -> None:
+        self.output_dir = output_dir
+        self.path = journal_path(output_dir)
+        self.replay = replay
+        self.records: dict[str, JobRecord] = dict(replay.records)
+        self._fd = fd
+        self._lock_fd = lock_fd
+        self._buffer: list[bytes] = []
+        self._write_lock = anyio.Lock()
+        self._broken: JournalWriteError | None = None
+        self.fsync = os.fsync  # replaceable by fault-injection tests
+
+    @classmethod
+    def open(cls, output_dir: Path, *, base_url: str, manifest: str) -> Journal:
+        """Lock the output tree, replay the journal, cut a torn tail, write a ``run`` record."""
+        directory = state_dir(output_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = _acquire_lock(directory / LOCK_NAME)
+        try:
+            path = directory / JOURNAL_NAME
+            data = path.read_bytes() if path.exists() else b""
+            replay = replay_bytes(data, str(path))
+            if replay.base_url is not None and replay.base_url != base_url:
+                raise JournalMismatchError(
+                    f"{path} was written against {replay.base_url}, not {base_url}. "
+                    "Resuming against another API would lose track of the tasks already paid "
+                    f"for. Use --base-url {replay.base_url}, or a different --output folder."
+                )
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            if replay.torn_tail:
+                os.ftruncate(fd, replay.valid_bytes)
+            journal = cls(output_dir, replay, fd, lock_fd)
+            journal._write_now(encode_run_header(base_url, manifest))
+            return journal
+        except BaseException:
+            os.close(lock_fd)
+            raise
+
+    def record(self, job_id: str) -> JobRecord:
+        return self.records.get(job_id) or JobRecord(job_id=job_id)
+
+    async def append(self, event: JobEvent, *, durable: bool = True) -> JobRecord:
+        """Apply ``event`` and journal it; with ``durable``, return once it is fsynced."""
+        if self._broken is not None:
+            raise self._broken
+        new = apply(self.record(event.job_id), event)
+        self._buffer.append(encode_event(event))
+        self.records[event.job_id] = new
+        if durable:
+            await self.flush()
+        return new
+
+    async def flush(self) -> None:
+        """Write and fsync every buffered line (lines buffered meanwhile ride along)."""
+        async with self._write_lock:
+            if self._broken is not None:
+                raise self._broken
+            if not self._buffer:
+                return
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            await anyio.to_thread.run_sync(self._write_now, data)
+
+    def _write_now(self, data: bytes) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            self.fsync(self._fd)
+        except OSError as exc:
+            self._broken = JournalWriteError(
+                f"cannot write the journal {self.path}: {exc.strerror or exc}. "
+                "The run stopped so that no task goes unrecorded; free the disk and rerun."
+            )
+            raise self._broken from exc
+
+    def close(self) -> None:
+        """Write what is buffered (best effort) and release the file and the lock."""
+        try:
+            if self._buffer and self._broken is None:
+                data = b"".join(self._buffer)
+                self._buffer.clear()
+                with contextlib.suppress(Exception):
+                    self._write_now(data)
+        finally:
+            os.close(self._fd)
+            os.close(self._lock_fd)
+
+
+def _acquire_lock(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = ""
+        with contextlib.suppress(OSError):
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        os.close(fd)
+        raise JournalLockedError(str(path.parent.parent), holder or "unknown holder") from None
+    holder = (
+        f"pid {os.getpid()} on {socket.gethostname()} since "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())}"
+    )
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, holder.encode(), 0)
+    return fd

@@ -147,3 +147,87 @@ class JobState(enum.StrEnum):
     @property
     def is_terminal(self) -> bool:
         return self in (JobState.DOWNLOADED, JobState.FAILED)
+
+
+class EventKind(enum.StrEnum):
+    """Kinds of journal records about one job. ``lifecycle.apply`` gives each its meaning."""
+
+    INTENT = "intent"  # a create is about to be sent (idempotency key, fingerprint, attempt)
+    NOT_CREATED = "not_created"  # the server refused the create (401/402/429): nothing was made
+    CREATED = "created"  # the server answered with a task id
+    RUNNING = "running"  # the server said it is rendering
+    SUCCEEDED = "succeeded"  # rendered; carries the video URL (refreshed URLs repeat it)
+    FAILED = "failed"  # rejected (400) or failed generation; carries the reason
+    DOWNLOADED = "downloaded"  # the video is in place (path, size, sha256)
+    REQUEUED = "requeued"  # `wanbatch retry` or --resubmit-changed: render it anew
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One journal record about one job. Optional fields are set by the kinds that use them."""
+
+    kind: EventKind
+    job_id: str
+    at: float  # wall-clock seconds since the epoch
+    idempotency_key: str | None = None
+    fingerprint: str | None = None
+    task_id: str | None = None
+    video_url: str | None = None
+    reason: str | None = None
+    code: str | None = None
+    path: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job's state as the journal tells it: the fold of its events through ``apply``."""
+
+    job_id: str
+    state: JobState = JobState.PLANNED
+    attempt: int = 0  # how many times it was (re)queued; part of the idempotency key
+    idempotency_key: str | None = None
+    fingerprint: str | None = None
+    task_id: str | None = None
+    video_url: str | None = None
+    reason: str | None = None
+    code: str | None = None
+    path: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    intents: int = 0  # intents recorded for the current attempt; >1 means a resubmission
+    submitted_at: float | None = None
+    finished_at: float | None = None
+
+
+class TaskStatus(enum.StrEnum):
+    """A provider's task status, normalised by its adapter."""
+
+    PENDING = "pending"  # accepted, not yet seen rendering (queued, submitted, ...)
+    RUNNING = "running"  # any other status that is not final
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """What the provider says about one task, in wanbatch's words."""
+
+    task_id: str
+    status: TaskStatus
+    raw_status: str = ""
+    video_url: str | None = None
+    error_message: str | None = None
+    error_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VideoChunkHeader:
+    """The head of a video response: what the body will be."""
+
+    status: int
+    content_length: int | None  # bytes in this body
+    range_start: int | None  # for 206: where the body starts in the file
+    total_length: int | None  # the whole file's size, when known
+    etag: str | None

@@ -1,0 +1,50 @@
+"""Request pacing, the host gate and adaptive concurrency, on a fake clock."""
+
+from __future__ import annotations
+
+from wanbatch.ratelimit import AdaptiveLimit, HostGate, RequestPacer
+
+
+def test_pacer_allows_burst_then_spaces() -> None:
+    """Two tokens go at once, the third waits 1/rate."""
+    pacer = RequestPacer(rate=4.0, burst=2.0)
+    now = 100.0
+    for _ in range(2):
+        assert pacer.wait_time(now) == 0.0
+        pacer.take(now)
+    assert pacer.wait_time(now) == 0.25
+    assert pacer.wait_time(now + 0.25) == 0.0
+
+
+def test_pacer_rate_over_a_long_run() -> None:
+    """Taking tokens as soon as allowed gives `rate` requests a second on average."""
+    pacer = RequestPacer(rate=10.0, burst=1.0)
+    now, sent = 0.0, 0
+    while now < 10.0:
+        wait = pacer.wait_time(now)
+        if wait:
+            now += wait
+            continue
+        pacer.take(now)
+        sent += 1
+    assert 99 <= sent <= 101
+
+
+def test_gate_keeps_the_latest_block() -> None:
+    """A shorter Retry-After never shortens a longer one already in force."""
+    gate = HostGate()
+    gate.block_for(10.0, now=0.0)
+    gate.block_for(2.0, now=1.0)
+    assert gate.delay(5.0) == 5.0
+    assert gate.delay(11.0) == 0.0
+
+
+def test_adaptive_limit_halves_and_regrows_to_ceiling() -> None:
+    """429s halve the limit; successes grow it back one at a time, never past the ceiling."""
+    limit = AdaptiveLimit(ceiling=8, grow_after=2)
+    limit.on_throttled()
+    limit.on_throttled()
+    assert limit.current == 2
+    for _ in range(100):
+        limit.on_success()
+    assert limit.current == 8
