@@ -23,7 +23,10 @@ def test_backoff_grows_and_caps() -> None:
     assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
 
 
-@given(st.integers(min_value=-5, max_value=10**9), st.floats(min_value=0, max_value=1, exclude_max=True))
+@given(
+    st.integers(min_value=-5, max_value=10**9),
+    st.floats(min_value=0, max_value=1, exclude_max=True),
+)
 def test_backoff_never_overflows(attempt: int, draw: float) -> None:
     """Any attempt number gives a finite delay within [0, cap]."""
     delay = compute_backoff(attempt, base=0.5, cap=30.0, random=lambda: draw)

@@ -1,0 +1,170 @@
+"""The journal: records on disk, replay, torn tails, corruption, the lock and write failures."""
+
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from wanbatch.errors import (
+    JournalCorruptError,
+    JournalLockedError,
+    JournalMismatchError,
+    JournalWriteError,
+)
+from wanbatch.journal import Journal, journal_path, read_journal, replay_bytes
+from wanbatch.models import EventKind, JobEvent, JobState
+
+BASE = "http://127.0.0.1:9/v1"
+
+
+def ev(kind: EventKind, job: str = "a", **fields: object) -> JobEvent:
+    return JobEvent(kind=kind, job_id=job, at=1.5, **fields)  # type: ignore[arg-type]
+
+
+def write_sample(tmp_path: Path) -> bytes:
+    async def go() -> None:
+        journal = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+        try:
+            await journal.append(ev(EventKind.INTENT, idempotency_key="k1", fingerprint="f"))
+            await journal.append(ev(EventKind.CREATED, task_id="gen_1"))
+            await journal.append(ev(EventKind.INTENT, job="b", idempotency_key="k2"))
+            await journal.append(ev(EventKind.SUCCEEDED, video_url="https://cdn/v.mp4"))
+            await journal.append(ev(EventKind.DOWNLOADED, path="a.mp4", size=3, sha256="00"))
+        finally:
+            journal.close()
+
+    anyio.run(go)
+    return journal_path(tmp_path).read_bytes()
+
+
+def test_records_are_json_lines_with_checksums(tmp_path: Path) -> None:
+    """Every line is a JSON object with ev, job and crc; the first names the base URL."""
+    lines = write_sample(tmp_path).decode().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records[0]["ev"] == "run" and records[0]["base_url"] == BASE
+    assert [r["ev"] for r in records[1:]] == [
+        "intent",
+        "created",
+        "intent",
+        "succeeded",
+        "downloaded",
+    ]
+    assert all(len(r["crc"]) == 8 for r in records)
+    assert records[2]["task_id"] == "gen_1"
+
+
+def test_replay_gives_each_jobs_state(tmp_path: Path) -> None:
+    """Replaying the sample gives a downloaded job and one whose create outcome is unknown."""
+    write_sample(tmp_path)
+    replay = read_journal(tmp_path)
+    assert replay.records["a"].state is JobState.DOWNLOADED
+    assert replay.records["b"].state is JobState.SUBMITTING
+    assert replay.base_url == BASE
+
+
+def test_truncated_at_every_offset_loads_the_complete_prefix(tmp_path: Path) -> None:
+    """Cut at any byte, the journal replays as the records before the cut."""
+    data = write_sample(tmp_path)
+    ends = [i + 1 for i, byte in enumerate(data) if byte == ord("\n")]
+    for cut in range(len(data) + 1):
+        replay = replay_bytes(data[:cut], "j")
+        complete = sum(1 for end in ends if end <= cut)
+        assert replay.events == max(0, complete - 1)  # the first record is the run header
+        assert replay.torn_tail == (cut not in ends and cut != 0)
+
+
+def test_torn_tail_is_cut_on_open(tmp_path: Path) -> None:
+    """Opening for a run removes a torn last line, and appends after it replay cleanly."""
+    data = write_sample(tmp_path)
+    journal_path(tmp_path).write_bytes(data + b'{"v":1,"at":2,"ev":"cre')
+
+    async def go() -> None:
+        journal = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+        try:
+            await journal.append(ev(EventKind.CREATED, job="b", task_id="gen_2"))
+        finally:
+            journal.close()
+
+    anyio.run(go)
+    replay = read_journal(tmp_path)
+    assert replay.records["b"].task_id == "gen_2" and not replay.torn_tail
+
+
+def test_flipped_byte_is_refused_with_its_line(tmp_path: Path) -> None:
+    """A byte changed inside the third line is caught by its checksum and named."""
+    data = bytearray(write_sample(tmp_path))
+    third = data.index(b"gen_1")
+    data[third + 4] = ord("9")
+    journal_path(tmp_path).write_bytes(bytes(data))
+    with pytest.raises(JournalCorruptError) as caught:
+        read_journal(tmp_path)
+    assert caught.value.line == 3
+    assert "line 3" in str(caught.value)
+
+
+def test_other_base_url_is_refused(tmp_path: Path) -> None:
+    """Resuming against another API is refused and the message names both URLs."""
+    write_sample(tmp_path)
+    with pytest.raises(JournalMismatchError) as caught:
+        Journal.open(tmp_path, base_url="https://api.example.com/v1", manifest="m.yaml")
+    assert BASE in str(caught.value) and "api.example.com" in str(caught.value)
+
+
+def test_second_runner_is_refused_and_told_the_holder(tmp_path: Path) -> None:
+    """While one journal is open, a second open fails and names the holder's pid."""
+    first = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+    try:
+        with pytest.raises(JournalLockedError) as caught:
+            Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+        assert "pid" in caught.value.holder
+    finally:
+        first.close()
+    Journal.open(tmp_path, base_url=BASE, manifest="m.yaml").close()
+
+
+def test_lock_is_freed_when_the_holder_is_killed(tmp_path: Path) -> None:
+    """A holder killed with SIGKILL leaves the lock free for the next runner."""
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from wanbatch.journal import Journal\n"
+        f"Journal.open(Path({str(tmp_path)!r}), base_url={BASE!r}, manifest='m')\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "locked"
+        with pytest.raises(JournalLockedError) as caught:
+            Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+        assert f"pid {child.pid}" in caught.value.holder
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    Journal.open(tmp_path, base_url=BASE, manifest="m.yaml").close()
+
+
+def test_fsync_failure_breaks_the_journal_for_good(tmp_path: Path) -> None:
+    """An EIO from fsync raises JournalWriteError, and every later append raises too."""
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    async def go() -> None:
+        journal = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+        journal.fsync = broken_fsync
+        try:
+            with pytest.raises(JournalWriteError, match="Input/output error"):
+                await journal.append(ev(EventKind.INTENT, idempotency_key="k"))
+            with pytest.raises(JournalWriteError):
+                await journal.append(ev(EventKind.INTENT, job="z", idempotency_key="k"))
+        finally:
+            journal.close()
+
+    anyio.run(go)

@@ -1,0 +1,88 @@
+"""Logging, configured once at the entry point.
+
+Every event goes as one JSON line to ``<output>/.wanbatch/log.jsonl`` and, unless quiet, as a
+readable line to the console (stderr). With ``--json-logs`` the console gets the JSON lines too.
+Modules call ``structlog.get_logger()`` and log stable dotted event names with fields.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+_HIDDEN_ON_CONSOLE = {"timestamp", "level", "event", "logger"}
+
+
+class TeeLogger:
+    """A structlog logger that writes each event to a JSON file and to the console."""
+
+    def __init__(
+        self, file: TextIO | None, console: TextIO, console_level: int, json_console: bool
+    ):
+        self._file = file
+        self._console = console
+        self._console_level = console_level
+        self._json_console = json_console
+
+    def _emit(self, level: str, event: dict[str, Any]) -> None:
+        line = json.dumps(event, default=str, ensure_ascii=False)
+        if self._file is not None:
+            self._file.write(line + "\n")
+            self._file.flush()
+        if _LEVELS.get(level, 20) < self._console_level:
+            return
+        if self._json_console:
+            self._console.write(line + "\n")
+            return
+        fields = " ".join(
+            f"{key}={value}" for key, value in event.items() if key not in _HIDDEN_ON_CONSOLE
+        )
+        stamp = time.strftime("%H:%M:%S")
+        marker = {"warning": "!", "error": "x", "critical": "x"}.get(level, " ")
+        self._console.write(f"{stamp} {marker} {event.get('event', '')} {fields}".rstrip() + "\n")
+
+    def __getattr__(self, level: str) -> Any:
+        def method(**event: Any) -> None:
+            self._emit(level, event)
+
+        return method
+
+
+def configure(
+    log_path: Path | None,
+    *,
+    verbosity: int = 0,
+    json_console: bool = False,
+    console: TextIO | None = None,
+) -> TextIO | None:
+    """Route structlog to ``log_path`` and the console; returns the open file (close it at exit).
+
+    ``verbosity``: -1 quiet (errors only), 0 warnings and milestones, 1 info, 2 debug.
+    """
+    handle: TextIO | None = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - lives for the whole run
+    level = {-1: 40, 0: 30, 1: 20}.get(verbosity, 10)
+    logger = TeeLogger(handle, console or sys.stderr, level, json_console)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _as_kwargs,
+        ],
+        logger_factory=lambda *args: logger,
+        cache_logger_on_first_use=False,
+    )
+    return handle
+
+
+def _as_kwargs(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    return event
