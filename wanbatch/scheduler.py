@@ -22,6 +22,7 @@ is created again with the same ``Idempotency-Key`` and reported as a possible du
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import heapq
 import os
@@ -520,14 +521,20 @@ class Runner:
     def _sidecar(
         self, job: JobSpec, record: JobRecord, size: int, sha256: str
     ) -> dict[str, object]:
+        render_seconds = (
+            round(record.finished_at - record.submitted_at, 3)
+            if record.finished_at is not None and record.submitted_at is not None
+            else None
+        )
         return {
             "id": job.id,
             "fields": job.fields(),
             "task_id": record.task_id,
             "idempotency_key": record.idempotency_key,
-            "submitted_at": record.submitted_at,
-            "rendered_at": record.finished_at,
-            "downloaded_at": round(self.timing.wall(), 3),
+            "submitted_at": _iso(record.submitted_at),
+            "rendered_at": _iso(record.finished_at),
+            "downloaded_at": _iso(self.timing.wall()),
+            "render_seconds": render_seconds,
             "size": size,
             "sha256": sha256,
             "manifest": self.manifest.name,
@@ -705,3 +712,10 @@ class Runner:
                     shield.deadline = min(shield.deadline, deadline)
                 if self._main_scope is not None:
                     self._main_scope.cancel()
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds")
