@@ -1,52 +1,262 @@
-"""Command line: argv -> settings -> the command -> an exit code. Thin on purpose.
+"""Command line: argv -> options -> the command -> an exit code. Thin on purpose.
 
-``main(argv) -> int`` is what the tests call; ``entrypoint()`` is the console script.
+``main(argv) -> int`` is what the tests call; ``entrypoint()`` is the console script. Every
+wanbatch error is printed as one clear message (no traceback) and mapped to its exit code.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
-from wanbatch import __version__
+from wanbatch import __version__, app
 from wanbatch.errors import WanbatchError
+from wanbatch.models import Manifest
+
+EPILOG = """exit codes: 0 all rendered; 1 some jobs failed for good; 2 usage or manifest error
+(nothing sent); 3 key rejected; 4 credits ran out; 5 stopped with work left; 130 interrupted.
+Rerunning any command is safe: `wanbatch run` resumes from the journal."""
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("common options")
+    group.add_argument("--base-url", metavar="URL", help="API base URL (env WAN_API_BASE_URL)")
+    group.add_argument("--output", metavar="DIR", help="output folder (manifest: output.dir)")
+    group.add_argument(
+        "--concurrency", type=_positive_int, metavar="N", help="tasks in flight at most"
+    )
+    group.add_argument(
+        "--rps", type=_positive_float, metavar="X", help="API requests per second at most"
+    )
+    group.add_argument("--model", help="default model for jobs that name none (bare CSVs)")
+    group.add_argument(
+        "--duration", type=_positive_int, metavar="S", help="default seconds of video"
+    )
+    group.add_argument("--aspect-ratio", metavar="W:H", help="default aspect ratio")
+    group.add_argument("--json-logs", action="store_true", help="log JSON lines to the console too")
+    group.add_argument("-v", "--verbose", action="count", default=0, help="more console detail")
+    group.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    return common
+
+
+def _run_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("run options")
+    group.add_argument(
+        "--simulate", action="store_true", help="use the built-in simulator: no key, no network"
+    )
+    group.add_argument(
+        "--resubmit-changed",
+        action="store_true",
+        help="render jobs edited since they were submitted anew (costs credits)",
+    )
+    group.add_argument(
+        "--keep-changed", action="store_true", help="keep what edited jobs already rendered"
+    )
+    group.add_argument(
+        "--poll-interval",
+        type=_positive_float,
+        metavar="S",
+        help="first poll after S seconds (default: learned)",
+    )
+    group.add_argument(
+        "--job-deadline",
+        type=_positive_float,
+        metavar="S",
+        help="a job not rendered S seconds after submission is stalled",
+    )
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow the key over plain http:// to a non-loopback host",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wanbatch",
-        description="Render large batches of Wan videos. Rerunning any command is safe.",
+        description="Render large batches of Wan videos: resumable, rate-limited, nothing paid twice.",
+        epilog=EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"wanbatch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _common()
+
+    run = sub.add_parser("run", parents=[common], help="render every job; running it again resumes")
+    run.add_argument("manifest")
+    _run_flags(run)
 
     validate = sub.add_parser(
-        "validate", help="parse and expand a manifest, print the jobs, seconds and credits"
+        "validate",
+        parents=[common],
+        help="check a manifest and print its jobs, seconds and credits; sends nothing",
     )
     validate.add_argument("manifest")
+    validate.add_argument("--json", action="store_true", help="print the plan as JSON")
+    validate.add_argument("--list", action="store_true", help="print every expanded job")
 
-    sub.add_parser("run", help="render every job; running it again resumes")
-    sub.add_parser("status", help="each job's state from the journal; sends nothing")
-    sub.add_parser("retry", help="resubmit the jobs that failed (costs credits; asks first)")
-    sub.add_parser("plan", help="the manifest against the journal, and the cost of the rest")
-    sub.add_parser("report", help="write report.html (a gallery) and retry.yaml")
-    sub.add_parser("sim", help="serve the built-in Wan API simulator on a port")
+    status = sub.add_parser(
+        "status", parents=[common], help="each job's state from the journal; sends nothing"
+    )
+    status.add_argument("manifest")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    retry = sub.add_parser(
+        "retry", parents=[common], help="resubmit the jobs that failed (costs credits; asks first)"
+    )
+    retry.add_argument("manifest")
+    retry.add_argument("--yes", action="store_true", help="do not ask")
+    _run_flags(retry)
+
+    plan = sub.add_parser(
+        "plan",
+        parents=[common],
+        help="the manifest against the journal, and the cost of the rest (not built yet)",
+    )
+    plan.add_argument("manifest")
+    report = sub.add_parser(
+        "report", parents=[common], help="write report.html and retry.yaml (not built yet)"
+    )
+    report.add_argument("manifest")
+
+    sub.add_parser(
+        "sim",
+        add_help=False,
+        help="serve the built-in Wan API simulator on a port (`wanbatch sim --help`)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["sim"]:
+        from wanbatch.simulator.cli import main as sim_main
+
+        return sim_main(arguments[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
+        args = parser.parse_args(arguments)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help/--version
         return int(exc.code or 0)
     try:
-        print(f"wanbatch {args.command}: not built yet", file=sys.stderr)
-        return 2
+        return _dispatch(args)
     except WanbatchError as exc:
         print(f"wanbatch: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print("wanbatch: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    options = app.CommonOptions(
+        manifest=args.manifest,
+        base_url=args.base_url,
+        output=args.output,
+        concurrency=args.concurrency,
+        requests_per_second=args.rps,
+        model=args.model,
+        duration=args.duration,
+        aspect_ratio=args.aspect_ratio,
+        json_logs=args.json_logs,
+        verbosity=-1 if args.quiet else args.verbose,
+    )
+    if args.command == "validate":
+        return _validate(options, as_json=args.json, listing=args.list)
+    if args.command == "status":
+        return app.status(options, as_json=args.json)
+    if args.command in ("run", "retry"):
+        flags = app.RunFlags(
+            simulate=args.simulate,
+            allow_insecure_http=args.allow_insecure_http,
+            resubmit_changed=args.resubmit_changed,
+            keep_changed=args.keep_changed,
+            yes=getattr(args, "yes", False),
+            poll_interval=args.poll_interval,
+            job_deadline=args.job_deadline,
+        )
+        if args.command == "run":
+            return app.run(options, flags)
+        return app.retry(options, flags)
+    print(f"wanbatch {args.command}: not built yet", file=sys.stderr)
+    return 2
+
+
+def _validate(options: app.CommonOptions, *, as_json: bool, listing: bool) -> int:
+    manifest = app.load(options)
+    plan = describe(manifest)
+    if as_json:
+        if listing:
+            plan["jobs"] = [
+                {"id": job.id, **job.fields(), "output_path": job.output_path, "source": job.source}
+                for job in manifest.jobs
+            ]
+        print(json.dumps(plan, indent=2))
+        return 0
+    print(
+        f"{manifest.path}: {plan['jobs_count']} jobs, {plan['seconds']} s of video -> {plan['output_dir']}"
+    )
+    for (model, ratio), count in sorted(
+        Counter((j.model, j.aspect_ratio) for j in manifest.jobs).items()
+    ):
+        seconds = sum(
+            j.duration for j in manifest.jobs if (j.model, j.aspect_ratio) == (model, ratio)
+        )
+        print(f"  {model:<10} {ratio:>6}  {count:>5} jobs  {seconds:>7} s")
+    if plan["credits"] is not None:
+        print(f"  estimated credits: {plan['credits']:g}")
+    else:
+        print("  estimated credits: unknown (add `pricing:` to the manifest)")
+    if listing:
+        width = max(len(job.id) for job in manifest.jobs)
+        for job in manifest.jobs:
+            prompt = job.prompt if len(job.prompt) <= 50 else job.prompt[:47] + "..."
+            print(
+                f"  {job.id:<{width}}  {job.model:<8} {job.duration:>3}s {job.aspect_ratio:>6}  {job.output_path}  {prompt}"
+            )
+    return 0
+
+
+def describe(manifest: Manifest) -> dict[str, Any]:
+    """The plan `validate` prints: counts, seconds, breakdown and the credits estimate."""
+    breakdown: dict[str, dict[str, int]] = {}
+    for job in manifest.jobs:
+        entry = breakdown.setdefault(f"{job.model} {job.aspect_ratio}", {"jobs": 0, "seconds": 0})
+        entry["jobs"] += 1
+        entry["seconds"] += job.duration
+    return {
+        "manifest": str(manifest.path),
+        "name": manifest.name,
+        "jobs_count": len(manifest.jobs),
+        "seconds": manifest.total_seconds,
+        "by_model_and_aspect_ratio": breakdown,
+        "credits": manifest.estimate_credits(),
+        "output_dir": str(manifest.output_dir),
+    }
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
 
 
 def entrypoint() -> None:

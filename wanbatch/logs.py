@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -84,5 +85,6 @@ def configure(
     return handle
 
 
-def _as_kwargs(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _as_kwargs(logger: Any, method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    """The last processor: hand the event on as keyword arguments to ``TeeLogger``."""
     return event

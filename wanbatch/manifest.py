@@ -1,1 +1,762 @@
-"""(being built)"""
+"""Manifest text (YAML or CSV) -> a validated ``Manifest`` with every job expanded. Pure.
+
+The schema lives here and only here. Every problem found is collected in one pass and raised as
+one ``ManifestError``; each names the file, the line (YAML) or row (CSV) and the dotted key, and
+an unknown key gets a did-you-mean. Nothing here touches the network; the only I/O is reading
+the manifest and the file named by ``jobs_from``.
+
+Job ids: a job's ``id`` if given; otherwise a slug of the prompt's first words plus ``-`` and
+the first 6 hex digits of the sha256 of the job's normalised fields (model, prompt, duration,
+aspect_ratio, image, extra), so the same manifest yields the same ids everywhere. A matrix
+appends one readable suffix per axis that has more than one value: ``-9x16``, ``-wan-2-1``,
+``-8s``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import io
+import itertools
+import os
+import re
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from wanbatch.errors import ManifestError, ManifestProblem
+from wanbatch.models import (
+    DEFAULT_ASPECT_RATIO,
+    DEFAULT_DURATION,
+    DEFAULT_KEY_ENV,
+    DEFAULT_MODEL,
+    DEFAULT_OUTPUT_ROOT,
+    DEFAULT_PATH_TEMPLATE,
+    KNOWN_MODELS,
+    MAX_DURATION,
+    MAX_JOB_ID_LENGTH,
+    PATH_TEMPLATE_FIELDS,
+    ApiSettings,
+    JobSpec,
+    Limits,
+    Manifest,
+    fingerprint_of,
+)
+
+TOP_KEYS = ("name", "api", "pricing", "defaults", "limits", "output", "matrix", "jobs_from", "jobs")
+API_KEYS = ("base_url", "key_env", "models")
+JOB_FIELDS = ("prompt", "model", "duration", "aspect_ratio", "image", "extra")
+JOB_KEYS = ("id", *JOB_FIELDS)
+DEFAULT_KEYS = JOB_FIELDS
+LIMIT_KEYS = ("concurrency", "requests_per_second", "downloads", "job_deadline_seconds")
+OUTPUT_KEYS = ("dir", "path")
+MATRIX_KEYS = ("model", "duration", "aspect_ratio")
+CSV_COLUMNS = ("id", "prompt", "model", "duration", "aspect_ratio", "image")
+_ID_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+_RATIO_RE = re.compile(r"^([1-9][0-9]{0,4}):([1-9][0-9]{0,4})$")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SLUG_WORDS = 6
+_SLUG_CHARS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Values from the command line; they win over the manifest (a job's own fields still win)."""
+
+    model: str | None = None
+    duration: int | None = None
+    aspect_ratio: str | None = None
+    output_dir: str | None = None  # relative to the working directory, like any flag
+    concurrency: int | None = None
+    requests_per_second: float | None = None
+
+
+@dataclass(slots=True)
+class _Problems:
+    """Collects problems with their locations."""
+
+    file: str
+    lines: dict[str, int] = field(default_factory=dict)  # dotted key -> line (YAML)
+    rows: bool = False  # locations are CSV rows
+    found: list[ManifestProblem] = field(default_factory=list)
+    inner: list[_Problems] = field(default_factory=list)  # files named by jobs_from
+
+    def all(self) -> list[ManifestProblem]:
+        return [*self.found, *(problem for other in self.inner for problem in other.found)]
+
+    def where(self, key: str) -> str:
+        probe = key
+        while probe:
+            if probe in self.lines:
+                return f"{'row' if self.rows else 'line'} {self.lines[probe]}"
+            probe = probe.rpartition(".")[0] if "." in probe else probe.rpartition("[")[0]
+        return ""
+
+    def add(self, key: str, message: str, *, location: str | None = None) -> None:
+        where = self.where(key) if location is None else location
+        self.found.append(ManifestProblem(self.file, where, key, message))
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _read_text(path: Path, problems: _Problems, key: str = "") -> str | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        problems.add(key, f"file not found: {path}")
+        return None
+    except OSError as exc:
+        problems.add(key, f"cannot read {path}: {exc.strerror or exc}")
+        return None
+    if b"\x00" in data:
+        problems.add(key, f"{path.name} is a binary file, not a YAML or CSV manifest")
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        problems.add(key, f"{path.name} is not UTF-8 text (bad byte at offset {exc.start})")
+        return None
+    return text
+
+
+def _load_yaml(text: str, problems: _Problems, prefix: str = "") -> Any:
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            value = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        location = f"line {mark.line + 1}" if mark is not None else ""
+        problems.add(prefix, f"YAML syntax: {exc.problem or exc}", location=location)
+        return None
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
+        problems.add(prefix, f"YAML cannot be read: {exc}")
+        return None
+    if node is not None:
+        _record_lines(node, prefix, problems)
+    return value
+
+
+def _record_lines(node: yaml.Node, path: str, problems: _Problems) -> None:
+    """Remember the line of every key and list item; flag duplicate keys."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            child = f"{path}.{key}" if path else key
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                problems.add(child, "duplicate key", location=f"line {line}")
+            seen.add(key)
+            problems.lines.setdefault(child, line)
+            _record_lines(value_node, child, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = f"{path}[{index}]"
+            problems.lines.setdefault(child, item.start_mark.line + 1)
+            _record_lines(item, child, problems)
+
+
+def _load_csv(text: str, problems: _Problems, prefix: str) -> list[dict[str, Any]]:
+    """CSV rows as job mappings; row numbers as a spreadsheet shows them (header = row 1)."""
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        problems.add(prefix, f"CSV cannot be read: {exc}")
+        return []
+    if not rows or not any(cell.strip() for cell in rows[0]):
+        problems.add(prefix, "the CSV has no header row (it needs at least a 'prompt' column)")
+        return []
+    header = [cell.strip() for cell in rows[0]]
+    for column in header:
+        if column not in CSV_COLUMNS:
+            problems.add(
+                f"{prefix}{column}" if not prefix else f"{prefix}.{column}",
+                f"unknown column{_did_you_mean(column, CSV_COLUMNS)}",
+                location="row 1",
+            )
+    if "prompt" not in header:
+        problems.add(prefix or "prompt", "the CSV needs a 'prompt' column", location="row 1")
+    if len(set(header)) != len(header):
+        problems.add(prefix, "the CSV header names a column twice", location="row 1")
+    jobs: list[dict[str, Any]] = []
+    for number, cells in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in cells):
+            continue  # blank lines are not jobs
+        key = f"{prefix}[{len(jobs)}]" if prefix else f"jobs[{len(jobs)}]"
+        problems.lines[key] = number
+        if len(cells) > len(header):
+            problems.add(key, f"{len(cells)} cells but the header has {len(header)} columns")
+        job: dict[str, Any] = {}
+        for column, cell in zip(header, cells, strict=False):
+            if column in CSV_COLUMNS and cell.strip() != "":
+                job[column] = cell.strip() if column != "prompt" else cell
+        if "duration" in job:
+            job["duration"] = _int_from_text(job["duration"])
+        jobs.append(job)
+    return jobs
+
+
+def _int_from_text(text: str) -> Any:
+    stripped = text.strip()
+    if re.fullmatch(r"[+-]?[0-9]+", stripped):
+        return int(stripped)
+    return text
+
+
+# --- the schema --------------------------------------------------------------------------------
+
+
+def _did_you_mean(key: str, allowed: Sequence[str]) -> str:
+    match = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if match:
+        return f"; did you mean '{match[0]}'?"
+    return f"; known keys: {', '.join(allowed)}"
+
+
+def _check_keys(
+    value: Mapping[Any, Any], allowed: Sequence[str], path: str, problems: _Problems
+) -> None:
+    for key in value:
+        if not isinstance(key, str) or key not in allowed:
+            name = str(key)
+            problems.add(
+                f"{path}.{name}" if path else name, f"unknown key{_did_you_mean(name, allowed)}"
+            )
+
+
+def _mapping(value: Any, path: str, problems: _Problems) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.add(path, f"must be a mapping of keys to values, not {_kind(value)}")
+        return {}
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        str: "text",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
+
+
+def _positive_int(
+    value: Any, path: str, problems: _Problems, *, maximum: int | None = None
+) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.add(path, f"must be a whole number, not {_kind(value)} {value!r}")
+        return None
+    if value <= 0:
+        problems.add(path, f"must be positive, not {value}")
+        return None
+    if maximum is not None and value > maximum:
+        problems.add(path, f"must be at most {maximum}, not {value}")
+        return None
+    return value
+
+
+def _positive_number(value: Any, path: str, problems: _Problems) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        problems.add(path, f"must be a number, not {_kind(value)} {value!r}")
+        return None
+    if value <= 0 or value == float("inf"):
+        problems.add(path, f"must be a positive finite number, not {value}")
+        return None
+    return float(value)
+
+
+def _text(value: Any, path: str, problems: _Problems) -> str | None:
+    if not isinstance(value, str):
+        problems.add(path, f"must be text, not {_kind(value)}")
+        return None
+    return value
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def load_manifest(path: str | os.PathLike[str], overrides: Overrides | None = None) -> Manifest:
+    """Read, validate and expand a manifest; raises one ``ManifestError`` listing every problem."""
+    overrides = overrides or Overrides()
+    manifest_path = Path(path)
+    problems = _Problems(file=str(path))
+    suffix = manifest_path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".csv"):
+        problems.add("", "a manifest is a .yaml, .yml or .csv file")
+        raise ManifestError(problems.found)
+    text = _read_text(manifest_path, problems)
+    if text is None:
+        raise ManifestError(problems.found)
+    folder = manifest_path.resolve().parent
+    if suffix == ".csv":
+        problems.rows = True
+        raw: dict[str, Any] = {"jobs": _load_csv(text, problems, "")}
+    else:
+        loaded = _load_yaml(text, problems)
+        if problems.found:
+            raise ManifestError(problems.found)
+        if loaded is None:
+            problems.add("", "the manifest is empty")
+            raise ManifestError(problems.found)
+        if not isinstance(loaded, dict):
+            problems.add(
+                "",
+                f"the top level must be a mapping of keys (name, jobs, ...), not {_kind(loaded)}",
+            )
+            raise ManifestError(problems.found)
+        raw = loaded
+    manifest = _build(raw, manifest_path, folder, overrides, problems)
+    if problems.all() or manifest is None:
+        raise ManifestError(problems.all())
+    return manifest
+
+
+def _build(
+    raw: dict[str, Any],
+    manifest_path: Path,
+    folder: Path,
+    overrides: Overrides,
+    problems: _Problems,
+) -> Manifest | None:
+    _check_keys(raw, TOP_KEYS, "", problems)
+    name = raw.get("name", manifest_path.stem)
+    if not isinstance(name, str) or not name.strip():
+        problems.add("name", "must be non-empty text")
+        name = manifest_path.stem
+    elif not _ID_RE.match(name) or len(name) > MAX_JOB_ID_LENGTH:
+        problems.add("name", "may use only letters, digits, '.', '_' and '-' (it names a folder)")
+
+    api = _api(_mapping(raw.get("api"), "api", problems), problems)
+    pricing = _pricing(_mapping(raw.get("pricing"), "pricing", problems), api.models, problems)
+    limits = _limits(_mapping(raw.get("limits"), "limits", problems), overrides, problems)
+    output = _mapping(raw.get("output"), "output", problems)
+    _check_keys(output, OUTPUT_KEYS, "output", problems)
+
+    defaults = _mapping(raw.get("defaults"), "defaults", problems)
+    _check_keys(defaults, DEFAULT_KEYS, "defaults", problems)
+    base: dict[str, Any] = {
+        "model": DEFAULT_MODEL,
+        "duration": DEFAULT_DURATION,
+        "aspect_ratio": DEFAULT_ASPECT_RATIO,
+    }
+    base.update({key: value for key, value in defaults.items() if key in DEFAULT_KEYS})
+    for key in ("model", "duration", "aspect_ratio"):
+        flag = getattr(overrides, key)
+        if flag is not None:
+            base[key] = flag
+
+    matrix = _matrix(_mapping(raw.get("matrix"), "matrix", problems), problems)
+    entries = _job_entries(raw, folder, problems)
+
+    out_dir_text = output.get("dir", f"{DEFAULT_OUTPUT_ROOT}/{name}")
+    if overrides.output_dir is not None:
+        output_dir = Path(overrides.output_dir).resolve()
+    elif isinstance(out_dir_text, str) and out_dir_text.strip():
+        output_dir = (folder / out_dir_text).resolve()
+    else:
+        problems.add("output.dir", "must be a non-empty path")
+        output_dir = folder / DEFAULT_OUTPUT_ROOT / name
+    template = output.get("path", DEFAULT_PATH_TEMPLATE)
+    template_ok = _check_template(template, problems)
+
+    jobs: list[JobSpec] = []
+    sources: dict[str, str] = {}
+    paths: dict[str, str] = {}
+    for key, entry, source, where in entries:
+        for spec in _expand(entry, key, source, base, matrix, api.models, where):
+            index = len(jobs)
+            if spec.id in sources:
+                where.add(f"{key}.id", f"id '{spec.id}' is used twice (also by {sources[spec.id]})")
+                continue
+            sources[spec.id] = source
+            output_path = ""
+            if template_ok:
+                output_path = _render_path(str(template), spec, index, name, key, problems) or ""
+                if output_path and output_path in paths:
+                    problems.add(
+                        "output.path",
+                        f"jobs {paths[output_path]} and {spec.id} would both write {output_path}",
+                    )
+                paths.setdefault(output_path, spec.id)
+            jobs.append(_replace(spec, index=index, output_path=output_path))
+    if not jobs and not problems.all():
+        problems.add("jobs", "the manifest has no jobs (give `jobs:` or `jobs_from:`)")
+    if problems.all():
+        return None
+    return Manifest(
+        path=manifest_path,
+        name=name,
+        api=api,
+        limits=limits,
+        output_dir=output_dir,
+        path_template=str(template),
+        pricing=pricing,
+        jobs=tuple(jobs),
+    )
+
+
+def _replace(spec: JobSpec, **changes: Any) -> JobSpec:
+    return dataclasses.replace(spec, **changes)
+
+
+def _api(api: dict[str, Any], problems: _Problems) -> ApiSettings:
+    _check_keys(api, API_KEYS, "api", problems)
+    base_url = api.get("base_url")
+    if base_url is not None and (
+        not isinstance(base_url, str) or not re.match(r"^https?://[^/\s]+", base_url)
+    ):
+        problems.add("api.base_url", "must be an http(s) URL such as https://api.wanapi.io/v1")
+        base_url = None
+    key_env = api.get("key_env", DEFAULT_KEY_ENV)
+    if not isinstance(key_env, str) or not _ENV_RE.match(key_env):
+        problems.add("api.key_env", "must name an environment variable, such as WAN_API_KEY")
+        key_env = DEFAULT_KEY_ENV
+    models: tuple[str, ...] = KNOWN_MODELS
+    if "models" in api:
+        listed = api["models"]
+        if (
+            not isinstance(listed, list)
+            or not listed
+            or not all(isinstance(m, str) and m.strip() for m in listed)
+        ):
+            problems.add("api.models", "must be a non-empty list of model names")
+        else:
+            models = tuple(dict.fromkeys([*KNOWN_MODELS, *listed]))
+    return ApiSettings(base_url=base_url, key_env=key_env, models=models)
+
+
+def _pricing(
+    pricing: dict[str, Any], models: tuple[str, ...], problems: _Problems
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for model, price in pricing.items():
+        key = f"pricing.{model}"
+        if not isinstance(model, str) or model not in models:
+            problems.add(key, f"unknown model{_did_you_mean(str(model), models)}")
+            continue
+        if (
+            isinstance(price, bool)
+            or not isinstance(price, int | float)
+            or not price >= 0
+            or price == float("inf")
+        ):
+            problems.add(key, f"must be a number of credits per second, not {price!r}")
+            continue
+        out[model] = float(price)
+    return out
+
+
+def _limits(limits: dict[str, Any], overrides: Overrides, problems: _Problems) -> Limits:
+    _check_keys(limits, LIMIT_KEYS, "limits", problems)
+    default = Limits()
+    concurrency = default.concurrency
+    if "concurrency" in limits:
+        concurrency = (
+            _positive_int(limits["concurrency"], "limits.concurrency", problems) or concurrency
+        )
+    rps = default.requests_per_second
+    if "requests_per_second" in limits:
+        rps = (
+            _positive_number(limits["requests_per_second"], "limits.requests_per_second", problems)
+            or rps
+        )
+    downloads = default.downloads
+    if "downloads" in limits:
+        downloads = _positive_int(limits["downloads"], "limits.downloads", problems) or downloads
+    deadline = default.job_deadline_seconds
+    if "job_deadline_seconds" in limits:
+        deadline = (
+            _positive_number(
+                limits["job_deadline_seconds"], "limits.job_deadline_seconds", problems
+            )
+            or deadline
+        )
+    if overrides.concurrency is not None:
+        concurrency = overrides.concurrency
+    if overrides.requests_per_second is not None:
+        rps = overrides.requests_per_second
+    return Limits(
+        concurrency=concurrency,
+        requests_per_second=rps,
+        downloads=downloads,
+        job_deadline_seconds=deadline,
+    )
+
+
+def _matrix(matrix: dict[str, Any], problems: _Problems) -> dict[str, list[Any]]:
+    _check_keys(matrix, MATRIX_KEYS, "matrix", problems)
+    out: dict[str, list[Any]] = {}
+    for key in MATRIX_KEYS:
+        if key not in matrix:
+            continue
+        values = matrix[key]
+        if not isinstance(values, list) or not values:
+            problems.add(f"matrix.{key}", "must be a non-empty list of values")
+            continue
+        if len({repr(v) for v in values}) != len(values):
+            problems.add(f"matrix.{key}", "lists a value twice")
+            continue
+        out[key] = values
+    return out
+
+
+_Entry = tuple[str, Any, str, "_Problems"]  # dotted key, raw job, source, where its problems go
+
+
+def _job_entries(raw: dict[str, Any], folder: Path, problems: _Problems) -> list[_Entry]:
+    """Every job with its key, source and problem collector; inline jobs first."""
+    entries: list[_Entry] = []
+    jobs = raw.get("jobs")
+    if jobs is not None:
+        if not isinstance(jobs, list):
+            problems.add("jobs", f"must be a list of jobs, not {_kind(jobs)}")
+        else:
+            for index, job in enumerate(jobs):
+                key = f"jobs[{index}]"
+                entries.append(
+                    (key, job, f"{problems.file} {problems.where(key)}".strip(), problems)
+                )
+    if "jobs_from" in raw:
+        entries += _jobs_from(raw["jobs_from"], folder, problems)
+    return entries
+
+
+def _jobs_from(value: Any, folder: Path, problems: _Problems) -> list[_Entry]:
+    """Jobs from a CSV or YAML file beside the manifest; their problems name that file."""
+    if not isinstance(value, str) or not value.strip():
+        problems.add("jobs_from", "must be the path of a CSV or YAML file of jobs")
+        return []
+    path = (folder / value).resolve()
+    if path.suffix.lower() not in (".csv", ".yaml", ".yml"):
+        problems.add("jobs_from", "must name a .csv, .yaml or .yml file")
+        return []
+    display = str(Path(problems.file).parent / value)
+    inner = _Problems(file=display, rows=path.suffix.lower() == ".csv")
+    problems.inner.append(inner)
+    if not path.is_file():
+        problems.add("jobs_from", f"file not found: {display}")
+        return []
+    text = _read_text(path, inner)
+    found: list[Any] = []
+    if text is not None:
+        if inner.rows:
+            found = _load_csv(text, inner, "")
+        else:
+            loaded = _load_yaml(text, inner)
+            if (
+                isinstance(loaded, dict)
+                and set(loaded) == {"jobs"}
+                and isinstance(loaded["jobs"], list)
+            ):
+                found = loaded["jobs"]
+            elif isinstance(loaded, list):
+                inner.lines = {f"jobs{key}": line for key, line in inner.lines.items()}
+                found = loaded
+            elif not inner.found:
+                inner.add("", "must hold a list of jobs (or a mapping with only `jobs:`)")
+    return [
+        (f"jobs[{index}]", job, f"{display} {inner.where(f'jobs[{index}]')}".strip(), inner)
+        for index, job in enumerate(found)
+    ]
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+
+def _expand(
+    entry: Any,
+    key: str,
+    source: str,
+    base: dict[str, Any],
+    matrix: dict[str, list[Any]],
+    models: tuple[str, ...],
+    problems: _Problems,
+) -> list[JobSpec]:
+    """One raw job -> its validated specs, one per matrix combination."""
+    if not isinstance(entry, dict):
+        problems.add(key, f"a job must be a mapping with at least `prompt:`, not {_kind(entry)}")
+        return []
+    _check_keys(entry, JOB_KEYS, key, problems)
+    fields = dict(base)
+    if isinstance(base.get("extra"), dict) and isinstance(entry.get("extra"), dict):
+        fields["extra"] = {**base["extra"], **entry["extra"]}
+        entry = {k: v for k, v in entry.items() if k != "extra"}
+    fields.update({k: v for k, v in entry.items() if k in JOB_FIELDS})
+    if "prompt" not in fields:
+        problems.add(f"{key}.prompt", "every job needs a prompt")
+        return []
+    axes = [(axis, values) for axis, values in matrix.items() if axis not in entry]
+    given_id = entry.get("id")
+    if given_id is not None:
+        given_id = _check_id(given_id, f"{key}.id", problems)
+        if given_id is None:
+            return []
+    specs: list[JobSpec] = []
+    combos = list(itertools.product(*[values for _, values in axes])) if axes else [()]
+    for combo in combos:
+        chosen = dict(fields)
+        suffix_parts = []
+        for (axis, values), value in zip(axes, combo, strict=True):
+            chosen[axis] = value
+            if len(values) > 1:
+                suffix_parts.append(_suffix(axis, value))
+        spec = _validate_job(chosen, key, source, models, problems)
+        if spec is None:
+            continue
+        base_id = given_id or _derived_id(spec)
+        job_id = "-".join([base_id, *suffix_parts])
+        if _check_id(job_id, f"{key}.id", problems) is None:
+            continue
+        specs.append(_replace(spec, id=job_id))
+    return specs
+
+
+def _validate_job(
+    fields: dict[str, Any], key: str, source: str, models: tuple[str, ...], problems: _Problems
+) -> JobSpec | None:
+    before = len(problems.found)
+    prompt = fields.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        problems.add(f"{key}.prompt", "must be non-empty text")
+    model = fields.get("model")
+    if not isinstance(model, str) or model not in models:
+        problems.add(f"{key}.model", f"unknown model {model!r}{_did_you_mean(str(model), models)}")
+    duration = _positive_int(
+        fields.get("duration"), f"{key}.duration", problems, maximum=MAX_DURATION
+    )
+    ratio = fields.get("aspect_ratio")
+    if not isinstance(ratio, str) or not _RATIO_RE.match(ratio.strip()):
+        problems.add(f"{key}.aspect_ratio", f"must be W:H such as 16:9, not {ratio!r}")
+    image = fields.get("image")
+    if image is not None and (
+        not isinstance(image, str) or not re.match(r"^https?://[^/\s]+\S*$", image)
+    ):
+        problems.add(f"{key}.image", "must be an http(s) URL of the first frame")
+    extra = fields.get("extra", {})
+    if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+        problems.add(f"{key}.extra", "must be a mapping of request fields")
+        extra = {}
+    if len(problems.found) != before or duration is None:
+        return None
+    assert isinstance(prompt, str) and isinstance(model, str) and isinstance(ratio, str)
+    return JobSpec(
+        id="",
+        prompt=prompt,
+        model=model,
+        duration=duration,
+        aspect_ratio=ratio.strip(),
+        image=image,
+        extra=extra,
+        source=source,
+    )
+
+
+def _check_id(value: Any, key: str, problems: _Problems) -> str | None:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        problems.add(key, f"must be text, not {_kind(value)}")
+        return None
+    text = str(value)
+    if len(text) > MAX_JOB_ID_LENGTH:
+        problems.add(key, f"is {len(text)} characters; ids are at most {MAX_JOB_ID_LENGTH}")
+        return None
+    if not _ID_RE.match(text):
+        problems.add(
+            key,
+            f"{text!r}: ids use only letters, digits, '.', '_' and '-', and do not start with '.'",
+        )
+        return None
+    return text
+
+
+def _slug(prompt: str) -> str:
+    words = re.findall(r"[a-z0-9]+", prompt.lower())[:_SLUG_WORDS]
+    slug = "-".join(words)[:_SLUG_CHARS].strip("-")
+    return slug or "job"
+
+
+def _derived_id(spec: JobSpec) -> str:
+    return f"{_slug(spec.prompt)}-{fingerprint_of(spec.fields())[:6]}"
+
+
+def _suffix(axis: str, value: Any) -> str:
+    text = str(value)
+    if axis == "aspect_ratio":
+        return text.replace(":", "x")
+    if axis == "duration":
+        return f"{text}s"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+
+
+# --- output paths --------------------------------------------------------------------------------
+
+
+def _check_template(template: Any, problems: _Problems) -> bool:
+    if not isinstance(template, str) or not template.strip():
+        problems.add("output.path", "must be a non-empty path template such as '{id}.mp4'")
+        return False
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        problems.add("output.path", f"is not a valid template: {exc}")
+        return False
+    ok = True
+    for _, field_name, _, conversion in parsed:
+        if field_name is None:
+            continue
+        if field_name not in PATH_TEMPLATE_FIELDS or conversion:
+            problems.add(
+                "output.path",
+                f"unknown field {{{field_name}}}{_did_you_mean(field_name, PATH_TEMPLATE_FIELDS)}",
+            )
+            ok = False
+    if ok and "{id" not in template and "{index" not in template:
+        problems.add("output.path", "must contain {id} or {index} so every job gets its own file")
+        ok = False
+    return ok
+
+
+def _render_path(
+    template: str, spec: JobSpec, index: int, name: str, key: str, problems: _Problems
+) -> str | None:
+    values = {
+        "id": spec.id,
+        "name": name,
+        "model": spec.model,
+        "aspect_ratio": spec.aspect_ratio.replace(":", "x"),
+        "duration": spec.duration,
+        "index": index,
+    }
+    try:
+        rendered = template.format(**values)
+    except (ValueError, KeyError, IndexError) as exc:
+        problems.add("output.path", f"cannot be filled in for {spec.id}: {exc}")
+        return None
+    path = PurePosixPath(rendered)
+    parts = rendered.split("/")
+    if (
+        rendered.startswith(("/", "~"))
+        or "\\" in rendered
+        or any(part in ("", ".", "..") for part in parts)
+        or any(part.startswith(".") for part in parts)
+        or "\x00" in rendered
+    ):
+        problems.add(
+            "output.path",
+            f"for job {spec.id} gives {rendered!r}, which leaves the output dir or names a hidden file",
+        )
+        return None
+    return str(path)

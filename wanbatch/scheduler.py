@@ -81,7 +81,7 @@ class TaskApi(Protocol):
 class FaultHook(Protocol):
     """Test-only: called at each crash point; may kill the process. Never set in normal runs."""
 
-    def __call__(self, point: str, job_id: str) -> None: ...
+    def __call__(self, point: str, job_id: str, /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

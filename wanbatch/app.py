@@ -1,0 +1,361 @@
+"""The commands that touch the journal or the API: ``run``, ``retry`` and ``status``.
+
+``cli.py`` parses argv and calls these; each returns an exit code. Settings are resolved here,
+once, with the precedence of SPEC.md: command-line flag > environment > manifest > default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import anyio
+
+from wanbatch import logs
+from wanbatch.backoff import PollPolicy
+from wanbatch.client import VideoFetcher, WanApi, check_base_url
+from wanbatch.errors import UsageError
+from wanbatch.journal import Journal, read_journal, state_dir
+from wanbatch.manifest import Overrides, load_manifest
+from wanbatch.models import (
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
+    EventKind,
+    JobEvent,
+    JobRecord,
+    JobState,
+    Manifest,
+)
+from wanbatch.scheduler import FaultHook, Runner, RunOptions, RunSummary
+
+SIMULATOR_BASE = "simulator://local"  # what the journal records for --simulate runs
+
+
+@dataclass(frozen=True, slots=True)
+class CommonOptions:
+    """The options every journal command takes."""
+
+    manifest: str
+    base_url: str | None = None
+    output: str | None = None
+    concurrency: int | None = None
+    requests_per_second: float | None = None
+    model: str | None = None
+    duration: int | None = None
+    aspect_ratio: str | None = None
+    json_logs: bool = False
+    verbosity: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunFlags:
+    """What only ``run`` and ``retry`` take."""
+
+    simulate: bool = False
+    allow_insecure_http: bool = False
+    resubmit_changed: bool = False
+    keep_changed: bool = False
+    yes: bool = False
+    poll_interval: float | None = None  # first poll after this many seconds (default: learned)
+    job_deadline: float | None = None  # seconds from create to rendered before a job is stalled
+
+
+def load(options: CommonOptions) -> Manifest:
+    overrides = Overrides(
+        model=options.model,
+        duration=options.duration,
+        aspect_ratio=options.aspect_ratio,
+        output_dir=options.output,
+        concurrency=options.concurrency,
+        requests_per_second=options.requests_per_second,
+    )
+    return load_manifest(options.manifest, overrides)
+
+
+def resolve_base_url(options: CommonOptions, manifest: Manifest) -> str:
+    return (
+        options.base_url
+        or os.environ.get(BASE_URL_ENV)
+        or manifest.api.base_url
+        or DEFAULT_BASE_URL
+    )
+
+
+def resolve_api_key(manifest: Manifest) -> str:
+    name = manifest.api.key_env
+    key = os.environ.get(name, "").strip()
+    if not key:
+        raise UsageError(
+            f"no API key: set the environment variable {name} (the manifest's api.key_env), "
+            "or try the built-in simulator with --simulate"
+        )
+    return key
+
+
+# --- run and retry --------------------------------------------------------------------------
+
+
+def run(options: CommonOptions, flags: RunFlags, *, out: TextIO | None = None) -> int:
+    """``wanbatch run``: render every job, resuming from the journal."""
+    out = out or sys.stdout
+    manifest = load(options)
+    return _run_manifest(manifest, options, flags, out=out)
+
+
+def retry(options: CommonOptions, flags: RunFlags, *, out: TextIO | None = None) -> int:
+    """``wanbatch retry``: requeue the failed jobs (after asking), then run."""
+    out = out or sys.stdout
+    manifest = load(options)
+    replay = read_journal(manifest.output_dir)
+    failed = [
+        job
+        for job in manifest.jobs
+        if (record := replay.records.get(job.id)) and record.state is JobState.FAILED
+    ]
+    if not failed:
+        print("No failed jobs to retry.", file=out)
+        return 0
+    credits = manifest.estimate_credits(tuple(failed))
+    cost = f", about {credits:g} credits" if credits is not None else ""
+    print(
+        f"{len(failed)} failed job(s) will be submitted again ({sum(j.duration for j in failed)} "
+        f"s of video{cost}): {', '.join(job.id for job in failed[:10])}"
+        + (" ..." if len(failed) > 10 else ""),
+        file=out,
+    )
+    if not flags.yes and not _confirm("Resubmit them? [y/N] "):
+        print("Nothing was sent. Pass --yes to skip this question.", file=out)
+        return 2
+    return _run_manifest(manifest, options, flags, out=out, requeue=[job.id for job in failed])
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin or not sys.stdin.isatty():
+        return False
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def _run_manifest(
+    manifest: Manifest,
+    options: CommonOptions,
+    flags: RunFlags,
+    *,
+    out: TextIO,
+    requeue: list[str] | None = None,
+) -> int:
+    if flags.job_deadline is not None:
+        limits = dataclasses.replace(manifest.limits, job_deadline_seconds=flags.job_deadline)
+        manifest = dataclasses.replace(manifest, limits=limits)
+    with _api_endpoint(options, manifest, flags) as (base_url, journal_base, api_key):
+        journal = Journal.open(
+            manifest.output_dir, base_url=journal_base, manifest=str(manifest.path)
+        )
+        log_file = logs.configure(
+            state_dir(manifest.output_dir) / "log.jsonl",
+            verbosity=options.verbosity,
+            json_console=options.json_logs,
+        )
+        try:
+            run_options = RunOptions(
+                resubmit_changed=flags.resubmit_changed,
+                keep_changed=flags.keep_changed,
+                handle_signals=True,
+                faults=_test_faults(),
+            )
+            if flags.poll_interval is not None:
+                interval = flags.poll_interval
+                run_options = dataclasses.replace(
+                    run_options,
+                    poll=PollPolicy(
+                        initial_seconds=interval,
+                        cap_seconds=max(interval, PollPolicy().cap_seconds),
+                    ),
+                )
+            summary = anyio.run(
+                _run_async, manifest, journal, base_url, api_key, flags, run_options, requeue
+            )
+        finally:
+            journal.close()
+            if log_file is not None:
+                log_file.close()
+    print_summary(manifest, summary, out=out)
+    return summary.exit_code
+
+
+async def _run_async(
+    manifest: Manifest,
+    journal: Journal,
+    base_url: str,
+    api_key: str,
+    flags: RunFlags,
+    run_options: RunOptions,
+    requeue: list[str] | None,
+) -> RunSummary:
+    by_id = {job.id: job for job in manifest.jobs}
+    for job_id in requeue or []:
+        await journal.append(
+            JobEvent(
+                kind=EventKind.REQUEUED,
+                job_id=job_id,
+                at=time.time(),
+                fingerprint=by_id[job_id].fingerprint(),
+            ),
+            durable=False,
+        )
+    await journal.flush()
+    async with (
+        WanApi(
+            base_url,
+            api_key,
+            max_connections=manifest.limits.concurrency,
+            allow_insecure_http=flags.allow_insecure_http,
+        ) as api,
+        VideoFetcher(max_connections=manifest.limits.downloads) as videos,
+    ):
+        runner = Runner(manifest, journal, api, videos, options=run_options)
+        return await runner.run()
+
+
+FAULT_ENV = "WANBATCH_TEST_CRASH_AT"
+
+
+def _test_faults() -> FaultHook | None:
+    """Test-only crash points, from ``WANBATCH_TEST_CRASH_AT=point[:n]``: die at the n-th visit.
+
+    The fault-campaign tests set it on a subprocess; it is never set in normal runs.
+    """
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return None
+    point, _, count = spec.partition(":")
+    remaining = [int(count) if count.isdigit() else 1]
+
+    def hook(at_point: str, job_id: str) -> None:
+        if at_point != point:
+            return
+        remaining[0] -= 1
+        if remaining[0] <= 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+@contextmanager
+def _api_endpoint(
+    options: CommonOptions, manifest: Manifest, flags: RunFlags
+) -> Iterator[tuple[str, str, str]]:
+    """(base URL, the base URL the journal records, key): the simulator's or the real API's."""
+    if flags.simulate:
+        from wanbatch.simulator import SimulatorServer, demo_config
+
+        with SimulatorServer(demo_config()) as sim:
+            yield sim.base_url, SIMULATOR_BASE, sim.api_key
+        return
+    base_url = check_base_url(
+        resolve_base_url(options, manifest), allow_insecure_http=flags.allow_insecure_http
+    )
+    yield base_url, base_url, resolve_api_key(manifest)
+
+
+# --- reporting --------------------------------------------------------------------------------
+
+
+def print_summary(manifest: Manifest, summary: RunSummary, *, out: TextIO) -> None:
+    """The closing lines of a run: outcomes, failures with reasons, where the files are."""
+    done = summary.already_done + len(summary.downloaded)
+    lines = [
+        "",
+        f"wanbatch: {manifest.name}: {done}/{summary.total} videos in {manifest.output_dir}"
+        f" ({len(summary.downloaded)} downloaded now, {summary.already_done} already there)",
+    ]
+    if summary.failed:
+        lines.append(f"  failed for good: {len(summary.failed)} (`wanbatch retry` resubmits them)")
+        lines += [f"    {job_id}: {reason}" for job_id, reason in sorted(summary.failed.items())]
+    if summary.stalled:
+        lines.append(
+            f"  stalled past the deadline: {len(summary.stalled)}: {', '.join(summary.stalled)}"
+        )
+    if summary.left:
+        lines.append(f"  not finished: {len(summary.left)} (run again to resume)")
+        reasons = Counter(summary.left.values())
+        lines += [f"    {count} x {reason}" for reason, count in reasons.most_common(5)]
+    if summary.possible_duplicates:
+        lines.append(
+            "  created again after an unknown outcome (same Idempotency-Key; may be paid twice"
+            f" if the server ignores it): {', '.join(summary.possible_duplicates)}"
+        )
+    requests = summary.requests
+    lines.append(
+        f"  requests: {requests['create']} creates, {requests['poll']} polls,"
+        f" {requests['refresh']} URL refreshes, {requests['retry']} retries,"
+        f" {requests['throttled']} rate-limited (429); {requests['download']} downloads"
+    )
+    lines.append(f"  wall time: {summary.wall_seconds:.1f} s")
+    if summary.stop_message:
+        lines.append(f"  stopped: {summary.stop_message}")
+    lines.append(f"  exit code {summary.exit_code}: {_EXIT_MEANINGS[summary.exit_code]}")
+    print("\n".join(lines), file=out)
+
+
+_EXIT_MEANINGS = {
+    0: "every job rendered and downloaded",
+    1: "finished, but some jobs failed for good",
+    3: "the key was rejected; nothing more was sent",
+    4: "credits ran out; in-flight jobs were finished; top up and rerun",
+    5: "stopped with work left; rerun resumes",
+    130: "interrupted; rerun resumes",
+}
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+def status(options: CommonOptions, *, as_json: bool = False, out: TextIO | None = None) -> int:
+    """``wanbatch status``: each job's state from the journal; sends nothing."""
+    out = out or sys.stdout
+    manifest = load(options)
+    replay = read_journal(manifest.output_dir)
+    rows = [_status_row(job.id, replay.records.get(job.id)) for job in manifest.jobs]
+    counts = Counter(row["state"] for row in rows)
+    if as_json:
+        payload = {
+            "manifest": str(manifest.path),
+            "output_dir": str(manifest.output_dir),
+            "counts": dict(counts),
+            "jobs": rows,
+        }
+        print(json.dumps(payload, indent=2), file=out)
+        return 0
+    width = max([len(row["id"]) for row in rows] + [2])
+    print(f"{'id':<{width}}  {'state':<11}  task / detail", file=out)
+    for row in rows:
+        detail = row.get("reason") or row.get("task_id") or ""
+        print(f"{row['id']:<{width}}  {row['state']:<11}  {detail}", file=out)
+    summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
+    print(f"\n{len(rows)} jobs: {summary}", file=out)
+    return 0
+
+
+def _status_row(job_id: str, record: JobRecord | None) -> dict[str, Any]:
+    if record is None:
+        return {"id": job_id, "state": str(JobState.PLANNED)}
+    row: dict[str, Any] = {"id": job_id, "state": str(record.state)}
+    for name in ("task_id", "reason", "path", "size", "sha256"):
+        value = getattr(record, name)
+        if value is not None:
+            row[name] = value
+    if record.state is JobState.SUBMITTING:
+        row["reason"] = "create sent, answer unknown: the next run asks again with the same key"
+    return row

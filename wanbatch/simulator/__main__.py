@@ -1,0 +1,7 @@
+"""``python -m wanbatch.simulator``."""
+
+import sys
+
+from wanbatch.simulator.cli import main
+
+sys.exit(main())
