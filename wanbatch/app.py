@@ -260,7 +260,11 @@ def _api_endpoint(
     if flags.simulate:
         from wanbatch.simulator import SimulatorServer, demo_config
 
-        with SimulatorServer(demo_config()) as sim:
+        # The simulator keeps its tasks beside the journal, so an interrupted --simulate run
+        # resumes against the same tasks after a restart, as it would against the real API.
+        directory = state_dir(manifest.output_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        with SimulatorServer(demo_config(), state_file=directory / "simulator-state.json") as sim:
             yield sim.base_url, SIMULATOR_BASE, sim.api_key
         return
     base_url = check_base_url(

@@ -64,13 +64,13 @@ def configure(
 ) -> TextIO | None:
     """Route structlog to ``log_path`` and the console; returns the open file (close it at exit).
 
-    ``verbosity``: -1 quiet (errors only), 0 warnings and milestones, 1 info, 2 debug.
+    ``verbosity``: -1 quiet (errors only), 0 milestones (info), 1 and more: debug.
     """
     handle: TextIO | None = None
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - lives for the whole run
-    level = {-1: 40, 0: 30, 1: 20}.get(verbosity, 10)
+    level = {-1: 40, 0: 20}.get(verbosity, 10)
     logger = TeeLogger(handle, console or sys.stderr, level, json_console)
     structlog.configure(
         processors=[

@@ -318,12 +318,15 @@ class Runner:
 
     async def _create(self, job: JobSpec) -> None:
         record = self.journal.record(job.id)
-        if record.state is JobState.SUBMITTING and record.idempotency_key:
-            key = record.idempotency_key  # outcome unknown: ask again for the same task
-            self.summary.possible_duplicates.append(job.id)
-            self.log.warning("job.resubmitting_unknown_outcome", job=job.id, idempotency_key=key)
-        else:
-            key = idempotency_key_for(job, record.attempt)
+        unknown = record.state is JobState.SUBMITTING and record.idempotency_key is not None
+        # An unknown outcome is asked about again with the same key, so the server can dedupe.
+        key = record.idempotency_key if unknown else idempotency_key_for(job, record.attempt)
+        assert key is not None
+        # Wait for the request budget before promising anything, so that the gap between the
+        # intent on disk and the create on the wire is as short as it can be.
+        await self.admission.acquire(CREATE_PRIORITY)
+        if self._stop_submitting:
+            raise _Stop
         self._fault("before_intent", job.id)
         await self.journal.append(
             self._event(
@@ -331,11 +334,15 @@ class Runner:
             )
         )
         self._fault("after_intent", job.id)
+        if unknown:
+            self.summary.possible_duplicates.append(job.id)
+            self.log.warning("job.resubmitting_unknown_outcome", job=job.id, idempotency_key=key)
         attempt = 0
         while True:
-            if self._stop_submitting:
-                await self._not_created(job, "credits ran out before it was sent")
-            await self.admission.acquire(CREATE_PRIORITY)
+            if attempt:
+                if self._stop_submitting:
+                    await self._not_created(job, "credits ran out before it was sent")
+                await self.admission.acquire(CREATE_PRIORITY)
             self.summary.requests["create"] += 1
             try:
                 with self._shielded() as shield:
@@ -348,7 +355,7 @@ class Runner:
                     raise _Stop
                 self._fault("after_created", job.id)
                 self.adaptive.on_success()
-                self.log.info("job.submitted", job=job.id, task_id=view.task_id)
+                self.log.debug("job.submitted", job=job.id, task_id=view.task_id)
                 return
             except JobRejectedError as exc:
                 await self._fail(job, exc.server_message, exc.code)
@@ -416,7 +423,7 @@ class Runner:
                 self.estimator.observe(
                     job.model, job.duration, self.timing.wall() - record.submitted_at
                 )
-            self.log.info("job.rendered", job=job.id, task_id=view.task_id)
+            self.log.debug("job.rendered", job=job.id, task_id=view.task_id)
         elif view.status is TaskStatus.FAILED:
             reason = view.error_message or f"generation {view.raw_status or 'failed'}"
             await self._fail(job, reason, view.error_code)
@@ -650,7 +657,7 @@ class Runner:
             self.log.warning(f"{what}.gave_up", job=job.id, attempts=attempt, error=str(exc))
             return False
         self.summary.requests["retry"] += 1
-        self.log.info(f"{what}.retry", job=job.id, attempt=attempt, error=str(exc))
+        self.log.debug(f"{what}.retry", job=job.id, attempt=attempt, error=str(exc))
         if exc.retry_after_seconds is None:
             await self.timing.sleep(policy.delay(attempt - 1, self.timing.random))
         return True
