@@ -23,9 +23,18 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+CODE_DIRS = [name for name in ("wanbatch", "tests", "benchmarks") if (ROOT / name).is_dir()]
+
+
 def test_ruff_is_clean() -> None:
     """ruff, ASYNC rules included, finds nothing in the package, tests or benchmarks."""
-    result = _run(_tool("ruff"), "check", "wanbatch", "tests", "benchmarks")
+    result = _run(_tool("ruff"), "check", *CODE_DIRS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_code_is_formatted() -> None:
+    """`ruff format --check` finds nothing to reformat."""
+    result = _run(_tool("ruff"), "format", "--check", *CODE_DIRS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
