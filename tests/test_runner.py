@@ -303,3 +303,27 @@ def test_the_key_appears_nowhere_in_the_output_tree(
     for path in out_dir(manifest).rglob("*"):
         if path.is_file():
             assert sim.api_key.encode() not in path.read_bytes(), path
+
+
+def test_key_revoked_mid_run_stops_with_exit_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A 401 on a poll (key revoked after the creates) stops the run at once with exit 3."""
+    from hostile import Answer, json_response, serve
+
+    def script(method: str, path: str, headers: dict[str, str]) -> Answer:
+        if method == "POST":
+            return Answer(json_response(200, '{"id": "gen_1", "status": "queued"}'))
+        return Answer(json_response(401, '{"error": {"message": "key revoked"}}'))
+
+    monkeypatch.setenv(KEY_ENV, "sk-wan-revoked")
+    manifest = write_manifest(tmp_path, jobs=1)
+    with serve(script) as server:
+        code = cli.main(
+            ["run", str(manifest), "--base-url", server.base_url, "--poll-interval", "0.01", "-q"]
+        )
+        polls = [request for request in server.requests if request[0] == "GET"]
+    assert code == 3
+    assert len(polls) == 1
+    assert "key revoked" in capsys.readouterr().out
+    assert read_journal(out_dir(manifest)).records["job-0"].task_id == "gen_1"

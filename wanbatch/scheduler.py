@@ -36,7 +36,6 @@ from typing import Protocol
 
 import anyio
 import structlog
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from wanbatch.backoff import PollPolicy, RenderTimeEstimator, RetryPolicy
@@ -51,6 +50,7 @@ from wanbatch.errors import (
     TransientApiError,
     TransientDownloadError,
     VideoUrlExpiredError,
+    WanbatchError,
 )
 from wanbatch.journal import Journal
 from wanbatch.models import (
@@ -284,7 +284,7 @@ class Runner:
                 await self._feed_downloads(to_download, send)
                 async with anyio.create_task_group() as workers:
                     for _ in range(workers_wanted):
-                        workers.start_soon(self._job_worker, queue, send.clone(), workers)
+                        workers.start_soon(self._job_worker, queue, send.clone())
 
     async def _feed_downloads(
         self, jobs: list[JobSpec], send: MemoryObjectSendStream[JobSpec]
@@ -293,20 +293,41 @@ class Runner:
             await send.send(job)
 
     async def _job_worker(
-        self, queue: Iterator[JobSpec], send: MemoryObjectSendStream[JobSpec], group: TaskGroup
+        self, queue: Iterator[JobSpec], send: MemoryObjectSendStream[JobSpec]
     ) -> None:
         async with send:
             for job in queue:
                 record = self.journal.record(job.id)
                 if not record.state.has_task and self._stop_submitting:
                     continue  # accounted for at the end
-                try:
+                with self._contained(job):
                     async with self.in_flight:
                         await self._render(job)
-                except _Stop:
-                    continue
                 if self.journal.record(job.id).state is JobState.SUCCEEDED:
                     await send.send(job)
+
+    @contextlib.contextmanager
+    def _contained(self, job: JobSpec) -> Iterator[None]:
+        """End one job's turn: ``_Stop`` is routine; batch-level errors stop the whole run."""
+        try:
+            yield
+        except _Stop:
+            pass
+        except AuthError as exc:
+            self._halt("auth", str(exc))
+        except JournalError as exc:
+            self._halt("journal", str(exc))
+        except CreditsExhaustedError as exc:
+            self._stop_submitting = True
+            self._record_stop("credits", str(exc))
+        except WanbatchError as exc:
+            self.summary.left[job.id] = str(exc)
+            self.log.warning("job.left", job=job.id, error=str(exc))
+
+    def _halt(self, reason: str, message: str) -> None:
+        self._record_stop(reason, message)
+        if self._main_scope is not None:
+            self._main_scope.cancel()
 
     # --- one job ------------------------------------------------------------------------
 
@@ -439,10 +460,8 @@ class Runner:
     async def _download_worker(self, receive: MemoryObjectReceiveStream[JobSpec]) -> None:
         async with receive:
             async for job in receive:
-                try:
+                with self._contained(job):
                     await self._download(job)
-                except _Stop:
-                    continue
 
     async def _download(self, job: JobSpec) -> None:
         target = self.manifest.output_dir / job.output_path
@@ -673,9 +692,7 @@ class Runner:
     ) -> None:
         await self.journal.append(self._event(EventKind.NOT_CREATED, job.id, reason=why))
         if stop is not None:
-            self._record_stop(*stop)
-            if self._main_scope is not None:
-                self._main_scope.cancel()
+            self._halt(*stop)
         raise _Stop
 
     def _record_stop(self, reason: str, message: str) -> None:
