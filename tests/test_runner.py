@@ -327,3 +327,23 @@ def test_key_revoked_mid_run_stops_with_exit_3(
     assert len(polls) == 1
     assert "key revoked" in capsys.readouterr().out
     assert read_journal(out_dir(manifest)).records["job-0"].task_id == "gen_1"
+
+
+def test_plan_compares_manifest_and_journal(
+    tmp_path: Path, make_sim: Any, run_cli: Any, capsys: Any
+) -> None:
+    """`plan --json` shows new jobs before a run, failed and changed ones after; it sends nothing."""
+    sim = make_sim(failure_rate=1.0)
+    manifest = write_manifest(tmp_path, jobs=2)
+    assert cli.main(["plan", str(manifest), "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert before["counts"]["new"] == 2 and before["to_submit"]["seconds"] == 10
+    assert run_cli("run", manifest, sim) == 1
+    manifest.write_text(manifest.read_text().replace("number 1", "number one"))
+    capsys.readouterr()
+    requests = stats(sim)["requests_total"]
+    assert cli.main(["plan", str(manifest), "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["jobs"]["failed"] == ["job-0"] and after["jobs"]["changed"] == ["job-1"]
+    assert after["to_submit"]["jobs"] == 0
+    assert stats(sim)["requests_total"] == requests

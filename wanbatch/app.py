@@ -363,3 +363,64 @@ def _status_row(job_id: str, record: JobRecord | None) -> dict[str, Any]:
     if record.state is JobState.SUBMITTING:
         row["reason"] = "create sent, answer unknown: the next run asks again with the same key"
     return row
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+
+def plan(options: CommonOptions, *, as_json: bool = False, out: TextIO | None = None) -> int:
+    """``wanbatch plan``: the manifest against the journal, and what a run would submit."""
+    out = out or sys.stdout
+    manifest = load(options)
+    replay = read_journal(manifest.output_dir)
+    groups: dict[str, list[str]] = {
+        name: [] for name in ("new", "changed", "done", "to_download", "failed", "in_flight")
+    }
+    submit = []
+    for job in manifest.jobs:
+        record = replay.records.get(job.id)
+        state = record.state if record else JobState.PLANNED
+        if (
+            record
+            and state is not JobState.PLANNED
+            and record.fingerprint not in (None, job.fingerprint())
+        ):
+            groups["changed"].append(job.id)
+        elif state is JobState.PLANNED:
+            groups["new"].append(job.id)
+            submit.append(job)
+        elif state is JobState.DOWNLOADED:
+            groups["done"].append(job.id)
+        elif state is JobState.SUCCEEDED:
+            groups["to_download"].append(job.id)
+        elif state is JobState.FAILED:
+            groups["failed"].append(job.id)
+        else:
+            groups["in_flight"].append(job.id)
+    credits = manifest.estimate_credits(tuple(submit))
+    seconds = sum(job.duration for job in submit)
+    if as_json:
+        payload = {
+            "manifest": str(manifest.path),
+            "output_dir": str(manifest.output_dir),
+            "counts": {name: len(ids) for name, ids in groups.items()},
+            "jobs": groups,
+            "to_submit": {"jobs": len(submit), "seconds": seconds, "credits": credits},
+        }
+        print(json.dumps(payload, indent=2), file=out)
+        return 0
+    print(f"{manifest.path} against {manifest.output_dir}:", file=out)
+    labels = {
+        "new": "new (a run submits them)",
+        "changed": "changed since submitted (a run stops and asks: --resubmit-changed or --keep-changed)",
+        "done": "done",
+        "to_download": "rendered, to download",
+        "failed": "failed (`wanbatch retry` resubmits them)",
+        "in_flight": "in flight (a run polls them)",
+    }
+    for name, ids in groups.items():
+        shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
+        print(f"  {len(ids):>6}  {labels[name]}" + (f": {shown}" if ids else ""), file=out)
+    cost = f", about {credits:g} credits" if credits is not None else ""
+    print(f"A run would submit {len(submit)} job(s): {seconds} s of video{cost}.", file=out)
+    return 0

@@ -115,9 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser(
         "plan",
         parents=[common],
-        help="the manifest against the journal, and the cost of the rest (not built yet)",
+        help="the manifest against the journal: new, changed, done, failed, in flight, "
+        "and the cost of the rest; sends nothing",
     )
     plan.add_argument("manifest")
+    plan.add_argument("--json", action="store_true", help="print JSON")
     report = sub.add_parser(
         "report", parents=[common], help="write report.html and retry.yaml (not built yet)"
     )
@@ -169,6 +171,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _validate(options, as_json=args.json, listing=args.list)
     if args.command == "status":
         return app.status(options, as_json=args.json)
+    if args.command == "plan":
+        return app.plan(options, as_json=args.json)
     if args.command in ("run", "retry"):
         flags = app.RunFlags(
             simulate=args.simulate,
