@@ -347,3 +347,17 @@ def test_plan_compares_manifest_and_journal(
     assert after["jobs"]["failed"] == ["job-0"] and after["jobs"]["changed"] == ["job-1"]
     assert after["to_submit"]["jobs"] == 0
     assert stats(sim)["requests_total"] == requests
+
+
+def test_resuming_against_another_api_is_refused(
+    tmp_path: Path, make_sim: Any, run_cli: Any, capsys: Any
+) -> None:
+    """A journal written against one base URL refuses a run against another: exit 2, nothing sent."""
+    first, second = make_sim(), make_sim()
+    manifest = write_manifest(tmp_path, jobs=1)
+    assert run_cli("run", manifest, first) == 0
+    capsys.readouterr()
+    assert run_cli("run", manifest, second) == 2
+    message = capsys.readouterr().err
+    assert first.base_url in message and second.base_url in message
+    assert stats(second)["requests_total"] == 0
