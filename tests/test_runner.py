@@ -361,3 +361,14 @@ def test_resuming_against_another_api_is_refused(
     message = capsys.readouterr().err
     assert first.base_url in message and second.base_url in message
     assert stats(second)["requests_total"] == 0
+
+
+def test_rate_limit_without_retry_after_backs_off_and_completes(
+    tmp_path: Path, make_sim: Any, run_cli: Any
+) -> None:
+    """429s that carry no Retry-After are retried with backoff, and the batch completes."""
+    sim = make_sim(rate_limit_rps=10.0, rate_limit_burst=2, retry_after_format="none")
+    manifest = write_manifest(tmp_path, jobs=6, requests_per_second=100)
+    assert run_cli("run", manifest, sim) == 0
+    assert stats(sim)["rate_limited_total"] > 0
+    assert len(videos(manifest)) == 6

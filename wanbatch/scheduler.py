@@ -376,6 +376,7 @@ class Runner:
                     raise _Stop
                 self._fault("after_created", job.id)
                 self.adaptive.on_success()
+                self.in_flight.total_tokens = self.adaptive.current
                 self.log.debug("job.submitted", job=job.id, task_id=view.task_id)
                 return
             except JobRejectedError as exc:
