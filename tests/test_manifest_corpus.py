@@ -297,3 +297,14 @@ def test_problems_in_a_jobs_from_file_name_that_file(tmp_path: Path, capsys: Any
     assert cli.main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "more.csv:row 3: jobs[1].duration" in err
+
+
+def test_nul_bytes_in_paths_are_manifest_errors(tmp_path: Path, capsys: Any) -> None:
+    """A NUL byte in name, output.dir or jobs_from is a clear error, not a crash."""
+    path = tmp_path / "m.yaml"
+    path.write_text('name: "a\\0"\noutput: {dir: "o\\0"}\njobs_from: "x\\0.csv"\n' + GOOD_JOB)
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for key in ("name", "output.dir", "jobs_from"):
+        assert f" {key}:" in err

@@ -333,12 +333,18 @@ def _build(
     problems: _Problems,
 ) -> Manifest | None:
     _check_keys(raw, TOP_KEYS, "", problems)
-    name = raw.get("name", manifest_path.stem)
+    # The default name is the file's stem, made safe to name a folder.
+    stem_name = re.sub(r"[^A-Za-z0-9._-]+", "-", manifest_path.stem).lstrip(".-")[
+        :MAX_JOB_ID_LENGTH
+    ]
+    stem_name = stem_name or "manifest"
+    name = raw.get("name", stem_name)
     if not isinstance(name, str) or not name.strip():
         problems.add("name", "must be non-empty text")
-        name = manifest_path.stem
+        name = stem_name
     elif not _ID_RE.match(name) or len(name) > MAX_JOB_ID_LENGTH:
         problems.add("name", "may use only letters, digits, '.', '_' and '-' (it names a folder)")
+        name = stem_name
 
     api = _api(_mapping(raw.get("api"), "api", problems), problems)
     pricing = _pricing(_mapping(raw.get("pricing"), "pricing", problems), api.models, problems)
@@ -365,10 +371,10 @@ def _build(
     out_dir_text = output.get("dir", f"{DEFAULT_OUTPUT_ROOT}/{name}")
     if overrides.output_dir is not None:
         output_dir = Path(overrides.output_dir).resolve()
-    elif isinstance(out_dir_text, str) and out_dir_text.strip():
+    elif isinstance(out_dir_text, str) and out_dir_text.strip() and "\x00" not in out_dir_text:
         output_dir = (folder / out_dir_text).resolve()
     else:
-        problems.add("output.dir", "must be a non-empty path")
+        problems.add("output.dir", "must be a non-empty path without NUL bytes")
         output_dir = folder / DEFAULT_OUTPUT_ROOT / name
     template = output.get("path", DEFAULT_PATH_TEMPLATE)
     template_ok = _check_template(template, problems)
@@ -537,7 +543,7 @@ def _job_entries(raw: dict[str, Any], folder: Path, problems: _Problems) -> list
 
 def _jobs_from(value: Any, folder: Path, problems: _Problems) -> list[_Entry]:
     """Jobs from a CSV or YAML file beside the manifest; their problems name that file."""
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
         problems.add("jobs_from", "must be the path of a CSV or YAML file of jobs")
         return []
     path = (folder / value).resolve()
