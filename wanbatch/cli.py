@@ -138,7 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["sim"]:
         from wanbatch.simulator.cli import main as sim_main
 
-        return sim_main(arguments[1:])
+        try:
+            return sim_main(arguments[1:])
+        except SystemExit as exc:  # its argparse: --help, or a usage error
+            return int(exc.code or 0)
     parser = build_parser()
     try:
         args = parser.parse_args(arguments)
