@@ -147,8 +147,8 @@ class SimState:
             "status": status,
             "model": task.body.get("model"),
             "prompt": task.body.get("prompt"),
-            "duration": task.body.get("duration"),
-            "aspect_ratio": task.body.get("aspect_ratio"),
+            "duration": task.body.get("duration", 5),
+            "aspect_ratio": task.body.get("aspect_ratio", "16:9"),
             "created_at": int(task.created),
         }
         if status == "succeeded":
