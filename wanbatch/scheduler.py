@@ -355,15 +355,29 @@ class Runner:
             )
         )
         self._fault("after_intent", job.id)
-        if unknown:
+        if unknown and job.id not in self.summary.possible_duplicates:
             self.summary.possible_duplicates.append(job.id)
             self.log.warning("job.resubmitting_unknown_outcome", job=job.id, idempotency_key=key)
         attempt = 0
+        ambiguous = False  # the last attempt got no answer: the server may have made the task
         while True:
             if attempt:
-                if self._stop_submitting:
+                if self._stop_submitting and not ambiguous:
                     await self._not_created(job, "credits ran out before it was sent")
                 await self.admission.acquire(CREATE_PRIORITY)
+                if ambiguous:
+                    # Sending again after an unanswered create may pay twice where the server
+                    # ignores Idempotency-Key: journal it as a resubmission and report it.
+                    await self.journal.append(
+                        self._event(
+                            EventKind.INTENT,
+                            job.id,
+                            idempotency_key=key,
+                            fingerprint=job.fingerprint(),
+                        )
+                    )
+                    if job.id not in self.summary.possible_duplicates:
+                        self.summary.possible_duplicates.append(job.id)
             self.summary.requests["create"] += 1
             try:
                 with self._shielded() as shield:
@@ -390,6 +404,7 @@ class Runner:
                 await self._not_created(job, "credits ran out (402)")
             except TransientApiError as exc:
                 attempt += 1
+                ambiguous = exc.status is None or 200 <= exc.status < 300
                 if not await self._after_transient(exc, attempt, "create", job):
                     self.summary.left[job.id] = (
                         f"create not confirmed after {attempt} attempts: {exc}"
