@@ -24,6 +24,8 @@ CRASH_POINTS = [
     "after_create",
     "after_created",
     "before_download",
+    "mid_download",
+    "before_rename",
     "before_record_download",
 ]
 
@@ -73,13 +75,18 @@ def assert_whole_and_paid_once(manifest: Path, sim: Any, jobs: int) -> None:
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_crash_point_then_resume(tmp_path: Path, make_sim: Any, point: str) -> None:
     """Killed at each step of a job's life, the rerun finishes every job with no task paid twice."""
-    sim = make_sim()
+    sim = make_sim(video_size=300_000)  # several chunks, so a kill can land mid-download
     manifest = write_manifest(tmp_path, jobs=4, concurrency=2)
     code, _, err = finish(start_runner(manifest, sim, env={"WANBATCH_TEST_CRASH_AT": f"{point}:2"}))
     assert code == -signal.SIGKILL, err
     code, out, err = finish(start_runner(manifest, sim))
     assert code == 0, out + err
     assert_whole_and_paid_once(manifest, sim, 4)
+    seen = stats(sim)
+    if point == "mid_download":
+        assert seen["cdn_range_requests"] == 1  # the partial video resumed where it stopped
+    if point == "before_rename":
+        assert seen["cdn_requests_total"] == 4  # the whole .part was renamed, not fetched again
 
 
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path, make_sim: Any) -> None:

@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +51,10 @@ class DownloadResult:
     reused_part: bool  # a complete .part was verified and renamed; nothing was fetched
 
 
+def _no_checkpoint(name: str) -> None:
+    return None
+
+
 def part_path(target: Path) -> Path:
     return target.with_name(target.name + ".part")
 
@@ -71,8 +75,19 @@ def file_matches(target: Path, size: int | None) -> bool:
         return False
 
 
-async def download_video(source: VideoSource, url: str, target: Path) -> DownloadResult:
-    """Fetch ``url`` into ``target`` atomically, resuming a partial download when possible."""
+async def download_video(
+    source: VideoSource,
+    url: str,
+    target: Path,
+    *,
+    checkpoint: Callable[[str], None] | None = None,
+) -> DownloadResult:
+    """Fetch ``url`` into ``target`` atomically, resuming a partial download when possible.
+
+    ``checkpoint(name)`` is called at "mid_download" (after the first chunk is on disk) and at
+    "before_rename" (the ``.part`` is whole); fault-injection tests use it to crash there.
+    """
+    mark = checkpoint or _no_checkpoint
     part = part_path(target)
     meta_path = _meta_path(target)
     await anyio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
@@ -115,6 +130,9 @@ async def download_video(source: VideoSource, url: str, target: Path) -> Downloa
                     await out.write(chunk)
                     hasher.update(chunk)
                     received += len(chunk)
+                    if received - len(chunk) == offset:
+                        await out.flush()
+                        mark("mid_download")
             finally:
                 await out.flush()
                 fd = out.fileno()
@@ -123,6 +141,7 @@ async def download_video(source: VideoSource, url: str, target: Path) -> Downloa
         raise TransientDownloadError(
             f"the video download stopped at {received} of {total} bytes; it will resume"
         )
+    mark("before_rename")
     await _finalise(part, target, meta_path)
     return DownloadResult(
         size=received, sha256=hasher.hexdigest(), resumed_from=offset, reused_part=False

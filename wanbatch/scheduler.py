@@ -490,7 +490,9 @@ class Runner:
                 if url is None:
                     url = await self._refresh_url(job)
                 self._fault("before_download", job.id)
-                result = await download_video(self.videos, url, target)
+                result = await download_video(
+                    self.videos, url, target, checkpoint=lambda point: self._fault(point, job.id)
+                )
                 break
             except VideoUrlExpiredError as exc:
                 self.log.info("download.url_expired", job=job.id, detail=str(exc))
