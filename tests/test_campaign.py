@@ -101,6 +101,10 @@ def test_random_kills_lose_nothing_and_pay_once(
     assert check_byte_exact(manifest, sim) > 60 * 300_000 - 1
     accepted = sim.stats()["creates_by_prompt"]
     paid_twice = {prompt for prompt, counts in accepted.items() if counts.get("accepted", 0) > 1}
+    print(
+        f"FIGURES kills={kills} tasks_created={sim.stats()['tasks_created']} "
+        f"paid_twice={len(paid_twice)} resubmitted={sum(1 for n in intents_per_job(manifest).values() if n > 1)}"
+    )
     if honour:
         assert sim.stats()["tasks_created"] == 60 and not paid_twice
     else:
