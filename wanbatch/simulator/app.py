@@ -79,6 +79,8 @@ class SimState:
         self.creates_by_key: dict[str, Counter[str]] = defaultdict(Counter)
         self.creates_by_prompt: dict[str, Counter[str]] = defaultdict(Counter)
         self.polls_by_task: Counter[str] = Counter()
+        self.render_total = 0.0  # seconds of rendering asked of the farm, for makespan bounds
+        self.render_max = 0.0
         self.cdn_base = ""
         self.mirror_base = ""
         self.state_file = state_file
@@ -122,7 +124,10 @@ class SimState:
     def create_task(self, key: str, body: dict[str, Any], idempotency_key: str | None) -> Task:
         now = time.time()
         start = max(now, heapq.heappop(self.slot_free))
-        finish = start + self.render_seconds()
+        render = self.render_seconds()
+        finish = start + render
+        self.render_total += render
+        self.render_max = max(self.render_max, render)
         heapq.heappush(self.slot_free, finish)
         task = Task(
             id=f"gen_{hashlib.sha256(f'{now}-{len(self.tasks)}-{self.rng.random()}'.encode()).hexdigest()[:12]}",
@@ -201,6 +206,9 @@ class SimState:
             "creates_by_prompt": {k: dict(v) for k, v in self.creates_by_prompt.items()},
             "polls_by_task": dict(self.polls_by_task),
             "credits": dict(self.credits),
+            "render_seconds_total": round(self.render_total, 6),
+            "render_seconds_max": round(self.render_max, 6),
+            "slots": self.config.slots,
         }
 
 
