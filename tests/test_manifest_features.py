@@ -224,7 +224,7 @@ def test_csv_optional_columns_and_blank_lines(tmp_path: Path) -> None:
     assert "p.csv row 4" in second.source
 
 
-DERIVED = re.compile(r"^[a-z0-9-]+-[0-9a-f]{6}$")
+DERIVED = re.compile(r"^[a-z0-9-]+-[0-9a-f]{12}$")
 
 
 def test_derived_ids_are_stable_across_loads_folders_and_key_order(tmp_path: Path) -> None:
@@ -279,3 +279,10 @@ def test_a_manifest_round_trips_through_yaml(tmp_path: Path) -> None:
     data = {"name": "r", "jobs": [{"id": "a", "prompt": "p", "extra": {"seed": 3}}]}
     manifest = load_manifest(write(tmp_path, "r.yaml", yaml.safe_dump(data)))
     assert manifest.jobs[0].extra == {"seed": 3}
+
+
+def test_derived_ids_do_not_collide_at_scale(tmp_path: Path) -> None:
+    """20,000 prompts that share their first words still get distinct derived ids."""
+    rows = "".join(f"a cinematic shot of the scene number {i}\n" for i in range(20_000))
+    manifest = load_manifest(write(tmp_path, "big.csv", "prompt\n" + rows))
+    assert len({job.id for job in manifest.jobs}) == 20_000
