@@ -188,6 +188,7 @@ def _run_manifest(
             )
         finally:
             journal.close()
+            logs.reset()
             if log_file is not None:
                 log_file.close()
     print_summary(manifest, summary, out=out)

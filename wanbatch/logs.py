@@ -88,3 +88,12 @@ def configure(
 def _as_kwargs(logger: Any, method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
     """The last processor: hand the event on as keyword arguments to ``TeeLogger``."""
     return event
+
+
+def reset() -> None:
+    """After a run: drop events instead of writing to the closed log file."""
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, _as_kwargs],
+        logger_factory=structlog.ReturnLoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
