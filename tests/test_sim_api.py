@@ -469,3 +469,13 @@ def test_command_line_server_prints_json_and_stops_on_ctrl_c(
     assert httpx.get(f"{info['admin_url']}/stats").json()["tasks_created"] == 1
     child.send_signal(signal.SIGINT)
     assert child.wait(timeout=10) == 0
+
+
+def test_models_and_host_knobs() -> None:
+    """`models` sets the accepted models; `host` the loopback address every listener binds."""
+    with SimulatorServer(SimConfig(models=("wan-2-5",), host="127.0.0.2")) as sim:
+        assert sim.base_url.startswith("http://127.0.0.2:") and sim.cdn_url.startswith(
+            "http://127.0.0.2:"
+        )
+        assert create(sim).status_code == 400  # wan-2-2 is not offered here
+        assert create(sim, {**BODY, "model": "wan-2-5"}).status_code == 200
