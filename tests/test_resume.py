@@ -76,7 +76,9 @@ def assert_whole_and_paid_once(manifest: Path, sim: Any, jobs: int) -> None:
 def test_crash_point_then_resume(tmp_path: Path, make_sim: Any, point: str) -> None:
     """Killed at each step of a job's life, the rerun finishes every job with no task paid twice."""
     sim = make_sim(video_size=300_000)  # several chunks, so a kill can land mid-download
-    manifest = write_manifest(tmp_path, jobs=4, concurrency=2)
+    manifest = write_manifest(
+        tmp_path, jobs=4, concurrency=2, downloads=1
+    )  # one download at a time
     code, _, err = finish(start_runner(manifest, sim, env={"WANBATCH_TEST_CRASH_AT": f"{point}:2"}))
     assert code == -signal.SIGKILL, err
     code, out, err = finish(start_runner(manifest, sim))
