@@ -1,0 +1,231 @@
+"""Shared pieces of the benchmarks: a simulator in its own process, wanbatch as a subprocess.
+
+Nothing here is a test. Every request goes to 127.0.0.1 (the simulator binds loopback only), and
+every request loop is bounded by a job count.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+PYTHON = sys.executable
+
+
+@contextmanager
+def simulator(**knobs: Any) -> Iterator[dict[str, str]]:
+    """`python -m wanbatch.simulator` in a separate process; yields its URLs and key."""
+    argv = [PYTHON, "-m", "wanbatch.simulator", "--json", "--port", "0"]
+    for name, value in knobs.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        info: dict[str, str] = json.loads(child.stdout.readline())
+        assert info["base_url"].startswith("http://127.0.0.1:"), info
+        yield info
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+
+
+def sim_stats(info: dict[str, str]) -> dict[str, Any]:
+    response = httpx.get(f"{info['admin_url']}/stats", timeout=30)
+    response.raise_for_status()
+    stats: dict[str, Any] = response.json()
+    # The per-key and per-task maps are large at scale and not needed by any table.
+    for name in ("creates_by_idempotency_key", "creates_by_prompt", "polls_by_task"):
+        stats.pop(name, None)
+    return stats
+
+
+# --- bounds -----------------------------------------------------------------------------------
+
+
+def seeded_render_times(count: int, **knobs: Any) -> list[float]:
+    """The render times the simulator draws for its first ``count`` creates, in order.
+
+    The simulator's randomness is one ``random.Random(seed)`` drawn from in a fixed order per
+    create (the render time, the task id, the failure draw), and nowhere else while
+    ``error_rate`` is 0. Driving a fresh ``SimState`` with the same knobs through ``count``
+    creates therefore yields the very render times the server process used; callers check the
+    sum and maximum against the server's ``render_seconds_total`` and ``render_seconds_max``.
+    """
+    from wanbatch.simulator.app import SimState
+    from wanbatch.simulator.config import SimConfig
+
+    state = SimState(SimConfig().replace(**knobs))
+    body = {"model": "wan-2-2", "prompt": "x", "duration": 5}
+    times = []
+    for _ in range(count):
+        task = state.create_task(state.config.api_key, body, None)
+        times.append(task.finish - task.start)
+    return times
+
+
+def fifo_slot_bound(render_times: list[float], slots: int) -> float:
+    """Makespan of the server's own FIFO slot schedule if every create arrived at time 0.
+
+    The simulator gives the i-th create the slot that frees first. The finish times are monotone
+    in the arrival times, so no client can finish the renders sooner than this.
+    """
+    free = [0.0] * slots
+    end = 0.0
+    for seconds in render_times:
+        finish = heapq.heappop(free) + seconds
+        end = max(end, finish)
+        heapq.heappush(free, finish)
+    return end
+
+
+def fixed_slot_bound(jobs: int, slots: int, seconds: float) -> float:
+    return math.ceil(jobs / slots) * seconds
+
+
+# --- manifests and wanbatch runs ---------------------------------------------------------------
+
+
+def write_manifest(
+    folder: Path,
+    jobs: int,
+    *,
+    concurrency: int,
+    requests_per_second: float,
+    downloads: int = 8,
+    name: str = "bench",
+) -> Path:
+    """A CSV manifest is the cheapest to load at scale; a YAML head would be the same jobs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    lines = [
+        f"name: {name}",
+        "limits:",
+        f"  concurrency: {concurrency}",
+        f"  requests_per_second: {requests_per_second}",
+        f"  downloads: {downloads}",
+        "output:",
+        "  dir: out",
+        '  path: "{id}.mp4"',
+        "jobs:",
+    ]
+    lines += [f"  - {{id: j{i:06d}, prompt: 'benchmark clip number {i}'}}" for i in range(jobs)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class WanbatchRun:
+    process_seconds: float  # fork to exit, interpreter start and imports included
+    cpu_seconds: float  # user + system of the wanbatch process
+    peak_rss_mb: float
+    exit_code: int
+    stdout: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def first(self, kind: str) -> float:
+        return min(e["at"] for e in self.events if e["ev"] == kind)
+
+    def last(self, kind: str) -> float:
+        return max(e["at"] for e in self.events if e["ev"] == kind)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for e in self.events if e["ev"] == kind)
+
+    @property
+    def makespan(self) -> float:
+        """First create sent (its intent record) to last video on disk, from the journal."""
+        return self.last("downloaded") - self.first("intent")
+
+    def summary_count(self, label: str) -> int:
+        match = re.search(rf"(\d+) {label}", self.stdout)
+        return int(match.group(1)) if match else 0
+
+
+def run_wanbatch(
+    info: dict[str, str],
+    manifest: Path,
+    *,
+    poll_interval: float | None = None,
+    timeout: float = 900,
+) -> WanbatchRun:
+    """`python -m wanbatch run MANIFEST -q` in a subprocess; rusage from ``os.wait4``."""
+    argv = [PYTHON, "-m", "wanbatch", "run", str(manifest), "--base-url", info["base_url"], "-q"]
+    if poll_interval is not None:
+        argv += ["--poll-interval", str(poll_interval)]
+    env = {**os.environ, "WAN_API_KEY": info["api_key"]}
+    out_path = manifest.parent / "wanbatch.stdout"
+    with open(out_path, "w") as out:
+        started = time.perf_counter()
+        child = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = started + timeout
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                child.kill()
+                raise TimeoutError(f"wanbatch ran longer than {timeout} s")
+            time.sleep(0.005)
+        seconds = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    journal = manifest.parent / "out" / ".wanbatch" / "journal.jsonl"
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    events = [e for e in events if "job" in e]
+    return WanbatchRun(
+        process_seconds=seconds,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        exit_code=child.returncode,
+        stdout=out_path.read_text(),
+        events=events,
+    )
+
+
+# --- reporting --------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }
+
+
+def save(name: str, quick: bool, rows: list[dict[str, Any]], **extra: Any) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / (f"{name}-quick.json" if quick else f"{name}.json")
+    payload = {"command": " ".join([Path(PYTHON).name, *sys.argv]), "machine": machine()}
+    payload.update(extra)
+    payload["rows"] = rows
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A Markdown table of ``columns`` from ``rows``."""
+    text = [
+        "| " + " | ".join(columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+    ]
+    for row in rows:
+        text.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(text)
