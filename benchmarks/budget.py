@@ -2,17 +2,19 @@
 
 1,000 jobs, `concurrency: 200`; the simulator rate-limits the key at 20 requests/s (burst 10,
 its default) and answers 429 with `Retry-After` in whole seconds. Renders are short (fixed
-5 s, 200 slots) so the request budget, not the slots, is what binds. wanbatch runs as
+5 s, 200 slots; --quick: 1 s, 40 slots) so the request budget, not the slots, is what binds. wanbatch runs as
 `python -m wanbatch run` (a subprocess) with its default poll settings, twice:
 
 - `requests_per_second: 20`: the user wrote the documented limit into the manifest;
-- `requests_per_second: 100`: the user did not, and wanbatch has only the 429s to go by.
+- `requests_per_second: 100`: the user did not, and wanbatch has only the 429s to go by;
+- and `requests_per_second: 20` again through `benchmarks/prototype.py pacer`: the proposed
+  change (no burst after a 429; a 429 with Retry-After is not a failed attempt), patched in.
 
 Bound: every job needs at least one create and one poll, so the server's bucket alone needs
 (2N - burst) / rate seconds; the slots alone need ceil(N/S)*T. The bound is the larger.
 
     python benchmarks/budget.py            # 1,000 jobs, 200 in flight, 20 requests/s
-    python benchmarks/budget.py --quick    # 200 jobs, 40 in flight
+    python benchmarks/budget.py --quick    # 200 jobs, 40 in flight, 1 s renders
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ RATE = 20.0
 BURST = 10.0
 
 
-def measure(count: int, in_flight: int, slots: int, seconds: float, client_rps: float) -> dict:
+def measure(
+    count: int,
+    in_flight: int,
+    slots: int,
+    seconds: float,
+    client_rps: float,
+    prototype: str | None = None,
+) -> dict[str, Any]:
     knobs = {
         "slots": slots,
         "generation_seconds": seconds,
@@ -44,11 +53,12 @@ def measure(count: int, in_flight: int, slots: int, seconds: float, client_rps: 
         manifest = write_manifest(
             Path(folder), count, concurrency=in_flight, requests_per_second=client_rps
         )
-        result = run_wanbatch(info, manifest, timeout=1800)
+        result = run_wanbatch(info, manifest, timeout=1800, prototype=prototype)
         stats = sim_stats(info)
     done = result.count("downloaded")
     makespan = result.makespan
     row: dict[str, Any] = {
+        "client": f"prototype: {prototype}" if prototype else "wanbatch",
         "jobs": count,
         "in flight": in_flight,
         "server rps": RATE,
@@ -76,6 +86,7 @@ def measure(count: int, in_flight: int, slots: int, seconds: float, client_rps: 
 
 
 COLUMNS = [
+    "client",
     "jobs",
     "done",
     "in flight",
@@ -94,10 +105,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 jobs, 40 in flight")
     args = parser.parse_args(argv)
-    count, in_flight = (200, 40) if args.quick else (1000, 200)
+    count, in_flight, render = (200, 40, 1.0) if args.quick else (1000, 200, 5.0)
     rows = []
-    for client_rps in (RATE, 100.0):
-        row = measure(count, in_flight, slots=in_flight, seconds=5.0, client_rps=client_rps)
+    for client_rps, prototype in ((RATE, None), (100.0, None), (RATE, "pacer")):
+        row = measure(count, in_flight, in_flight, render, client_rps, prototype)
         rows.append(row)
         print(json.dumps(row), flush=True)
     save("budget", args.quick, rows)

@@ -163,9 +163,18 @@ def run_wanbatch(
     *,
     poll_interval: float | None = None,
     timeout: float = 900,
+    prototype: str | None = None,
 ) -> WanbatchRun:
-    """`python -m wanbatch run MANIFEST -q` in a subprocess; rusage from ``os.wait4``."""
-    argv = [PYTHON, "-m", "wanbatch", "run", str(manifest), "--base-url", info["base_url"], "-q"]
+    """`python -m wanbatch run MANIFEST -q` in a subprocess; rusage from ``os.wait4``.
+
+    ``prototype`` names patches of ``benchmarks/prototype.py`` to run instead of the real thing.
+    """
+    launcher = (
+        [PYTHON, "-m", "wanbatch"]
+        if prototype is None
+        else [PYTHON, str(ROOT / "benchmarks" / "prototype.py"), prototype]
+    )
+    argv = [*launcher, "run", str(manifest), "--base-url", info["base_url"], "-q"]
     if poll_interval is not None:
         argv += ["--poll-interval", str(poll_interval)]
     env = {**os.environ, "WAN_API_KEY": info["api_key"]}

@@ -1,25 +1,35 @@
-"""Scale: validating a large manifest and replaying a large journal, with peak memory.
+"""Scale (issue 6, item 4): a 100,000-job manifest and journal, and a large end-to-end run.
 
-    python benchmarks/scale.py              # 100,000 jobs
-    python benchmarks/scale.py --jobs 10000
+1. `validate` of a 100,000-row CSV manifest: `python -m wanbatch validate` as a subprocess (what
+   the user waits for, interpreter start included), and `load_manifest` alone in a fresh process.
+2. Replay of a 100,000-job journal (5 events a job, written with `wanbatch.journal`'s encoders):
+   `read_journal` in a fresh process.
+3. End to end: N jobs with zero render time and tiny (~1.9 kB) videos through a simulator in its
+   own process; `python -m wanbatch run --poll-interval 0.01` (a subprocess; concurrency 64,
+   requests_per_second 100000, downloads 16) against a raw httpx client doing the same three
+   requests a job (create, one poll, the video) with the same concurrency and no journal
+   (`rawclient.py api`, also a subprocess), each against a fresh simulator, in the same run.
 
-Each measurement runs in a fresh subprocess so that its peak RSS is its own. Figures go to
-benchmarks/results/scale.json.
+Each measurement runs in its own process so that its peak RSS (getrusage) is its own.
+
+    python benchmarks/scale.py                 # 100,000-job manifest and journal; run of 10,000
+    python benchmarks/scale.py --quick         # 10,000 and 1,000
+    python benchmarks/scale.py --jobs N --run-jobs M
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+from common import PYTHON, ROOT, run_wanbatch, save, sim_stats, simulator, table, write_manifest
 
 VALIDATE = """
 import resource, sys, time
@@ -62,7 +72,7 @@ print(len(replay.records), seconds, resource.getrusage(resource.RUSAGE_SELF).ru_
 
 def python(code: str, *args: str) -> list[str]:
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
+        [PYTHON, "-c", textwrap.dedent(code), *args],
         capture_output=True,
         text=True,
         check=True,
@@ -71,37 +81,147 @@ def python(code: str, *args: str) -> list[str]:
     return result.stdout.split()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=100_000)
-    args = parser.parse_args()
+def manifest_and_journal(jobs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         manifest = Path(folder) / "big.csv"
         with open(manifest, "w") as handle:
             handle.write("prompt,duration,aspect_ratio\n")
-            for i in range(args.jobs):
+            for i in range(jobs):
                 handle.write(f"a benchmark prompt about scene number {i},{5 + i % 4},16:9\n")
-        jobs, validate_s, validate_kb = python(VALIDATE, str(manifest))
+        started = time.perf_counter()
+        subprocess.run(
+            [PYTHON, "-m", "wanbatch", "validate", str(manifest)],
+            capture_output=True,
+            check=True,
+            timeout=900,
+            cwd=ROOT,
+        )
+        cli_validate_s = time.perf_counter() - started
+        loaded, validate_s, validate_kb = python(VALIDATE, str(manifest))
         out = Path(folder) / "out"
-        (journal_bytes,) = python(WRITE_JOURNAL, str(out), str(args.jobs))
+        (journal_bytes,) = python(WRITE_JOURNAL, str(out), str(jobs))
         records, replay_s, replay_kb = python(REPLAY, str(out))
-    row = {
-        "jobs": int(jobs),
-        "validate_s": round(float(validate_s), 2),
-        "validate_peak_rss_mb": round(int(validate_kb) / 1024, 1),
+    return {
+        "jobs": int(loaded),
+        "validate_cli_s": round(cli_validate_s, 2),
+        "load_manifest_s": round(float(validate_s), 2),
+        "load_manifest_peak_rss_mb": round(int(validate_kb) / 1024, 1),
         "journal_mb": round(int(journal_bytes) / 2**20, 1),
+        "journal_events": 5 * jobs,
         "journal_records": int(records),
         "replay_s": round(float(replay_s), 2),
         "replay_peak_rss_mb": round(int(replay_kb) / 1024, 1),
     }
-    print(json.dumps(row))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale.json").write_text(
-        json.dumps({"command": " ".join(sys.argv), "cpus": os.cpu_count(), "rows": [row]}, indent=2)
-        + "\n"
+
+
+SIM = {"generation_seconds": 0.0, "slots": 1000, "video_size": 0}
+CONCURRENCY = 64
+
+
+def end_to_end(jobs: int) -> list[dict[str, Any]]:
+    rows = []
+    with simulator(**SIM) as info:
+        raw = subprocess.run(
+            [
+                PYTHON,
+                str(ROOT / "benchmarks" / "rawclient.py"),
+                "api",
+                info["base_url"],
+                info["api_key"],
+                str(jobs),
+                str(CONCURRENCY),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=900,
+        )
+        figures = json.loads(raw.stdout)
+        stats = sim_stats(info)
+    requests = stats["requests_total"] + stats["cdn_requests_total"]
+    rows.append(
+        {
+            "client": "raw httpx (no journal)",
+            "jobs": jobs,
+            "seconds": figures["seconds"],
+            "jobs/s": round(jobs / figures["seconds"], 1),
+            "requests/job": round(requests / jobs, 2),
+            "requests/s": round(requests / figures["seconds"], 1),
+            "cpu_s": figures["cpu_s"],
+            "peak_rss_mb": figures["peak_rss_mb"],
+        }
     )
-    return 0
+    with simulator(**SIM) as info, tempfile.TemporaryDirectory() as folder:
+        manifest = write_manifest(
+            Path(folder),
+            jobs,
+            concurrency=CONCURRENCY,
+            requests_per_second=100_000,
+            downloads=16,
+        )
+        result = run_wanbatch(info, manifest, poll_interval=0.01, timeout=1800)
+        stats = sim_stats(info)
+    assert result.exit_code == 0, result.stdout
+    requests = stats["requests_total"] + stats["cdn_requests_total"]
+    seconds = result.makespan
+    rows.append(
+        {
+            "client": "wanbatch run",
+            "jobs": jobs,
+            "seconds": round(seconds, 2),
+            "process_s": round(result.process_seconds, 2),
+            "jobs/s": round(jobs / seconds, 1),
+            "requests/job": round(requests / jobs, 2),
+            "requests/s": round(requests / seconds, 1),
+            "cpu_s": round(result.cpu_seconds, 2),
+            "peak_rss_mb": round(result.peak_rss_mb, 1),
+        }
+    )
+    rows[1]["vs raw (jobs/s)"] = round(rows[1]["jobs/s"] / rows[0]["jobs/s"], 3)
+    return rows
+
+
+RUN_COLUMNS = [
+    "client",
+    "jobs",
+    "seconds",
+    "jobs/s",
+    "requests/job",
+    "requests/s",
+    "cpu_s",
+    "peak_rss_mb",
+    "vs raw (jobs/s)",
+]
+FILE_COLUMNS = [
+    "jobs",
+    "validate_cli_s",
+    "load_manifest_s",
+    "load_manifest_peak_rss_mb",
+    "journal_mb",
+    "replay_s",
+    "replay_peak_rss_mb",
+]
+
+
+def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10,000-job files, 1,000-job run")
+    parser.add_argument("--jobs", type=int, help="manifest and journal size (default 100,000)")
+    parser.add_argument("--run-jobs", type=int, help="end-to-end run size (default 10,000)")
+    args = parser.parse_args(argv)
+    jobs = args.jobs or (10_000 if args.quick else 100_000)
+    run_jobs = args.run_jobs or (1_000 if args.quick else 10_000)
+    files = [manifest_and_journal(jobs)]
+    print(json.dumps(files[0]), flush=True)
+    runs = end_to_end(run_jobs)
+    for row in runs:
+        print(json.dumps(row), flush=True)
+    save("scale", args.quick, runs, files=files)
+    print(table(files, FILE_COLUMNS))
+    print(table(runs, RUN_COLUMNS))
+    return {"files": files, "runs": runs}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(sys.argv[1:])
+    sys.exit(0)

@@ -1,0 +1,150 @@
+"""Downloads (issue 6, item 5): 100 videos of 10 MiB, wanbatch against raw httpx streaming.
+
+A simulator in its own process renders in zero time and pads every video to 10 MiB
+(`video_size`). Each client downloads the same 100 videos, 4 at a time (wanbatch's default
+`limits.downloads`), each against a fresh simulator, in the same run:
+
+- wanbatch: `python -m wanbatch run` (a subprocess; concurrency 100, requests_per_second 1000,
+  downloads 4, `--poll-interval 0.01`). Throughput is the bytes over the download phase taken
+  from its journal: first `succeeded` record to last `downloaded` record. CPU per MiB is the
+  process's CPU minus that of the same run with tiny videos (the API work and interpreter start),
+  over the MiB downloaded.
+- raw httpx: `rawclient.py download`, a subprocess streaming the URLs (obtained beforehand with a
+  create and a poll each) into files, no hashing, no fsync. The goal is measured against this.
+- raw httpx + sha256 + fsync: `rawclient.py download-safe`, the floor for a client that keeps
+  what it downloads; it splits the gap.
+
+    python benchmarks/downloads.py           # 100 x 10 MiB
+    python benchmarks/downloads.py --quick   # 20 x 10 MiB
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+from common import PYTHON, ROOT, run_wanbatch, save, sim_stats, simulator, table, write_manifest
+
+MIB = 2**20
+SIZE = 10 * MIB
+DOWNLOADS = 4
+
+
+def sim_knobs(size: int) -> dict[str, Any]:
+    return {"generation_seconds": 0.0, "slots": 1000, "video_size": size}
+
+
+def wanbatch_run(count: int, size: int) -> dict[str, Any]:
+    with simulator(**sim_knobs(size)) as info, tempfile.TemporaryDirectory() as folder:
+        manifest = write_manifest(
+            Path(folder), count, concurrency=count, requests_per_second=1000, downloads=DOWNLOADS
+        )
+        result = run_wanbatch(info, manifest, poll_interval=0.01)
+        stats = sim_stats(info)
+        assert result.exit_code == 0, result.stdout
+        written = sum(p.stat().st_size for p in (Path(folder) / "out").glob("*.mp4"))
+    sizes = [e["size"] for e in result.events if e["ev"] == "downloaded"]
+    assert len(sizes) == count and sum(sizes) == written, (len(sizes), written)
+    return {
+        "seconds": result.last("downloaded") - result.first("succeeded"),
+        "bytes": written,
+        "cpu_s": result.cpu_seconds,
+        "peak_rss_mb": result.peak_rss_mb,
+        "cdn_requests": stats["cdn_requests_total"],
+    }
+
+
+def raw_run(count: int, size: int, mode: str) -> dict[str, Any]:
+    with simulator(**sim_knobs(size)) as info, tempfile.TemporaryDirectory() as folder:
+        urls = []
+        headers = {"Authorization": f"Bearer {info['api_key']}"}
+        with httpx.Client(base_url=info["base_url"] + "/", headers=headers, timeout=60) as api:
+            for index in range(count):
+                body = {"model": "wan-2-2", "prompt": f"benchmark clip number {index}"}
+                task = api.post("video/generations", json=body).json()
+                for _ in range(1000):  # bounded; zero render time needs one
+                    view = api.get(f"video/generations/{task['id']}").json()
+                    if view["status"] == "succeeded":
+                        break
+                urls.append(view["video_url"])
+        done = subprocess.run(
+            [
+                PYTHON,
+                str(ROOT / "benchmarks" / "rawclient.py"),
+                mode,
+                folder,
+                str(DOWNLOADS),
+                *urls,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=900,
+        )
+        figures: dict[str, Any] = json.loads(done.stdout)
+        written = sum(p.stat().st_size for p in Path(folder).glob("*.mp4"))
+    assert written == figures["bytes"] == count * size, (written, figures)
+    return figures
+
+
+COLUMNS = ["client", "videos", "MiB", "seconds", "MiB/s", "vs raw", "CPU s/MiB", "peak_rss_mb"]
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 videos")
+    args = parser.parse_args(argv)
+    count = 20 if args.quick else 100
+    raw = raw_run(count, SIZE, "download")
+    safe = raw_run(count, SIZE, "download-safe")
+    big = wanbatch_run(count, SIZE)
+    tiny = wanbatch_run(count, 0)
+    mib = count * SIZE / MIB
+    rows: list[dict[str, Any]] = [
+        {
+            "client": "raw httpx streaming",
+            "videos": count,
+            "MiB": mib,
+            "seconds": raw["seconds"],
+            "MiB/s": round(mib / raw["seconds"], 1),
+            "CPU s/MiB": round(raw["cpu_s"] / mib, 4),
+            "peak_rss_mb": raw["peak_rss_mb"],
+        },
+        {
+            "client": "raw httpx + sha256 + fsync",
+            "videos": count,
+            "MiB": mib,
+            "seconds": safe["seconds"],
+            "MiB/s": round(mib / safe["seconds"], 1),
+            "CPU s/MiB": round(safe["cpu_s"] / mib, 4),
+            "peak_rss_mb": safe["peak_rss_mb"],
+        },
+        {
+            "client": "wanbatch run",
+            "videos": count,
+            "MiB": mib,
+            "seconds": round(big["seconds"], 3),
+            "MiB/s": round(mib / big["seconds"], 1),
+            "CPU s/MiB": round((big["cpu_s"] - tiny["cpu_s"]) / mib, 4),
+            "peak_rss_mb": round(big["peak_rss_mb"], 1),
+            "process_cpu_s": round(big["cpu_s"], 2),
+            "tiny_videos_cpu_s": round(tiny["cpu_s"], 2),
+        },
+    ]
+    for row in rows:
+        row["vs raw"] = round(row["MiB/s"] / rows[0]["MiB/s"], 3)
+        print(json.dumps(row), flush=True)
+    save("downloads", args.quick, rows)
+    print(table(rows, COLUMNS))
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
+    sys.exit(0)
