@@ -183,10 +183,12 @@ def run_wanbatch(
         started = time.perf_counter()
         child = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = started + timeout
+        peak_kb = 0
         while True:
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
             if pid:
                 break
+            peak_kb = max(peak_kb, high_water_kb(child.pid))
             if time.perf_counter() > deadline:
                 child.kill()
                 raise TimeoutError(f"wanbatch ran longer than {timeout} s")
@@ -199,11 +201,27 @@ def run_wanbatch(
     return WanbatchRun(
         process_seconds=seconds,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss / 1024,
+        peak_rss_mb=peak_kb / 1024,
         exit_code=child.returncode,
         stdout=out_path.read_text(),
         events=events,
     )
+
+
+def high_water_kb(pid: int | str = "self") -> int:
+    """Peak RSS (VmHWM) of a live process, in KiB; 0 once it is gone.
+
+    Not ``ru_maxrss``: on Linux that survives ``exec``, so a child forked from a large parent
+    reports the parent's size as its own floor.
+    """
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 # --- reporting --------------------------------------------------------------------------------

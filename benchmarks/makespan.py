@@ -6,6 +6,8 @@ its own process, and the client renders the same N jobs through it:
 - wanbatch: `python -m wanbatch run` as a subprocess, default poll settings (PollPolicy()
   with the learned first-poll estimate), and again with `--poll-interval 1`;
   manifest `concurrency: N, requests_per_second: 100, downloads: 8`, so the client is not the limit;
+- prototype: estimator: wanbatch with default poll settings and the first-poll estimator fix of
+  `benchmarks/prototype.py` patched in (not the shipped code; see that file);
 - quickstart-5s: the provider's quickstart made into a batch, a thread per job, each with its own
   sync httpx client (requests-style), create, then sleep 5 s / GET until done, then download;
 - poll-1s: the same with a 1 s sleep.
@@ -47,10 +49,10 @@ from common import (
 Client = Callable[[dict[str, str], int, Path], dict[str, Any]]
 
 
-def wanbatch_client(poll_interval: float | None) -> Client:
+def wanbatch_client(poll_interval: float | None, prototype: str | None = None) -> Client:
     def run(info: dict[str, str], count: int, folder: Path) -> dict[str, Any]:
         manifest = write_manifest(folder, count, concurrency=count, requests_per_second=100)
-        result = run_wanbatch(info, manifest, poll_interval=poll_interval)
+        result = run_wanbatch(info, manifest, poll_interval=poll_interval, prototype=prototype)
         assert result.exit_code == 0, result.stdout
         return {
             "makespan_s": result.makespan,
@@ -108,6 +110,7 @@ def thread_client(poll_seconds: float) -> Client:
 CLIENTS: dict[str, Client] = {
     "wanbatch (default poll)": wanbatch_client(None),
     "wanbatch --poll-interval 1": wanbatch_client(1.0),
+    "prototype: estimator": wanbatch_client(None, "estimator"),
     "quickstart, 5 s poll": thread_client(5.0),
     "1 s poller": thread_client(1.0),
 }
