@@ -6,8 +6,8 @@ its own process, and the client renders the same N jobs through it:
 - wanbatch: `python -m wanbatch run` as a subprocess, default poll settings (PollPolicy()
   with the learned first-poll estimate), and again with `--poll-interval 1`;
   manifest `concurrency: N, requests_per_second: 100, downloads: 8`, so the client is not the limit;
-- prototype: estimator: wanbatch with default poll settings and the first-poll estimator fix of
-  `benchmarks/prototype.py` patched in (not the shipped code; see that file);
+- prototype: estimator / queue: wanbatch with default poll settings and one proposed change of
+  `benchmarks/prototype.py` patched in at run time (not the shipped code; see that file);
 - quickstart-5s: the provider's quickstart made into a batch, a thread per job, each with its own
   sync httpx client (requests-style), create, then sleep 5 s / GET until done, then download;
 - poll-1s: the same with a 1 s sleep.
@@ -111,6 +111,7 @@ CLIENTS: dict[str, Client] = {
     "wanbatch (default poll)": wanbatch_client(None),
     "wanbatch --poll-interval 1": wanbatch_client(1.0),
     "prototype: estimator": wanbatch_client(None, "estimator"),
+    "prototype: queue": wanbatch_client(None, "queue"),
     "quickstart, 5 s poll": thread_client(5.0),
     "1 s poller": thread_client(1.0),
 }
