@@ -32,6 +32,8 @@ Patches:
   as R moves (the scheduler proper would wake it on each finish instead). Steering matters:
   an estimate learned only from finishes *seen* is censored by the poll schedule itself and
   settles at whatever pace the polls set (tried first: 1.23-1.36x the bound).
+- `sniffio`: make httpcore's per-request `import sniffio` fail at once instead of searching
+  sys.path (sniffio is not installed: anyio 4.16 no longer needs it).
 """
 
 from __future__ import annotations
@@ -228,7 +230,21 @@ def patch_queue() -> None:
     Runner._on_task_view = on_task_view  # type: ignore[method-assign]
 
 
-PATCHES = {"pacer": patch_pacer, "estimator": patch_estimator, "queue": patch_queue}
+def patch_sniffio() -> None:
+    """httpcore runs `import sniffio` on every request; absent, each try walks sys.path.
+
+    A None in sys.modules makes the failed import immediate; installing sniffio (a dependency
+    of anyio < 4.5 that newer anyio dropped) would do as well.
+    """
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+
+
+PATCHES = {
+    "pacer": patch_pacer,
+    "estimator": patch_estimator,
+    "queue": patch_queue,
+    "sniffio": patch_sniffio,
+}
 
 
 def main(argv: list[str]) -> int:
