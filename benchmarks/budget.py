@@ -7,8 +7,8 @@ its default) and answers 429 with `Retry-After` in whole seconds. Renders are sh
 
 - `requests_per_second: 20`: the user wrote the documented limit into the manifest;
 - `requests_per_second: 100`: the user did not, and wanbatch has only the 429s to go by;
-- and `requests_per_second: 20` again through `benchmarks/prototype.py pacer`: the proposed
-  change (no burst after a 429; a 429 with Retry-After is not a failed attempt), patched in.
+- and `requests_per_second: 20` again through `benchmarks/baseline.py burst`: the budget before
+  issue 6 (bursts go on after a 429; a 429 with Retry-After counts as a failed attempt).
 
 Bound: every job needs at least one create and one poll, so the server's bucket alone needs
 (2N - burst) / rate seconds; the slots alone need ceil(N/S)*T. The bound is the larger.
@@ -38,7 +38,7 @@ def measure(
     slots: int,
     seconds: float,
     client_rps: float,
-    prototype: str | None = None,
+    before: str | None = None,
 ) -> dict[str, Any]:
     knobs = {
         "slots": slots,
@@ -53,12 +53,12 @@ def measure(
         manifest = write_manifest(
             Path(folder), count, concurrency=in_flight, requests_per_second=client_rps
         )
-        result = run_wanbatch(info, manifest, timeout=1800, prototype=prototype)
+        result = run_wanbatch(info, manifest, timeout=1800, before=before)
         stats = sim_stats(info)
     done = result.count("downloaded")
     makespan = result.makespan
     row: dict[str, Any] = {
-        "client": f"prototype: {prototype}" if prototype else "wanbatch",
+        "client": f"before: {before}" if before else "wanbatch",
         "jobs": count,
         "in flight": in_flight,
         "server rps": RATE,
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parser.parse_args(argv)
     count, in_flight, render = (200, 40, 1.0) if args.quick else (1000, 200, 5.0)
     rows = []
-    for client_rps, prototype in ((RATE, None), (100.0, None), (RATE, "pacer")):
-        row = measure(count, in_flight, in_flight, render, client_rps, prototype)
+    for client_rps, before in ((RATE, None), (100.0, None), (RATE, "burst")):
+        row = measure(count, in_flight, in_flight, render, client_rps, before)
         rows.append(row)
         print(json.dumps(row), flush=True)
     save("budget", args.quick, rows)

@@ -163,16 +163,16 @@ def run_wanbatch(
     *,
     poll_interval: float | None = None,
     timeout: float = 900,
-    prototype: str | None = None,
+    before: str | None = None,
 ) -> WanbatchRun:
     """`python -m wanbatch run MANIFEST -q` in a subprocess; rusage from ``os.wait4``.
 
-    ``prototype`` names patches of ``benchmarks/prototype.py`` to run instead of the real thing.
+    ``before`` names patches of ``benchmarks/baseline.py``: the real thing with an improvement switched off.
     """
     launcher = (
         [PYTHON, "-m", "wanbatch"]
-        if prototype is None
-        else [PYTHON, str(ROOT / "benchmarks" / "prototype.py"), prototype]
+        if before is None
+        else [PYTHON, str(ROOT / "benchmarks" / "baseline.py"), before]
     )
     argv = [*launcher, "run", str(manifest), "--base-url", info["base_url"], "-q"]
     if poll_interval is not None:

@@ -6,8 +6,9 @@ its own process, and the client renders the same N jobs through it:
 - wanbatch: `python -m wanbatch run` as a subprocess, default poll settings (PollPolicy()
   with the learned first-poll estimate), and again with `--poll-interval 1`;
   manifest `concurrency: N, requests_per_second: 100, downloads: 8`, so the client is not the limit;
-- prototype: estimator / queue: wanbatch with default poll settings and one proposed change of
-  `benchmarks/prototype.py` patched in at run time (not the shipped code; see that file);
+- before: ladder / before: ladder,median: wanbatch with the queue planner switched off (polls on
+  the ladder only), and also with the old median first-poll estimate, through
+  `benchmarks/baseline.py`: the schedule before issue 6, measured in the same run;
 - quickstart-5s: the provider's quickstart made into a batch, a thread per job, each with its own
   sync httpx client (requests-style), create, then sleep 5 s / GET until done, then download;
 - poll-1s: the same with a 1 s sleep.
@@ -49,10 +50,10 @@ from common import (
 Client = Callable[[dict[str, str], int, Path], dict[str, Any]]
 
 
-def wanbatch_client(poll_interval: float | None, prototype: str | None = None) -> Client:
+def wanbatch_client(poll_interval: float | None, before: str | None = None) -> Client:
     def run(info: dict[str, str], count: int, folder: Path) -> dict[str, Any]:
         manifest = write_manifest(folder, count, concurrency=count, requests_per_second=100)
-        result = run_wanbatch(info, manifest, poll_interval=poll_interval, prototype=prototype)
+        result = run_wanbatch(info, manifest, poll_interval=poll_interval, before=before)
         assert result.exit_code == 0, result.stdout
         return {
             "makespan_s": result.makespan,
@@ -108,10 +109,10 @@ def thread_client(poll_seconds: float) -> Client:
 
 
 CLIENTS: dict[str, Client] = {
-    "wanbatch (default poll)": wanbatch_client(None),
+    "wanbatch": wanbatch_client(None),
     "wanbatch --poll-interval 1": wanbatch_client(1.0),
-    "prototype: estimator": wanbatch_client(None, "estimator"),
-    "prototype: queue": wanbatch_client(None, "queue"),
+    "before: ladder": wanbatch_client(None, "ladder"),
+    "before: ladder,median": wanbatch_client(None, "ladder,median"),
     "quickstart, 5 s poll": thread_client(5.0),
     "1 s poller": thread_client(1.0),
 }

@@ -14,6 +14,7 @@ side: the machine has 2 cores.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +39,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a fast pass with smaller N")
     parser.add_argument("--only", help="comma-separated subset of " + ", ".join(BENCHMARKS))
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so that every simulator process started so far is stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     names = args.only.split(",") if args.only else list(BENCHMARKS)
     flags = ["--quick"] if args.quick else []
     sections = []

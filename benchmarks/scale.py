@@ -9,9 +9,9 @@
    requests_per_second 100000, downloads 16) against a raw httpx client doing the same three
    requests a job (create, one poll, the video) with no journal (`rawclient.py api`, also a
    subprocess) at concurrency 16 and 64, each against a fresh simulator, in the same run; and
-   wanbatch again with the first-poll estimator fix of `benchmarks/prototype.py` patched in, and
-   with that and the sniffio fix. 4,000 jobs, not 100,000: at today's ~60 jobs/s a
-   100,000-job run would take half an hour, and this step stays near 3 minutes.
+   wanbatch again with the old median first-poll estimate (`benchmarks/baseline.py median`),
+   the "before" of issue 6. `--run-jobs` sets N (default 4,000, so that the step stays near
+   3 minutes; the 100,000-job run is `--run-jobs 100000 --skip-before`).
 
 Each measurement runs in its own process so that its peak RSS (VmHWM) is its own.
 
@@ -153,7 +153,7 @@ def raw_client(jobs: int, concurrency: int) -> dict[str, Any]:
     }
 
 
-def wanbatch_client(jobs: int, concurrency: int, prototype: str | None = None) -> dict[str, Any]:
+def wanbatch_client(jobs: int, concurrency: int, before: str | None = None) -> dict[str, Any]:
     with simulator(**SIM) as info, tempfile.TemporaryDirectory() as folder:
         manifest = write_manifest(
             Path(folder),
@@ -162,14 +162,13 @@ def wanbatch_client(jobs: int, concurrency: int, prototype: str | None = None) -
             requests_per_second=100_000,
             downloads=16,
         )
-        result = run_wanbatch(info, manifest, poll_interval=0.01, timeout=1800, prototype=prototype)
+        result = run_wanbatch(info, manifest, poll_interval=0.01, timeout=3600, before=before)
         stats = sim_stats(info)
     assert result.exit_code == 0, result.stdout
     requests = stats["requests_total"] + stats["cdn_requests_total"]
     seconds = result.makespan
     return {
-        "client": f"{'prototype: ' + prototype if prototype else 'wanbatch run'}, "
-        f"concurrency {concurrency}",
+        "client": f"{'before: ' + before if before else 'wanbatch run'}, concurrency {concurrency}",
         "jobs": jobs,
         "seconds": round(seconds, 2),
         "process_s": round(result.process_seconds, 2),
@@ -181,15 +180,15 @@ def wanbatch_client(jobs: int, concurrency: int, prototype: str | None = None) -
     }
 
 
-def end_to_end(jobs: int) -> list[dict[str, Any]]:
+def end_to_end(jobs: int, skip_before: bool = False) -> list[dict[str, Any]]:
     """Raw httpx at two concurrencies (its pool slows down with many waiters), then wanbatch.
 
     The faster raw figure is the reference for the ratio.
     """
     rows = [raw_client(jobs, 16), raw_client(jobs, CONCURRENCY)]
     rows.append(wanbatch_client(jobs, CONCURRENCY))
-    rows.append(wanbatch_client(jobs, CONCURRENCY, "estimator"))
-    rows.append(wanbatch_client(jobs, CONCURRENCY, "estimator,sniffio"))
+    if not skip_before:
+        rows.append(wanbatch_client(jobs, CONCURRENCY, "median"))
     best = max(rows[0]["jobs/s"], rows[1]["jobs/s"])
     for row in rows:
         row["vs best raw (jobs/s)"] = round(row["jobs/s"] / best, 3)
@@ -223,12 +222,13 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     parser.add_argument("--quick", action="store_true", help="10,000-job files, 1,000-job run")
     parser.add_argument("--jobs", type=int, help="manifest and journal size (default 100,000)")
     parser.add_argument("--run-jobs", type=int, help="end-to-end run size (default 4,000)")
+    parser.add_argument("--skip-before", action="store_true", help="no 'before' row")
     args = parser.parse_args(argv)
     jobs = args.jobs or (10_000 if args.quick else 100_000)
     run_jobs = args.run_jobs or (1_000 if args.quick else 4_000)
     files = [manifest_and_journal(jobs)]
     print(json.dumps(files[0]), flush=True)
-    runs = end_to_end(run_jobs)
+    runs = end_to_end(run_jobs, args.skip_before)
     for row in runs:
         print(json.dumps(row), flush=True)
     save("scale", args.quick, runs, files=files)

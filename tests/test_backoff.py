@@ -1,15 +1,17 @@
-"""Backoff, poll spacing, Retry-After parsing and the render-time estimator."""
+"""Backoff, poll spacing, Retry-After parsing, the first-poll estimate and the queue planner."""
 
 from __future__ import annotations
 
 import email.utils
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from wanbatch.backoff import (
+    FirstPollEstimator,
     PollPolicy,
-    RenderTimeEstimator,
+    QueuePlanner,
     RetryPolicy,
     compute_backoff,
     parse_retry_after,
@@ -66,11 +68,64 @@ def test_retry_after_never_raises(text: str) -> None:
     assert value is None or value >= 0
 
 
-def test_estimator_learns_per_kind_with_fallback() -> None:
-    """The estimate is the median per (model, duration), else the median of all."""
-    estimator = RenderTimeEstimator()
+def test_first_poll_estimate_is_steered_by_outcomes() -> None:
+    """Found done at the first poll: shrink; found unfinished: grow, capped by the real time."""
+    estimator = FirstPollEstimator(shrink=0.9, grow=1.25)
     assert estimator.expect("wan-2-2", 5) is None
-    for seconds in (10.0, 12.0, 50.0):
-        estimator.observe("wan-2-2", 5, seconds)
-    assert estimator.expect("wan-2-2", 5) == 12.0
-    assert estimator.expect("wan-2-1", 8) == 12.0
+    estimator.first_poll("wan-2-2", 5, done=True, elapsed=10.0)
+    assert estimator.expect("wan-2-2", 5) == pytest.approx(9.0)
+    assert estimator.expect("wan-2-1", 8) == pytest.approx(9.0)  # other kinds borrow it
+    estimator.first_poll("wan-2-2", 5, done=False, elapsed=30.0)
+    assert estimator.expect("wan-2-2", 5) == pytest.approx(11.25)
+    estimator.first_poll("wan-2-2", 5, done=False, elapsed=10.5)  # capped by the real time
+    assert estimator.expect("wan-2-2", 5) == pytest.approx(10.5)
+    estimator.first_poll("wan-2-2", 5, done=True, elapsed=4.0)  # done sooner: follow it down
+    assert estimator.expect("wan-2-2", 5) == pytest.approx(3.6)
+
+
+def test_first_poll_estimate_does_not_ratchet_up() -> None:
+    """Zero-second renders: the estimate falls instead of creeping up with its own delays."""
+    estimator = FirstPollEstimator()
+    estimator.first_poll("m", 5, done=True, elapsed=2.0)
+    for _ in range(50):
+        expected = estimator.expect("m", 5)
+        assert expected is not None
+        estimator.first_poll("m", 5, done=True, elapsed=expected + 0.01)  # a round trip later
+    final = estimator.expect("m", 5)
+    assert final is not None and final < 0.2
+
+
+def test_queue_planner_spreads_polls_by_rank() -> None:
+    """Tasks in flight are expected k / rate after the first create, no later than the ladder."""
+    planner = QueuePlanner(faster=1.05, slower=0.85, spacing=6.0)
+    for k in range(1, 17):
+        planner.submitted(f"j{k}", now=100.0)
+    # Before anything finished: the ladder decides.
+    assert planner.poll_at("j16", ladder_at=102.0) == 102.0
+    planner.outcome("j1", done=True, now=101.0)  # 1 finished in 1 s: rate 1/s
+    assert planner.rate == pytest.approx(1.0)
+    assert planner.poll_at("j16", ladder_at=200.0) == pytest.approx(116.0)
+    assert planner.poll_at("j16", ladder_at=110.0) == 110.0  # never later than the ladder
+    planner.outcome("j2", done=True, now=101.0)  # found done: the rate rises
+    assert planner.rate == pytest.approx(2.0)  # the floor: 2 finished in 1 s
+    planner.outcome("j3", done=True, now=101.0)
+    assert planner.rate == pytest.approx(3.0)
+    planner.outcome("j4", done=False, now=101.0)  # unfinished: the rate falls
+    assert planner.rate == pytest.approx(3.0)  # ...but not below the floor
+    planner.polled("j4", now=101.0)
+    # j4 is expected at 100 + 4/3, but may not be asked again before 101 + 6/3.
+    assert planner.poll_at("j4", ladder_at=200.0) == pytest.approx(103.0)
+    planner.forget("j16")
+    assert planner.poll_at("j16", ladder_at=150.0) == 150.0
+    assert planner.finished == 3
+
+
+def test_queue_planner_rate_steering_is_bounded_below_by_finishes() -> None:
+    planner = QueuePlanner(faster=1.05, slower=0.5)
+    planner.submitted("a", now=0.0)
+    planner.submitted("b", now=0.0)
+    planner.outcome("a", done=True, now=2.0)
+    assert planner.rate == pytest.approx(0.5)
+    for _ in range(10):
+        planner.outcome("b", done=False, now=2.0)
+    assert planner.rate == pytest.approx(0.5)  # one finish in 2 s is a fact, not a guess

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from wanbatch.ratelimit import AdaptiveLimit, HostGate, RequestPacer
 
 
@@ -48,3 +50,14 @@ def test_adaptive_limit_halves_and_regrows_to_ceiling() -> None:
     for _ in range(100):
         limit.on_success()
     assert limit.current == 8
+
+
+def test_throttle_stops_bursts_and_spends_saved_tokens() -> None:
+    """After a 429 the bucket gives one request at a time at the steady rate."""
+    pacer = RequestPacer(rate=10.0, burst=10.0)
+    assert pacer.wait_time(0.0) == 0.0
+    pacer.throttle()
+    assert pacer.wait_time(0.0) == pytest.approx(0.1)  # the 10 saved tokens are gone
+    assert pacer.wait_time(5.0) == 0.0
+    pacer.take(5.0)
+    assert pacer.wait_time(5.0) == pytest.approx(0.1)  # a long idle saves one token, not ten

@@ -28,6 +28,9 @@ class RetryPolicy:
     """Retries of one request: how many and how far apart."""
 
     max_attempts: int = 8  # attempts in all, the first included
+    # ...when the server said when to come back (429 with Retry-After): waiting as told is not
+    # failing, so a busy server gets more patience than a broken one.
+    max_attempts_told_when: int = 32
     base_seconds: float = 0.5
     cap_seconds: float = 30.0
 
@@ -88,30 +91,110 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-class RenderTimeEstimator:
-    """Learns how long renders take, per (model, duration), to time the first poll.
+class FirstPollEstimator:
+    """When to ask about a new task first, per (model, duration), steered by how that went.
 
-    Before any task of a kind has finished, ``expect`` falls back to the median over all kinds,
-    and to None (plain backoff) before the first finish at all.
+    A task is never seen done before its first poll, so "how long did it take" learned from
+    polls only ever grows (each observation is at least the delay it was given). Instead the
+    outcome of each task's first poll steers the estimate: found done, the estimate shrinks by
+    ``shrink`` (it could have come sooner); found unfinished, it grows by ``grow``, but never past
+    the time that task really took. The estimate settles where a steady share of first polls
+    come a little early. Before any task of a kind has finished, the estimate of all kinds is
+    used, and before the first finish at all, None (the poll ladder's own first step).
     """
 
-    def __init__(self, window: int = 50) -> None:
-        self._window = window
-        self._by_kind: dict[tuple[str, int], list[float]] = {}
-        self._all: list[float] = []
-
-    def observe(self, model: str, duration: int, seconds: float) -> None:
-        if seconds < 0:
-            return
-        samples = self._by_kind.setdefault((model, duration), [])
-        for bucket in (samples, self._all):
-            bucket.append(seconds)
-            if len(bucket) > self._window:
-                del bucket[0]
+    def __init__(self, shrink: float = 0.9, grow: float = 1.25) -> None:
+        self.shrink = shrink
+        self.grow = grow
+        self._by_kind: dict[tuple[str, int], float] = {}
+        self._any: float | None = None
 
     def expect(self, model: str, duration: int) -> float | None:
-        samples = self._by_kind.get((model, duration)) or self._all
-        if not samples:
-            return None
-        ordered = sorted(samples)
-        return ordered[len(ordered) // 2]
+        return self._by_kind.get((model, duration), self._any)
+
+    def first_poll(self, model: str, duration: int, *, done: bool, elapsed: float) -> None:
+        """A task finished ``elapsed`` seconds after its create; ``done``: its first poll saw it.
+
+        Called when the task is seen finished, so that an unfinished first poll can be capped
+        by the time the task really took.
+        """
+        if elapsed < 0:
+            return
+        kind = (model, duration)
+        self._by_kind[kind] = self._steer(self._by_kind.get(kind), done, elapsed)
+        self._any = self._steer(self._any, done, elapsed)
+
+    def _steer(self, current: float | None, done: bool, elapsed: float) -> float:
+        if current is None:
+            return elapsed * (self.shrink if done else 1.0)
+        if done:
+            return min(current, elapsed) * self.shrink
+        return min(current * self.grow, elapsed)
+
+
+class QueuePlanner:
+    """Times polls by each task's place in the server's queue. Pure: times are passed in.
+
+    When a batch is submitted faster than the server renders, tasks wait in its queue and a
+    fixed ladder asks the last of them far too early and then far too late. The planner numbers
+    tasks in flight in submission order (k = 1, 2, ...) and estimates the server's throughput
+    ``rate`` (tasks finished a second). Task k is expected done at ``first create + k / rate``.
+
+    The throughput is steered by outcomes rather than learned from finishes seen, because
+    finishes are only seen when polled: an estimate learned from them settles at whatever pace
+    the polls set. It never drops below finishes seen / seconds since the first create; a poll
+    that finds its task done raises it by ``faster`` (the poll could have come sooner), one that
+    finds it unfinished lowers it by ``slower``. A task is asked no sooner than
+    ``spacing / rate`` after its previous poll, and never later than the ladder would ask, so
+    the ladder stays the fallback when the estimate is wrong or a task overruns.
+    """
+
+    def __init__(self, faster: float = 1.05, slower: float = 0.85, spacing: float = 6.0) -> None:
+        self.faster = faster
+        self.slower = slower
+        self.spacing = spacing
+        self.rate: float | None = None
+        self.finished = 0
+        self._seq = 0
+        self._first_create: float | None = None
+        self._pending: dict[str, int] = {}
+        self._last_poll: dict[str, float] = {}
+
+    def submitted(self, job_id: str, now: float) -> None:
+        """A task is in flight (created now, or found in the journal on resume)."""
+        if job_id in self._pending:
+            return
+        self._seq += 1
+        self._pending[job_id] = self._seq
+        if self._first_create is None:
+            self._first_create = now
+
+    def polled(self, job_id: str, now: float) -> None:
+        if job_id in self._pending:
+            self._last_poll[job_id] = now
+
+    def outcome(self, job_id: str, *, done: bool, now: float) -> None:
+        """A poll of ``job_id`` found it done (or failed) or not; done tasks leave the queue."""
+        if self._first_create is not None and job_id in self._pending:
+            floor = (self.finished + done) / max(1e-3, now - self._first_create)
+            if self.rate is None:
+                self.rate = floor if done else None
+            else:
+                self.rate = max(floor, self.rate * (self.faster if done else self.slower))
+        if done:
+            self.forget(job_id, finished=True)
+
+    def forget(self, job_id: str, *, finished: bool = False) -> None:
+        """``job_id`` is no longer in flight (done, or left for another reason)."""
+        if self._pending.pop(job_id, None) is not None and finished:
+            self.finished += 1
+        self._last_poll.pop(job_id, None)
+
+    def poll_at(self, job_id: str, ladder_at: float) -> float:
+        """When to poll ``job_id``: by its place in the queue, but no later than ``ladder_at``."""
+        rate = self.rate
+        if rate is None or self._first_create is None or job_id not in self._pending:
+            return ladder_at
+        expected = self._first_create + self._pending[job_id] / rate
+        earliest = self._last_poll.get(job_id, float("-inf")) + self.spacing / rate
+        return min(ladder_at, max(expected, earliest))

@@ -50,6 +50,11 @@ class RequestPacer:
         self._refill(now)
         self._tokens -= 1.0
 
+    def throttle(self) -> None:
+        """The server refused a request for its rate: no more bursts, and no saved tokens."""
+        self.burst = 1.0
+        self._tokens = min(self._tokens, 0.0)
+
 
 @dataclass(slots=True)
 class HostGate:

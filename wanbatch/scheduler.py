@@ -38,7 +38,7 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from wanbatch.backoff import PollPolicy, RenderTimeEstimator, RetryPolicy
+from wanbatch.backoff import FirstPollEstimator, PollPolicy, QueuePlanner, RetryPolicy
 from wanbatch.download import VideoSource, download_video, file_matches, write_sidecar
 from wanbatch.errors import (
     AuthError,
@@ -97,6 +97,7 @@ class Timing:
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     poll: PollPolicy = PollPolicy()
+    queue_aware_polls: bool = True  # poll by place in the server's queue (off: the ladder only)
     retry: RetryPolicy = RetryPolicy()
     download_retry: RetryPolicy = RetryPolicy(max_attempts=6, base_seconds=0.5, cap_seconds=20.0)
     resubmit_changed: bool = False  # render changed jobs anew (costs credits)
@@ -215,7 +216,10 @@ class Runner:
         )
         self.adaptive = AdaptiveLimit(ceiling=limits.concurrency)
         self.in_flight = anyio.CapacityLimiter(limits.concurrency)
-        self.estimator = RenderTimeEstimator()
+        self.estimator = FirstPollEstimator()
+        self.planner = QueuePlanner()
+        self._plan_changed = anyio.Event()  # set (and replaced) when the planner's rate moves
+        self._rate_announced: float | None = None
         self.summary = RunSummary(total=len(manifest.jobs))
         self.log = structlog.get_logger("wanbatch.run")
         self._stop_submitting = False
@@ -412,6 +416,13 @@ class Runner:
                     raise _Stop from exc
 
     async def _poll_until_done(self, job: JobSpec) -> None:
+        self.planner.submitted(job.id, self.timing.clock())
+        try:
+            await self._poll_loop(job)
+        finally:
+            self.planner.forget(job.id)
+
+    async def _poll_loop(self, job: JobSpec) -> None:
         polls = 0
         errors = 0
         deadline = self.manifest.limits.job_deadline_seconds
@@ -430,7 +441,9 @@ class Runner:
             expected = self.estimator.expect(job.model, job.duration)
             if expected is not None:
                 expected = max(0.0, expected - (self.timing.wall() - submitted))
-            await self.timing.sleep(self.options.poll.delay(polls, self.timing.random, expected))
+            await self._wait_to_poll(
+                job.id, self.options.poll.delay(polls, self.timing.random, expected)
+            )
             polls += 1
             try:
                 view = await self._get(record.task_id, "poll")
@@ -443,10 +456,54 @@ class Runner:
                     self.summary.left[job.id] = f"polling failed {errors} times: {exc}"
                     raise _Stop from exc
                 continue
-            await self._on_task_view(job, view)
+            await self._on_task_view(job, view, polls)
 
-    async def _on_task_view(self, job: JobSpec, view: TaskView) -> None:
+    async def _wait_to_poll(self, job_id: str, ladder_seconds: float) -> None:
+        """Sleep until the planner's time for this task's next poll, at most ``ladder_seconds``.
+
+        The planned time moves as other tasks finish; waiters are woken when the planner's rate
+        moves by more than 10% since the last wake-up, and otherwise sleep to their own time.
+        """
+        if not self.options.queue_aware_polls:
+            await self.timing.sleep(ladder_seconds)
+            return
+        clock = self.timing.clock
+        ladder_at = clock() + ladder_seconds
+        while True:
+            remaining = self.planner.poll_at(job_id, ladder_at) - clock()
+            if remaining <= 0:
+                break
+            changed = self._plan_changed
+            with anyio.move_on_after(remaining):
+                await changed.wait()
+        self.planner.polled(job_id, clock())
+
+    def _steer(self, job: JobSpec, done: bool, polls: int) -> None:
+        """Teach the planner and the first-poll estimate what this poll found."""
+        self.planner.outcome(job.id, done=done, now=self.timing.clock())
+        rate = self.planner.rate
+        if rate is not None and (
+            self._rate_announced is None or abs(rate / self._rate_announced - 1.0) > 0.1
+        ):
+            self._rate_announced = rate
+            self._plan_changed.set()
+            self._plan_changed = anyio.Event()
+        if done:
+            record = self.journal.record(job.id)
+            if record.submitted_at is not None:
+                self.estimator.first_poll(
+                    job.model,
+                    job.duration,
+                    done=polls == 1,
+                    elapsed=self.timing.wall() - record.submitted_at,
+                )
+
+    async def _on_task_view(self, job: JobSpec, view: TaskView, polls: int) -> None:
         record = self.journal.record(job.id)
+        done = view.status is TaskStatus.FAILED or (
+            view.status is TaskStatus.SUCCEEDED and view.video_url is not None
+        )
+        self._steer(job, done, polls)
         if view.status is TaskStatus.RUNNING and record.state is JobState.SUBMITTED:
             await self.journal.append(self._event(EventKind.RUNNING, job.id), durable=False)
         elif view.status is TaskStatus.SUCCEEDED:
@@ -456,10 +513,6 @@ class Runner:
             await self.journal.append(
                 self._event(EventKind.SUCCEEDED, job.id, video_url=view.video_url)
             )
-            if record.submitted_at is not None:
-                self.estimator.observe(
-                    job.model, job.duration, self.timing.wall() - record.submitted_at
-                )
             self.log.debug("job.rendered", job=job.id, task_id=view.task_id)
         elif view.status is TaskStatus.FAILED:
             reason = view.error_message or f"generation {view.raw_status or 'failed'}"
@@ -675,6 +728,9 @@ class Runner:
         """Back off after a transient error; False when the attempts are used up."""
         if exc.status == 429:
             self.summary.requests["throttled"] += 1
+            # The server's own budget is smaller than ours: stop bursting, and come back at the
+            # steady rate when its pause ends rather than in a burst it would refuse again.
+            self.admission.pacer.throttle()
         now = self.timing.clock()
         if exc.retry_after_seconds is not None:
             self.gate.block_for(exc.retry_after_seconds, now)
@@ -690,7 +746,8 @@ class Runner:
             self.adaptive.on_throttled()
             self.in_flight.total_tokens = self.adaptive.current
         policy = self.options.retry
-        if attempt >= policy.max_attempts:
+        told_when = exc.status == 429 and exc.retry_after_seconds is not None
+        if attempt >= (policy.max_attempts_told_when if told_when else policy.max_attempts):
             self.log.warning(f"{what}.gave_up", job=job.id, attempts=attempt, error=str(exc))
             return False
         self.summary.requests["retry"] += 1
