@@ -96,14 +96,16 @@ class FirstPollEstimator:
 
     A task is never seen done before its first poll, so "how long did it take" learned from
     polls only ever grows (each observation is at least the delay it was given). Instead the
-    outcome of each task's first poll steers the estimate: found done, the estimate shrinks by
-    ``shrink`` (it could have come sooner); found unfinished, it grows by ``grow``, but never past
-    the time that task really took. The estimate settles where a steady share of first polls
-    come a little early. Before any task of a kind has finished, the estimate of all kinds is
-    used, and before the first finish at all, None (the poll ladder's own first step).
+    outcome of each first poll steers the estimate: found done, it shrinks by ``shrink`` (the
+    poll could have come sooner); found unfinished, it grows by ``grow`` (that poll was
+    wasted), but to no more than ``grow`` times what that task took. The estimate settles where the share of early first polls is
+    ln(1/shrink) / (ln(grow) + ln(1/shrink)): about 10% with the defaults, so a typical task
+    is asked about once, a little after it finished. Before any task of a kind has finished,
+    the estimate of all kinds is used, and before the first finish at all, None (the poll
+    ladder's own first step).
     """
 
-    def __init__(self, shrink: float = 0.9, grow: float = 1.25) -> None:
+    def __init__(self, shrink: float = 0.97, grow: float = 1.3) -> None:
         self.shrink = shrink
         self.grow = grow
         self._by_kind: dict[tuple[str, int], float] = {}
@@ -113,11 +115,7 @@ class FirstPollEstimator:
         return self._by_kind.get((model, duration), self._any)
 
     def first_poll(self, model: str, duration: int, *, done: bool, elapsed: float) -> None:
-        """A task finished ``elapsed`` seconds after its create; ``done``: its first poll saw it.
-
-        Called when the task is seen finished, so that an unfinished first poll can be capped
-        by the time the task really took.
-        """
+        """A task finished ``elapsed`` seconds after its create; ``done``: its first poll saw it."""
         if elapsed < 0:
             return
         kind = (model, duration)
@@ -125,11 +123,13 @@ class FirstPollEstimator:
         self._any = self._steer(self._any, done, elapsed)
 
     def _steer(self, current: float | None, done: bool, elapsed: float) -> float:
-        if current is None:
+        if current is None:  # the first finish: start from the time it took
             return elapsed * (self.shrink if done else 1.0)
         if done:
             return min(current, elapsed) * self.shrink
-        return min(current * self.grow, elapsed)
+        # Capped near the time the task took: first polls of many tasks come at once, and a
+        # run of misses together must not compound into an estimate far beyond any render.
+        return min(current, elapsed) * self.grow
 
 
 class QueuePlanner:
@@ -173,14 +173,20 @@ class QueuePlanner:
         if job_id in self._pending:
             self._last_poll[job_id] = now
 
-    def outcome(self, job_id: str, *, done: bool, now: float) -> None:
-        """A poll of ``job_id`` found it done (or failed) or not; done tasks leave the queue."""
+    def outcome(self, job_id: str, *, done: bool, now: float, steer: bool = True) -> None:
+        """A poll of ``job_id`` found it done (or failed) or not; done tasks leave the queue.
+
+        ``steer``: the poll was timed by the queue (see ``poll_at``), so its outcome says
+        whether the throughput estimate is too low or too high. Any finish raises the floor.
+        """
         if self._first_create is not None and job_id in self._pending:
             floor = (self.finished + done) / max(1e-3, now - self._first_create)
             if self.rate is None:
                 self.rate = floor if done else None
-            else:
+            elif steer:
                 self.rate = max(floor, self.rate * (self.faster if done else self.slower))
+            else:
+                self.rate = max(floor, self.rate)
         if done:
             self.forget(job_id, finished=True)
 
@@ -190,11 +196,28 @@ class QueuePlanner:
             self.finished += 1
         self._last_poll.pop(job_id, None)
 
-    def poll_at(self, job_id: str, ladder_at: float) -> float:
-        """When to poll ``job_id``: by its place in the queue, but no later than ``ladder_at``."""
+    def poll_at(
+        self, job_id: str, ladder_at: float, expected_at: float | None = None
+    ) -> tuple[float, str]:
+        """When to poll ``job_id``, and which estimate chose that time.
+
+        ``expected_at`` is when the render-time estimate expects the task done (its create plus
+        the learned time). The task is asked at the latest of that, its place in the queue and
+        the spacing after its previous poll, but no later than ``ladder_at``. The reason is one
+        of "estimate", "queue", "spacing" or "ladder", so that each estimate is steered only by
+        the outcomes of the polls it timed.
+        """
+        plan: list[tuple[float, str]] = []
+        if expected_at is not None:
+            plan.append((expected_at, "estimate"))
         rate = self.rate
-        if rate is None or self._first_create is None or job_id not in self._pending:
-            return ladder_at
-        expected = self._first_create + self._pending[job_id] / rate
-        earliest = self._last_poll.get(job_id, float("-inf")) + self.spacing / rate
-        return min(ladder_at, max(expected, earliest))
+        if rate is not None and self._first_create is not None and job_id in self._pending:
+            plan.append((self._first_create + self._pending[job_id] / rate, "queue"))
+            last = self._last_poll.get(job_id)
+            if last is not None:
+                plan.append((last + self.spacing / rate, "spacing"))
+        if plan:
+            at, why = max(plan)
+            if at <= ladder_at:
+                return at, why
+        return ladder_at, "ladder"

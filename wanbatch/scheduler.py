@@ -425,6 +425,8 @@ class Runner:
     async def _poll_loop(self, job: JobSpec) -> None:
         polls = 0
         errors = 0
+        first_why = ""  # which estimate timed the first poll
+        why = ""
         deadline = self.manifest.limits.job_deadline_seconds
         while True:
             record = self.journal.record(job.id)
@@ -441,9 +443,12 @@ class Runner:
             expected = self.estimator.expect(job.model, job.duration)
             if expected is not None:
                 expected = max(0.0, expected - (self.timing.wall() - submitted))
-            await self._wait_to_poll(
-                job.id, self.options.poll.delay(polls, self.timing.random, expected)
+            why = await self._wait_to_poll(
+                job.id,
+                self.options.poll.delay(polls, self.timing.random, expected),
+                None if expected is None or polls else expected,
             )
+            first_why = first_why or why
             polls += 1
             try:
                 view = await self._get(record.task_id, "poll")
@@ -456,31 +461,47 @@ class Runner:
                     self.summary.left[job.id] = f"polling failed {errors} times: {exc}"
                     raise _Stop from exc
                 continue
-            await self._on_task_view(job, view, polls)
+            await self._on_task_view(job, view, polls, why, first_why)
 
-    async def _wait_to_poll(self, job_id: str, ladder_seconds: float) -> None:
-        """Sleep until the planner's time for this task's next poll, at most ``ladder_seconds``.
+    async def _wait_to_poll(
+        self, job_id: str, ladder_seconds: float, expected_seconds: float | None
+    ) -> str:
+        """Sleep until the planner's time for this task's next poll; say which estimate chose it.
 
-        The planned time moves as other tasks finish; waiters are woken when the planner's rate
-        moves by more than 10% since the last wake-up, and otherwise sleep to their own time.
+        At most ``ladder_seconds``; ``expected_seconds`` is when the render-time estimate expects
+        the task done. The planned time moves as other tasks finish: waiters are woken when the
+        planner's rate moves by more than 10% since the last wake-up, else sleep to their time.
         """
         if not self.options.queue_aware_polls:
             await self.timing.sleep(ladder_seconds)
-            return
+            return "ladder"
         clock = self.timing.clock
-        ladder_at = clock() + ladder_seconds
+        now = clock()
+        ladder_at = now + ladder_seconds
+        expected_at = None if expected_seconds is None else now + expected_seconds
         while True:
-            remaining = self.planner.poll_at(job_id, ladder_at) - clock()
+            at, why = self.planner.poll_at(job_id, ladder_at, expected_at)
+            remaining = at - clock()
             if remaining <= 0:
                 break
             changed = self._plan_changed
             with anyio.move_on_after(remaining):
                 await changed.wait()
         self.planner.polled(job_id, clock())
+        return why
 
-    def _steer(self, job: JobSpec, done: bool, polls: int) -> None:
-        """Teach the planner and the first-poll estimate what this poll found."""
-        self.planner.outcome(job.id, done=done, now=self.timing.clock())
+    def _steer(self, job: JobSpec, done: bool, polls: int, why: str, first_why: str) -> None:
+        """Teach the planner and the first-poll estimate what this poll found.
+
+        Each estimate learns only from the polls it timed: the throughput from polls timed by
+        the queue, the render time from first polls timed by it (or by the ladder before it
+        knew anything: then it starts from that task). Otherwise queue waits would inflate the
+        render time, and render times
+        would drag down the throughput while the server is not the bottleneck.
+        """
+        self.planner.outcome(
+            job.id, done=done, now=self.timing.clock(), steer=why in ("queue", "spacing")
+        )
         rate = self.planner.rate
         if rate is not None and (
             self._rate_announced is None or abs(rate / self._rate_announced - 1.0) > 0.1
@@ -488,7 +509,9 @@ class Runner:
             self._rate_announced = rate
             self._plan_changed.set()
             self._plan_changed = anyio.Event()
-        if done:
+        if done and (
+            first_why == "estimate" or self.estimator.expect(job.model, job.duration) is None
+        ):
             record = self.journal.record(job.id)
             if record.submitted_at is not None:
                 self.estimator.first_poll(
@@ -498,12 +521,14 @@ class Runner:
                     elapsed=self.timing.wall() - record.submitted_at,
                 )
 
-    async def _on_task_view(self, job: JobSpec, view: TaskView, polls: int) -> None:
+    async def _on_task_view(
+        self, job: JobSpec, view: TaskView, polls: int, why: str, first_why: str
+    ) -> None:
         record = self.journal.record(job.id)
         done = view.status is TaskStatus.FAILED or (
             view.status is TaskStatus.SUCCEEDED and view.video_url is not None
         )
-        self._steer(job, done, polls)
+        self._steer(job, done, polls, why, first_why)
         if view.status is TaskStatus.RUNNING and record.state is JobState.SUBMITTED:
             await self.journal.append(self._event(EventKind.RUNNING, job.id), durable=False)
         elif view.status is TaskStatus.SUCCEEDED:
