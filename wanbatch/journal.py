@@ -18,6 +18,7 @@ a ``JobEvent``. Replay folds the job events through ``lifecycle.apply``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -43,17 +44,9 @@ from wanbatch.models import STATE_DIR_NAME, EventKind, JobEvent, JobRecord
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "lock"
 FORMAT_VERSION = 1
-_EVENT_FIELDS = (
-    "idempotency_key",
-    "fingerprint",
-    "task_id",
-    "video_url",
-    "reason",
-    "code",
-    "path",
-    "size",
-    "sha256",
-)
+# The optional fields of JobEvent, in its field order (``_decode_event`` passes them so).
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(JobEvent))[3:]
+_decode_json = json.JSONDecoder().decode
 _CRC_SUFFIX_LEN = len(',"crc":"00000000"}')
 
 
@@ -99,30 +92,34 @@ def encode_run_header(base_url: str, manifest: str) -> bytes:
     )
 
 
-def _unseal(line: str) -> dict[str, Any]:
+def _unseal(line: bytes) -> dict[str, Any]:
     """Parse one line and check its CRC; raises ValueError with a short reason."""
-    if len(line) < _CRC_SUFFIX_LEN or not line.endswith('"}'):
+    if len(line) < _CRC_SUFFIX_LEN or not line.endswith(b'"}'):
         raise ValueError("not a sealed record")
     suffix = line[-_CRC_SUFFIX_LEN:]
-    if not suffix.startswith(',"crc":"'):
+    if not suffix.startswith(b',"crc":"'):
         raise ValueError("no checksum")
-    body = line[:-_CRC_SUFFIX_LEN] + "}"
+    body = line[:-_CRC_SUFFIX_LEN] + b"}"
     try:
         expected = int(suffix[8:16], 16)
     except ValueError:
         raise ValueError("bad checksum field") from None
-    if zlib.crc32(body.encode("utf-8")) & 0xFFFFFFFF != expected:
+    if zlib.crc32(body) & 0xFFFFFFFF != expected:
         raise ValueError("checksum mismatch")
-    value = json.loads(body)
+    value = _decode_json(body.decode("utf-8"))
     if not isinstance(value, dict):
         raise ValueError("not an object")
     return value
 
 
 def _decode_event(record: dict[str, Any]) -> JobEvent:
-    kind = EventKind(record["ev"])
-    values = {name: record.get(name) for name in _EVENT_FIELDS}
-    return JobEvent(kind=kind, job_id=str(record["job"]), at=float(record["at"]), **values)
+    get = record.get
+    return JobEvent(
+        EventKind(record["ev"]),
+        str(record["job"]),
+        float(record["at"]),
+        *[get(name) for name in _EVENT_FIELDS],
+    )
 
 
 # --- replay ---------------------------------------------------------------------------------
@@ -143,17 +140,13 @@ class Replay:
 def replay_bytes(data: bytes, path: str) -> Replay:
     """Replay journal bytes; a torn last line is dropped, other damage raises with the line."""
     result = Replay()
+    records = result.records
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: b"" unless the last write was cut short
     offset = 0
-    line_number = 0
-    while offset < len(data):
-        end = data.find(b"\n", offset)
-        line_number += 1
-        if end < 0:  # no newline: the last write was cut short
-            result.torn_tail = True
-            break
-        raw = data[offset:end]
+    for line_number, raw in enumerate(lines, start=1):
         try:
-            record = _unseal(raw.decode("utf-8"))
+            record = _unseal(raw)
             if record.get("ev") == "run":
                 base_url = str(record["base_url"])
                 if result.base_url is None:
@@ -161,15 +154,17 @@ def replay_bytes(data: bytes, path: str) -> Replay:
                 result.runs += 1
             else:
                 event = _decode_event(record)
-                current = result.records.get(event.job_id) or JobRecord(job_id=event.job_id)
-                result.records[event.job_id] = apply(current, event)
+                job_id = event.job_id
+                current = records.get(job_id)
+                records[job_id] = apply(current or JobRecord(job_id=job_id), event)
                 result.events += 1
         except IllegalTransition as exc:
             raise JournalCorruptError(path, line_number, str(exc)) from exc
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise JournalCorruptError(path, line_number, str(exc) or type(exc).__name__) from exc
-        offset = end + 1
-        result.valid_bytes = offset
+        offset += len(raw) + 1
+    result.valid_bytes = offset
+    result.torn_tail = bool(tail)
     return result
 
 

@@ -56,6 +56,23 @@ class IllegalTransition(ValueError):
         )
 
 
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord))
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _replace(record: JobRecord, **changes: object) -> JobRecord:
+    """``dataclasses.replace`` for JobRecord, without its per-call introspection.
+
+    Replay applies every journal event (500,000 for a 100,000-job batch); ``dataclasses.replace``
+    was a third of that time. The fields are copied as they are: JobRecord has no __post_init__.
+    """
+    new: JobRecord = _new(JobRecord)
+    for name in _RECORD_FIELDS:
+        _set(new, name, changes[name] if name in changes else getattr(record, name))
+    return new
+
+
 def apply(record: JobRecord, event: JobEvent) -> JobRecord:
     """The record after ``event``; raises ``IllegalTransition`` for an impossible move."""
     if event.job_id != record.job_id:
@@ -63,7 +80,7 @@ def apply(record: JobRecord, event: JobEvent) -> JobRecord:
     new_state = TRANSITIONS.get((record.state, event.kind))
     if new_state is None:
         raise IllegalTransition(record, event)
-    replace = dataclasses.replace
+    replace = _replace
     kind = event.kind
     if kind is _E.INTENT:
         first = record.state is _S.PLANNED
@@ -93,7 +110,12 @@ def apply(record: JobRecord, event: JobEvent) -> JobRecord:
         )
     if kind is _E.DOWNLOADED:
         return replace(
-            record, state=new_state, path=event.path, size=event.size, sha256=event.sha256
+            record,
+            state=new_state,
+            path=event.path,
+            size=event.size,
+            sha256=event.sha256,
+            downloaded_at=event.at,
         )
     # REQUEUED: a fresh attempt; the old task is forgotten (its video, if any, stays on disk).
     return JobRecord(

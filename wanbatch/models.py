@@ -197,8 +197,9 @@ class JobRecord:
     size: int | None = None
     sha256: str | None = None
     intents: int = 0  # intents recorded for the current attempt; >1 means a resubmission
-    submitted_at: float | None = None
-    finished_at: float | None = None
+    submitted_at: float | None = None  # when the server answered the create
+    finished_at: float | None = None  # when it was first seen rendered (or failed)
+    downloaded_at: float | None = None  # when the video was put in place
 
 
 class TaskStatus(enum.StrEnum):
