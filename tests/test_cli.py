@@ -75,10 +75,14 @@ def test_missing_manifest_is_a_clear_error(tmp_path: Path, capsys: Any) -> None:
     assert "file not found" in capsys.readouterr().err
 
 
-def test_report_says_it_is_not_built(capsys: Any) -> None:
-    """`report` is listed but not built yet: it says so and exits 2."""
-    assert cli.main(["report", CAMPAIGN]) == 2
-    assert "not built yet" in capsys.readouterr().err
+def test_report_before_any_run_shows_every_job_queued(tmp_path: Path, capsys: Any) -> None:
+    """`report` with no journal yet: a gallery of queued cards, no retry.yaml; sends nothing."""
+    output = tmp_path / "out"
+    assert cli.main(["report", CAMPAIGN, "--output", str(output)]) == 0
+    assert "no failed jobs" in capsys.readouterr().out
+    html = (output / "report.html").read_text()
+    assert html.count('class="card"') == 13 and html.count('data-state="planned"') == 13
+    assert not (output / "retry.yaml").exists()
 
 
 def test_sim_help_is_the_simulators(capsys: Any) -> None:

@@ -1,4 +1,4 @@
-"""The commands that touch the journal or the API: ``run``, ``retry`` and ``status``.
+"""The commands that touch the journal or the API: run, retry, status, plan and report.
 
 ``cli.py`` parses argv and calls these; each returns an exit code. Settings are resolved here,
 once, with the precedence of SPEC.md: command-line flag > environment > manifest > default.
@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
@@ -23,7 +24,8 @@ import anyio
 from wanbatch import logs
 from wanbatch.backoff import PollPolicy
 from wanbatch.client import VideoFetcher, WanApi, check_base_url
-from wanbatch.errors import UsageError
+from wanbatch.errors import UsageError, WanbatchError
+from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, render_gallery, retry_manifest
 from wanbatch.journal import Journal, read_journal, state_dir
 from wanbatch.manifest import Overrides, load_manifest
 from wanbatch.models import (
@@ -32,9 +34,11 @@ from wanbatch.models import (
     EventKind,
     JobEvent,
     JobRecord,
+    JobSpec,
     JobState,
     Manifest,
 )
+from wanbatch.progress import LiveProgress, PlainProgress
 from wanbatch.scheduler import FaultHook, Runner, RunOptions, RunSummary
 
 SIMULATOR_BASE = "simulator://local"  # what the journal records for --simulate runs
@@ -67,6 +71,9 @@ class RunFlags:
     yes: bool = False
     poll_interval: float | None = None  # first poll after this many seconds (default: learned)
     job_deadline: float | None = None  # seconds from create to rendered before a job is stalled
+    max_videos: int | None = None  # cost guard: new tasks this run may create
+    max_credits: float | None = None  # cost guard: estimated credits this run may spend
+    progress_every: float = 30.0  # seconds between progress lines when not on a terminal
 
 
 def load(options: CommonOptions) -> Manifest:
@@ -158,14 +165,21 @@ def _run_manifest(
     if flags.job_deadline is not None:
         limits = dataclasses.replace(manifest.limits, job_deadline_seconds=flags.job_deadline)
         manifest = dataclasses.replace(manifest, limits=limits)
+    if flags.max_credits is not None and not manifest.pricing:
+        raise UsageError(
+            f"--max-credits needs prices: {manifest.path} has no `pricing` section "
+            "(credits per second of video, per model)"
+        )
     with _api_endpoint(options, manifest, flags) as (base_url, journal_base, api_key):
         journal = Journal.open(
             manifest.output_dir, base_url=journal_base, manifest=str(manifest.path)
         )
+        view = _progress_view(manifest, options, flags)
         log_file = logs.configure(
             state_dir(manifest.output_dir) / "log.jsonl",
             verbosity=options.verbosity,
             json_console=options.json_logs,
+            console=view.stream if isinstance(view, LiveProgress) else None,
         )
         try:
             run_options = RunOptions(
@@ -173,6 +187,8 @@ def _run_manifest(
                 keep_changed=flags.keep_changed,
                 handle_signals=True,
                 faults=_test_faults(),
+                max_videos=flags.max_videos,
+                max_credits=flags.max_credits,
             )
             if flags.poll_interval is not None:
                 interval = flags.poll_interval
@@ -184,15 +200,32 @@ def _run_manifest(
                     ),
                 )
             summary = anyio.run(
-                _run_async, manifest, journal, base_url, api_key, flags, run_options, requeue
+                _run_async, manifest, journal, base_url, api_key, flags, run_options, requeue, view
             )
         finally:
             journal.close()
             logs.reset()
             if log_file is not None:
                 log_file.close()
-    print_summary(manifest, summary, out=out)
+    written: tuple[Path, Path | None] | None = None
+    try:
+        written = write_report(manifest)
+    except OSError as exc:  # the videos and the journal are safe; say so and go on
+        print(f"wanbatch: could not write the report: {exc}", file=sys.stderr)
+    print_summary(manifest, summary, out=out, report=written)
     return summary.exit_code
+
+
+def _progress_view(
+    manifest: Manifest, options: CommonOptions, flags: RunFlags
+) -> LiveProgress | PlainProgress | None:
+    """The live view on a terminal; periodic lines elsewhere or with --json-logs; none with -q."""
+    if options.verbosity < 0:
+        return None
+    stream = sys.stderr
+    if not options.json_logs and stream.isatty() and os.environ.get("TERM") != "dumb":
+        return LiveProgress(manifest.name, file=stream)
+    return PlainProgress(flags.progress_every)
 
 
 async def _run_async(
@@ -203,6 +236,7 @@ async def _run_async(
     flags: RunFlags,
     run_options: RunOptions,
     requeue: list[str] | None,
+    view: LiveProgress | PlainProgress | None = None,
 ) -> RunSummary:
     by_id = {job.id: job for job in manifest.jobs}
     for job_id in requeue or []:
@@ -226,7 +260,13 @@ async def _run_async(
         VideoFetcher(max_connections=manifest.limits.downloads) as videos,
     ):
         runner = Runner(manifest, journal, api, videos, options=run_options)
-        return await runner.run()
+        if view is None:
+            return await runner.run()
+        async with anyio.create_task_group() as group:
+            group.start_soon(view.run, runner.snapshot)
+            summary = await runner.run()
+            group.cancel_scope.cancel()
+        return summary
 
 
 FAULT_ENV = "WANBATCH_TEST_CRASH_AT"
@@ -277,7 +317,13 @@ def _api_endpoint(
 # --- reporting --------------------------------------------------------------------------------
 
 
-def print_summary(manifest: Manifest, summary: RunSummary, *, out: TextIO) -> None:
+def print_summary(
+    manifest: Manifest,
+    summary: RunSummary,
+    *,
+    out: TextIO,
+    report: tuple[Path, Path | None] | None = None,
+) -> None:
     """The closing lines of a run: outcomes, failures with reasons, where the files are."""
     done = summary.already_done + len(summary.downloaded)
     lines = [
@@ -307,7 +353,23 @@ def print_summary(manifest: Manifest, summary: RunSummary, *, out: TextIO) -> No
         f" {requests['refresh']} URL refreshes, {requests['retry']} retries,"
         f" {requests['throttled']} rate-limited (429); {requests['download']} downloads"
     )
+    submitted = f"  submitted this run: {summary.videos_submitted} new task(s)"
+    if summary.credits_submitted is not None:
+        submitted += f", about {summary.credits_submitted:g} credits (estimated from `pricing`)"
+    lines.append(submitted)
+    if summary.cap_message:
+        lines.append(
+            f"  cost guard: {summary.cap_message}; in-flight jobs were finished, nothing more"
+            " was submitted (rerun with a higher cap to go on)"
+        )
     lines.append(f"  wall time: {summary.wall_seconds:.1f} s")
+    if report is not None:
+        html, retry_file = report
+        lines.append(f"  gallery: {html}")
+        if retry_file is not None:
+            lines.append(
+                f"  failed jobs as a manifest: {retry_file} (`wanbatch retry {retry_file}`)"
+            )
     if summary.stop_message:
         lines.append(f"  stopped: {summary.stop_message}")
     lines.append(f"  exit code {summary.exit_code}: {_EXIT_MEANINGS[summary.exit_code]}")
@@ -322,6 +384,80 @@ _EXIT_MEANINGS = {
     5: "stopped with work left; rerun resumes",
     130: "interrupted; rerun resumes",
 }
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def report(options: CommonOptions, *, out: TextIO | None = None) -> int:
+    """``wanbatch report``: write report.html (and retry.yaml) from the journal; sends nothing."""
+    out = out or sys.stdout
+    manifest = load(options)
+    html, retry_file = write_report(manifest)
+    print(f"gallery: {html}", file=out)
+    if retry_file is not None:
+        print(f"failed jobs as a manifest: {retry_file} (`wanbatch retry {retry_file}`)", file=out)
+    else:
+        print("no failed jobs: no retry.yaml", file=out)
+    return 0
+
+
+def write_report(manifest: Manifest) -> tuple[Path, Path | None]:
+    """Write ``report.html`` into the output tree, and ``retry.yaml`` when jobs failed.
+
+    Both are replaced whole (written beside, then renamed). A stale retry.yaml is removed
+    when nothing failed any more.
+    """
+    replay = read_journal(manifest.output_dir)
+    whole = _whole_batch(manifest, replay.manifests)
+    folder = manifest.output_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    html = folder / GALLERY_NAME
+    _replace_file(html, render_gallery(whole, replay.records, generated_at=time.time()))
+    retry_text = retry_manifest(whole, replay.records)
+    retry_file = folder / RETRY_NAME
+    if retry_text is None:
+        retry_file.unlink(missing_ok=True)
+        return html, None
+    _replace_file(retry_file, retry_text)
+    return html, retry_file
+
+
+def _whole_batch(manifest: Manifest, recorded: list[str]) -> Manifest:
+    """Every job of the output tree: the manifests earlier runs used (the first one first,
+    e.g. the campaign before its retry.yaml), then ``manifest``'s own jobs not among them.
+
+    An earlier manifest that was moved or no longer loads is left out.
+    """
+    sources: list[Manifest] = []
+    for text in recorded:
+        path = Path(text)
+        if path.resolve() == manifest.path.resolve():
+            sources.append(manifest)
+            continue
+        try:
+            sources.append(load_manifest(path))
+        except WanbatchError:
+            continue
+    if manifest not in sources:
+        sources.append(manifest)
+    jobs: dict[str, JobSpec] = {}
+    for source in sources:
+        for job in source.jobs:
+            jobs.setdefault(job.id, job)
+    first = sources[0]
+    return dataclasses.replace(
+        first,
+        output_dir=manifest.output_dir,
+        pricing=first.pricing or manifest.pricing,
+        jobs=tuple(jobs.values()),
+    )
+
+
+def _replace_file(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 # --- status -----------------------------------------------------------------------------------

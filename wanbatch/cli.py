@@ -70,6 +70,25 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
         help="a job not rendered S seconds after submission is stalled",
     )
     group.add_argument(
+        "--max-videos",
+        type=_positive_int,
+        metavar="N",
+        help="cost guard: create at most N new tasks this run, then finish what is in flight",
+    )
+    group.add_argument(
+        "--max-credits",
+        type=_positive_float,
+        metavar="X",
+        help="cost guard: submit at most X estimated credits this run (needs `pricing`)",
+    )
+    group.add_argument(
+        "--progress-every",
+        type=_positive_float,
+        metavar="S",
+        default=30.0,
+        help="when output is not a terminal (or --json-logs): a progress line every S seconds",
+    )
+    group.add_argument(
         "--allow-insecure-http",
         action="store_true",
         help="allow the key over plain http:// to a non-loopback host",
@@ -121,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("manifest")
     plan.add_argument("--json", action="store_true", help="print JSON")
     report = sub.add_parser(
-        "report", parents=[common], help="write report.html and retry.yaml (not built yet)"
+        "report",
+        parents=[common],
+        help="write report.html (a gallery of the results) and retry.yaml into the output tree;"
+        " sends nothing",
     )
     report.add_argument("manifest")
 
@@ -185,12 +207,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             yes=getattr(args, "yes", False),
             poll_interval=args.poll_interval,
             job_deadline=args.job_deadline,
+            max_videos=args.max_videos,
+            max_credits=args.max_credits,
+            progress_every=args.progress_every,
         )
         if args.command == "run":
             return app.run(options, flags)
         return app.retry(options, flags)
-    print(f"wanbatch {args.command}: not built yet", file=sys.stderr)
-    return 2
+    if args.command == "report":
+        return app.report(options)
+    raise AssertionError(f"unhandled command {args.command}")
 
 
 def _validate(options: app.CommonOptions, *, as_json: bool, listing: bool) -> int:

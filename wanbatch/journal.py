@@ -131,6 +131,7 @@ class Replay:
 
     base_url: str | None = None
     records: dict[str, JobRecord] = field(default_factory=dict)
+    manifests: list[str] = field(default_factory=list)  # the manifests runs were given, in order
     runs: int = 0
     events: int = 0
     valid_bytes: int = 0  # length of the prefix made of complete records
@@ -152,6 +153,9 @@ def replay_bytes(data: bytes, path: str) -> Replay:
                 if result.base_url is None:
                     result.base_url = base_url
                 result.runs += 1
+                manifest = record.get("manifest")
+                if isinstance(manifest, str) and manifest not in result.manifests:
+                    result.manifests.append(manifest)
             else:
                 event = _decode_event(record)
                 job_id = event.job_id

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import structlog
 
@@ -20,12 +20,16 @@ _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _HIDDEN_ON_CONSOLE = {"timestamp", "level", "event", "logger"}
 
 
+class Sink(Protocol):
+    """Where console lines go: a text stream, or the live view's stream (lines above it)."""
+
+    def write(self, text: str, /) -> int: ...
+
+
 class TeeLogger:
     """A structlog logger that writes each event to a JSON file and to the console."""
 
-    def __init__(
-        self, file: TextIO | None, console: TextIO, console_level: int, json_console: bool
-    ):
+    def __init__(self, file: TextIO | None, console: Sink, console_level: int, json_console: bool):
         self._file = file
         self._console = console
         self._console_level = console_level
@@ -60,7 +64,7 @@ def configure(
     *,
     verbosity: int = 0,
     json_console: bool = False,
-    console: TextIO | None = None,
+    console: Sink | None = None,
 ) -> TextIO | None:
     """Route structlog to ``log_path`` and the console; returns the open file (close it at exit).
 

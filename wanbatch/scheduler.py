@@ -105,6 +105,29 @@ class RunOptions:
     handle_signals: bool = False  # the CLI turns this on; tests drive cancellation themselves
     stop_grace_seconds: float = 1.5  # how long an in-flight create may finish after Ctrl-C
     faults: FaultHook | None = None
+    max_videos: int | None = None  # cost guard: new tasks this run may create
+    max_credits: float | None = None  # cost guard: estimated credits this run may spend
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressSnapshot:
+    """Where a run stands, for a progress display. Counts are over the manifest's jobs."""
+
+    total: int
+    queued: int  # nothing sent yet
+    rendering: int  # submitted, not yet rendered (or the create's answer not yet known)
+    downloading: int  # rendered, the video not yet on disk
+    done: int
+    failed: int
+    elapsed_seconds: float
+    finished_this_run: int  # done or failed during this run
+    jobs_per_second: float | None  # finished this run / elapsed; None before the first
+    eta_seconds: float | None  # what is left at that rate; None before the first finish
+    mean_render_seconds: float | None  # create to rendered, over tasks finished this run
+    recent_failures: tuple[tuple[str, str], ...]  # (job id, reason), newest last
+    videos_submitted: int
+    credits_submitted: float | None
+    stopping: str | None  # why no more jobs are submitted, if that is so
 
 
 @dataclass(slots=True)
@@ -122,6 +145,9 @@ class RunSummary:
     stop_reason: str | None = None  # "auth", "credits", "interrupted", "journal"
     stop_message: str | None = None
     wall_seconds: float = 0.0
+    videos_submitted: int = 0  # tasks this run created
+    credits_submitted: float | None = None  # their estimated credits (None: no pricing)
+    cap_message: str | None = None  # the cost guard stopped submissions: what it said
 
     @property
     def exit_code(self) -> int:
@@ -223,13 +249,21 @@ class Runner:
         self.summary = RunSummary(total=len(manifest.jobs))
         self.log = structlog.get_logger("wanbatch.run")
         self._stop_submitting = False
+        self._reserved: dict[str, float] = {}  # creates under way: their estimated credits
+        self._started = self.timing.clock()
+        self._finished_now = 0
+        self._render_total = 0.0
+        self._render_count = 0
+        self._recent_failures: list[tuple[str, str]] = []
+        if manifest.pricing:
+            self.summary.credits_submitted = 0.0
         self._main_scope: anyio.CancelScope | None = None
         self._shields: set[anyio.CancelScope] = set()
 
     # --- the run ------------------------------------------------------------------------
 
     async def run(self) -> RunSummary:
-        started = self.timing.clock()
+        started = self._started = self.timing.clock()
         try:
             await self._apply_changes()
             to_poll, to_download, to_create = self._plan()
@@ -333,6 +367,43 @@ class Runner:
         if self._main_scope is not None:
             self._main_scope.cancel()
 
+    def snapshot(self) -> ProgressSnapshot:
+        """Where the run stands now (for the progress display; reads, never waits)."""
+        counts = dict.fromkeys(JobState, 0)
+        record = self.journal.record
+        for job in self.manifest.jobs:
+            counts[record(job.id).state] += 1
+        elapsed = max(1e-9, self.timing.clock() - self._started)
+        finished = self._finished_now
+        rate = finished / elapsed if finished else None
+        done = counts[JobState.DOWNLOADED]
+        failed = counts[JobState.FAILED]
+        remaining = len(self.manifest.jobs) - done - failed
+        stopping = self.summary.cap_message or (
+            self.summary.stop_message if self._stop_submitting else None
+        )
+        return ProgressSnapshot(
+            total=len(self.manifest.jobs),
+            queued=counts[JobState.PLANNED],
+            rendering=(
+                counts[JobState.SUBMITTING] + counts[JobState.SUBMITTED] + counts[JobState.RUNNING]
+            ),
+            downloading=counts[JobState.SUCCEEDED],
+            done=done,
+            failed=failed,
+            elapsed_seconds=elapsed,
+            finished_this_run=finished,
+            jobs_per_second=rate,
+            eta_seconds=remaining / rate if rate else None,
+            mean_render_seconds=(
+                self._render_total / self._render_count if self._render_count else None
+            ),
+            recent_failures=tuple(self._recent_failures),
+            videos_submitted=self.summary.videos_submitted,
+            credits_submitted=self.summary.credits_submitted,
+            stopping=stopping,
+        )
+
     # --- one job ------------------------------------------------------------------------
 
     async def _render(self, job: JobSpec) -> None:
@@ -350,8 +421,52 @@ class Runner:
         # Wait for the request budget before promising anything, so that the gap between the
         # intent on disk and the create on the wire is as short as it can be.
         await self.admission.acquire(CREATE_PRIORITY)
-        if self._stop_submitting:
+        if self._stop_submitting or not self._reserve(job):
             raise _Stop
+        try:
+            await self._create_reserved(job, key, unknown)
+        finally:
+            self._reserved.pop(job.id, None)
+
+    def _cost(self, job: JobSpec) -> float:
+        return self.manifest.pricing.get(job.model, 0.0) * job.duration
+
+    def _reserve(self, job: JobSpec) -> bool:
+        """The cost guard: may this run create one more task? Stops submitting when not."""
+        options = self.options
+        videos = self.summary.videos_submitted + len(self._reserved) + 1
+        credits = (
+            (self.summary.credits_submitted or 0.0) + sum(self._reserved.values()) + self._cost(job)
+        )
+        cap = None
+        if options.max_videos is not None and videos > options.max_videos:
+            cap = f"--max-videos {options.max_videos} reached"
+        elif options.max_credits is not None and credits > options.max_credits:
+            cap = (
+                f"--max-credits {options.max_credits:g} reached (the next job would bring the"
+                f" estimate to {credits:g})"
+            )
+        if cap is not None:
+            if not self._stop_submitting:
+                self._stop_submitting = True
+                self.summary.cap_message = cap
+                self.log.warning(
+                    "run.cap_reached",
+                    detail=cap,
+                    videos_submitted=self.summary.videos_submitted,
+                    credits_submitted=self.summary.credits_submitted,
+                )
+            return False
+        self._reserved[job.id] = self._cost(job)
+        return True
+
+    def _count_created(self, job: JobSpec) -> None:
+        self._reserved.pop(job.id, None)
+        self.summary.videos_submitted += 1
+        if self.summary.credits_submitted is not None:
+            self.summary.credits_submitted += self._cost(job)
+
+    async def _create_reserved(self, job: JobSpec, key: str, unknown: bool) -> None:
         self._fault("before_intent", job.id)
         await self.journal.append(
             self._event(
@@ -390,6 +505,7 @@ class Runner:
                     await self.journal.append(
                         self._event(EventKind.CREATED, job.id, task_id=view.task_id)
                     )
+                    self._count_created(job)
                 if shield.cancelled_caught:  # interrupted mid-create: the outcome is unknown
                     raise _Stop
                 self._fault("after_created", job.id)
@@ -538,6 +654,9 @@ class Runner:
             await self.journal.append(
                 self._event(EventKind.SUCCEEDED, job.id, video_url=view.video_url)
             )
+            if record.submitted_at is not None:
+                self._render_total += self.timing.wall() - record.submitted_at
+                self._render_count += 1
             self.log.debug("job.rendered", job=job.id, task_id=view.task_id)
         elif view.status is TaskStatus.FAILED:
             reason = view.error_message or f"generation {view.raw_status or 'failed'}"
@@ -601,11 +720,19 @@ class Runner:
         )
         self.summary.downloaded.append(job.id)
         self.summary.requests["download"] += 1
+        self._finished_now += 1
+        done = self.journal.record(job.id)
         self.log.info(
-            "download.completed",
+            "job.finished",
             job=job.id,
+            state=str(done.state),
             path=job.output_path,
             size=result.size,
+            model=job.model,
+            duration=job.duration,
+            task_id=done.task_id,
+            render_seconds=_span(done.submitted_at, done.finished_at),
+            download_seconds=_span(done.finished_at, done.downloaded_at),
             resumed_from=result.resumed_from,
             reused_part=result.reused_part,
         )
@@ -784,7 +911,21 @@ class Runner:
     async def _fail(self, job: JobSpec, reason: str, code: str | None) -> None:
         await self.journal.append(self._event(EventKind.FAILED, job.id, reason=reason, code=code))
         self.summary.failed[job.id] = reason
-        self.log.warning("job.failed", job=job.id, reason=reason, code=code)
+        self._finished_now += 1
+        self._recent_failures.append((job.id, reason))
+        del self._recent_failures[:-_RECENT_FAILURES]
+        record = self.journal.record(job.id)
+        self.log.warning(
+            "job.finished",
+            job=job.id,
+            state=str(record.state),
+            reason=reason,
+            code=code,
+            model=job.model,
+            duration=job.duration,
+            task_id=record.task_id,
+            render_seconds=_span(record.submitted_at, record.finished_at),
+        )
         raise _Stop
 
     async def _not_created(
@@ -836,6 +977,15 @@ class Runner:
                     shield.deadline = min(shield.deadline, deadline)
                 if self._main_scope is not None:
                     self._main_scope.cancel()
+
+
+_RECENT_FAILURES = 5
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(end - start, 3)
 
 
 def _iso(epoch: float | None) -> str | None:

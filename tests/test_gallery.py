@@ -1,0 +1,610 @@
+"""The HTML gallery and the retry manifest: the page's markup, then the page in a real browser."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import yaml
+
+from wanbatch.gallery import (
+    EAGER_METADATA_LIMIT,
+    GALLERY_NAME,
+    RETRY_NAME,
+    render_gallery,
+    retry_manifest,
+)
+from wanbatch.manifest import load_manifest
+from wanbatch.models import JobRecord, JobState, Manifest
+
+import browser
+
+NOW = 1_767_000_000.0
+XSS_PROMPT = "<script>alert(1)</script> a \"quoted\" & 'single' prompt </article><img src=x onerror=alert(2)>"
+XSS_REASON = '<b>rejected</b>: prompt "violates" policy & <script>alert(3)</script>'
+
+MANIFEST = """\
+name: gal
+api:
+  key_env: WANBATCH_TEST_KEY
+pricing: {wan-2-2: 10, wan-2-1: 6}
+defaults: {model: wan-2-2, duration: 5, aspect_ratio: "16:9"}
+limits: {concurrency: 3, requests_per_second: 7.5, downloads: 2, job_deadline_seconds: 900}
+output: {dir: out, path: "clips #1 & co/{model}/{id}.mp4"}
+jobs:
+  - id: done-a
+    prompt: a drone shot over a misty forest at sunrise
+  - id: done-b
+    prompt: neon city street at night in the rain
+    model: wan-2-1
+    aspect_ratio: "9:16"
+  - id: done-c
+    prompt: fresh croissants coming out of the oven
+    aspect_ratio: "1:1"
+    duration: 8
+  - id: failed-a
+    prompt: {xss}
+    image: https://example.com/first-frame.png
+    extra: {seed: 42, style: "film"}
+  - id: failed-b
+    prompt: ocean waves at golden hour
+    model: wan-2-1
+  - id: running-a
+    prompt: a white sneaker turning on a pedestal
+  - id: submitted-a
+    prompt: a paper boat on a puddle
+    aspect_ratio: "9:16"
+  - id: succeeded-a
+    prompt: a cat asleep in the sun
+  - id: queued-a
+    prompt: a mountain lake at dawn
+  - id: queued-b
+    prompt: a lighthouse in a storm
+    model: wan-2-1
+""".replace("{xss}", yaml.safe_dump(XSS_PROMPT, width=1000).splitlines()[0])
+
+STATES = {
+    "done-a": JobState.DOWNLOADED,
+    "done-b": JobState.DOWNLOADED,
+    "done-c": JobState.DOWNLOADED,
+    "failed-a": JobState.FAILED,
+    "failed-b": JobState.FAILED,
+    "running-a": JobState.RUNNING,
+    "submitted-a": JobState.SUBMITTED,
+    "succeeded-a": JobState.SUCCEEDED,
+    "queued-b": JobState.PLANNED,
+    # queued-a has no record at all
+}
+
+# ``downloaded_at`` is being added to JobRecord; until it is there, a subclass carries it.
+if "downloaded_at" in {f.name for f in dataclasses.fields(JobRecord)}:
+    TimedRecord: Any = JobRecord
+else:
+    TimedRecord = dataclasses.make_dataclass(
+        "TimedRecord",
+        [("downloaded_at", float | None, dataclasses.field(default=None))],
+        bases=(JobRecord,),
+        frozen=True,
+        slots=True,
+    )
+
+
+def load(folder: Path, text: str = MANIFEST) -> Manifest:
+    path = folder / "m.yaml"
+    path.write_text(text)
+    return load_manifest(path)
+
+
+def make_records(manifest: Manifest) -> dict[str, JobRecord]:
+    """A record for each job of STATES, as the journal would fold them, plus a stale one."""
+    records: dict[str, JobRecord] = {}
+    for index, spec in enumerate(manifest.jobs):
+        state = STATES.get(spec.id)
+        if state is None:
+            continue
+        fields: dict[str, Any] = {"job_id": spec.id, "state": state}
+        if state is not JobState.PLANNED:
+            fields.update(task_id=f"gen_{index:04d}", submitted_at=NOW - 600 + index)
+        if state in (JobState.SUCCEEDED, JobState.DOWNLOADED, JobState.FAILED):
+            fields["finished_at"] = NOW - 600 + index + 42.5
+        if state is JobState.DOWNLOADED:
+            fields.update(path=spec.output_path, size=1815, sha256="ab" * 32)
+            fields["downloaded_at"] = NOW - 600 + index + 45.0
+        if spec.id == "failed-a":
+            fields.update(reason=XSS_REASON, code="content_policy")
+        records[spec.id] = TimedRecord(**fields)
+    records["gone-job"] = JobRecord(job_id="gone-job", state=JobState.FAILED, reason="old")
+    return records
+
+
+class Page(HTMLParser):
+    """The parts of the gallery the tests look at."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.cards: list[dict[str, str | None]] = []
+        self.videos: list[dict[str, str | None]] = []
+        self.selects: dict[str, list[str]] = {}
+        self.urls: list[tuple[str, str]] = []  # (tag, src or href)
+        self.tags: list[str] = []
+        self.data: list[str] = []
+        self._select: str | None = None
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        self.tags.append(tag)
+        if tag == "article":
+            self.cards.append(found)
+        elif tag == "video":
+            self.videos.append(found)
+        elif tag == "select":
+            self._select = found["id"]
+            assert self._select is not None
+            self.selects[self._select] = []
+        elif tag == "option" and self._select is not None:
+            self.selects[self._select].append(found["value"] or "")
+        for name in ("src", "href", "poster", "action", "srcset"):
+            if found.get(name) is not None:
+                self.urls.append((tag, found[name] or ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+
+    def handle_data(self, data: str) -> None:
+        self.data.append(data)
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Manifest:
+    return load(tmp_path)
+
+
+@pytest.fixture
+def records(manifest: Manifest) -> dict[str, JobRecord]:
+    return make_records(manifest)
+
+
+@pytest.fixture
+def page_text(manifest: Manifest, records: dict[str, JobRecord]) -> str:
+    return render_gallery(manifest, records, generated_at=NOW)
+
+
+# --- the page's markup --------------------------------------------------------------------------
+
+
+def test_one_card_per_job_in_order_with_filter_attributes(
+    manifest: Manifest, page_text: str
+) -> None:
+    """Every manifest job has one card with its state, model and aspect; stale records none."""
+    cards = Page(page_text).cards
+    assert [card["data-job"] for card in cards] == [spec.id for spec in manifest.jobs]
+    for card, spec in zip(cards, manifest.jobs, strict=True):
+        assert card["class"] == "card"
+        assert card["data-state"] == STATES.get(spec.id, JobState.PLANNED).value
+        assert card["data-model"] == spec.model
+        assert card["data-aspect"] == spec.aspect_ratio
+    assert "gone-job" not in page_text
+
+
+def test_videos_for_downloaded_jobs_only_at_quoted_relative_paths(
+    manifest: Manifest, page_text: str
+) -> None:
+    """A downloaded job plays its file from beside report.html; others show their state."""
+    page = Page(page_text)
+    done = [spec for spec in manifest.jobs if STATES.get(spec.id) is JobState.DOWNLOADED]
+    expected = ["/".join(quote(part, safe="") for part in s.output_path.split("/")) for s in done]
+    assert [video["src"] for video in page.videos] == expected
+    assert expected[0] == "clips%20%231%20%26%20co/wan-2-2/done-a.mp4"
+    for video in page.videos:
+        assert "controls" in video and "muted" in video
+        assert video["preload"] in ("metadata", "none")
+    text = " ".join(page.data)
+    for label in ("rendering", "submitted", "queued", "rendered, not downloaded", "failed"):
+        assert label in text
+
+
+def test_failed_cards_show_the_reason_and_code(page_text: str) -> None:
+    body = " ".join(Page(page_text).data)
+    assert XSS_REASON in body  # as text, once parsed
+    assert "content_policy" in body
+    assert "no reason given" in body  # failed-b has none
+
+
+def test_manifest_and_server_text_is_escaped(manifest: Manifest, page_text: str) -> None:
+    """A prompt or reason holding markup is shown as text and never becomes markup."""
+    assert page_text.count("<script") == 1  # the page's own script
+    assert "alert(" not in page_text.split("<script>")[1].split("</script>")[0]
+    assert "<img" not in page_text and "<b>" not in page_text
+    assert html_escaped(XSS_PROMPT) in page_text
+    page = Page(page_text)
+    assert XSS_PROMPT in page.data
+    assert page.tags.count("article") == len(manifest.jobs)
+    titled = render_gallery(manifest, {}, generated_at=NOW, title='<i>"spring"</i> & co')
+    assert "<title>&lt;i&gt;&quot;spring&quot;&lt;/i&gt; &amp; co</title>" in titled
+
+
+def html_escaped(text: str) -> str:
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#x27;")
+    )
+
+
+def test_page_is_self_contained(manifest: Manifest, page_text: str) -> None:
+    """No script, style, font or image from anywhere: the only URLs are the videos' own files."""
+    page = Page(page_text)
+    assert page.urls, "the videos at least"
+    for tag, url in page.urls:
+        assert not re.match(r"^\s*(https?:|//|ftp:|file:)", url, re.I), (tag, url)
+        assert tag in ("video", "link"), (tag, url)
+        if tag == "link":
+            assert url == "data:,"
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page_text, re.I)
+    assert "@import" not in page_text and "url(" not in page_text
+    assert '<link rel="stylesheet"' not in page_text and "@font-face" not in page_text
+    # The first-frame URL is shown as text, not fetched.
+    assert "https://example.com/first-frame.png" in " ".join(page.data)
+
+
+def test_summary_counts_seconds_and_credits(manifest: Manifest, page_text: str) -> None:
+    def stat(key: str) -> str:
+        found = re.search(rf'id="count-{key}">([^<]*)<', page_text)
+        assert found, key
+        return found.group(1)
+
+    assert stat("done") == "3" and stat("failed") == "2"
+    assert stat("in-flight") == "3" and stat("queued") == "2"
+    assert stat("seconds") == f"18 / {manifest.total_seconds}"  # 5 + 5 + 8 of 53
+    assert stat("credits") == f"{10 * 5 + 6 * 5 + 10 * 8} / {manifest.estimate_credits():,.0f}"
+    unpriced = load(manifest.path.parent, MANIFEST.replace("pricing:", "# pricing:"))
+    assert 'id="count-credits"' not in render_gallery(unpriced, {}, generated_at=NOW)
+
+
+def test_filters_offer_every_state_model_and_aspect(page_text: str) -> None:
+    selects = Page(page_text).selects
+    assert selects["filter-state"] == [
+        "all",
+        "planned",
+        "submitted",
+        "running",
+        "succeeded",
+        "downloaded",
+        "failed",
+    ]
+    assert selects["filter-model"] == ["all", "wan-2-1", "wan-2-2"]
+    assert selects["filter-aspect"] == ["all", "16:9", "9:16", "1:1"]
+    assert re.search(r'id="shown-count">10<', page_text)
+
+
+def test_render_and_download_times(page_text: str) -> None:
+    body = " ".join(Page(page_text).data)
+    assert "render time" in body and "42.5 s" in body
+    assert "downloaded" in body and "2.5 s after render" in body
+    assert time.strftime("%Y-%m-%d", time.gmtime(NOW)) in body  # generated at, in UTC
+
+
+def test_a_thousand_jobs_stay_light(tmp_path: Path) -> None:
+    """1,000 downloaded jobs: no video loads until it nears the viewport; the page stays small."""
+    jobs = "".join(f"  - {{id: j{i}, prompt: prompt number {i}}}\n" for i in range(1000))
+    manifest = load(tmp_path, f"name: big\noutput: {{dir: out}}\njobs:\n{jobs}")
+    records = {
+        spec.id: JobRecord(job_id=spec.id, state=JobState.DOWNLOADED, path=spec.output_path)
+        for spec in manifest.jobs
+    }
+    started = time.perf_counter()
+    text = render_gallery(manifest, records, generated_at=NOW)
+    assert time.perf_counter() - started < 2.0
+    page = Page(text)
+    assert len(page.cards) == len(page.videos) == 1000
+    assert {video["preload"] for video in page.videos} == {"none"}
+    assert len(text) < 1000 * 1500
+
+
+# --- the retry manifest -------------------------------------------------------------------------
+
+
+def test_retry_manifest_reruns_exactly_the_failed_jobs(
+    manifest: Manifest, records: dict[str, JobRecord]
+) -> None:
+    """Saved as out/retry.yaml it loads with the real loader: same jobs, fields and paths."""
+    text = retry_manifest(manifest, records)
+    assert text is not None
+    assert text.startswith("# Retry manifest")
+    assert "content_policy" in text and "\n  # failed-b failed: no reason given\n" in text
+    path = manifest.output_dir / RETRY_NAME
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    retry = load_manifest(path)
+    failed = [spec for spec in manifest.jobs if STATES.get(spec.id) is JobState.FAILED]
+    assert [spec.id for spec in retry.jobs] == ["failed-a", "failed-b"]
+    assert retry.name == "gal-retry"
+    assert retry.output_dir == manifest.output_dir
+    for new, old in zip(retry.jobs, failed, strict=True):
+        assert new.output_path == old.output_path
+        assert new.fields() == old.fields()
+        assert new.fingerprint() == old.fingerprint()
+    assert retry.jobs[0].prompt == XSS_PROMPT
+    assert retry.api == manifest.api
+    assert retry.limits == manifest.limits
+    assert retry.pricing == manifest.pricing
+
+
+def test_no_retry_manifest_when_nothing_failed(manifest: Manifest) -> None:
+    assert retry_manifest(manifest, {}) is None
+    done = {spec.id: JobRecord(job_id=spec.id, state=JobState.DOWNLOADED) for spec in manifest.jobs}
+    assert retry_manifest(manifest, done) is None
+    # A failure of a job no longer in the manifest is not retried.
+    stale = {"gone": JobRecord(job_id="gone", state=JobState.FAILED)}
+    assert retry_manifest(manifest, stale) is None
+
+
+def test_retry_of_matrix_jobs_with_derived_ids_and_name_in_path(tmp_path: Path) -> None:
+    """Expanded, derived-id jobs come back with the same ids; {name} keeps the original name."""
+    text = """\
+name: spring
+api: {base_url: "https://api.example.com/v1", key_env: MY_KEY, models: [wan-3-0]}
+defaults: {model: wan-2-2, duration: 5, extra: {quality: high}}
+output: {dir: renders/spring, path: "{name}/{aspect_ratio}/{id}-{duration}s.mp4"}
+matrix: {aspect_ratio: ["16:9", "9:16"], model: [wan-2-2, wan-3-0]}
+jobs:
+  - prompt: "line one\\nline two: with a colon # and a hash"
+    extra: {seed: 7}
+  - prompt: "- looks like a list item"
+    duration: 8
+  - prompt: "true"
+    aspect_ratio: "4:3"
+"""
+    manifest = load(tmp_path, text)
+    assert len(manifest.jobs) == 10
+    failed = [manifest.jobs[i] for i in (1, 4, 9)]
+    reasons = ["bad\nmulti-line\treason\x00 with control chars \u2028", "", "x" * 5000]
+    records = {
+        spec.id: JobRecord(job_id=spec.id, state=JobState.FAILED, reason=reason or None)
+        for spec, reason in zip(failed, reasons, strict=True)
+    }
+    produced = retry_manifest(manifest, records)
+    assert produced is not None
+    assert yaml.safe_load(produced)["output"] == {
+        "dir": ".",
+        "path": "spring/{aspect_ratio}/{id}-{duration}s.mp4",
+    }
+    path = manifest.output_dir / RETRY_NAME
+    path.parent.mkdir(parents=True)
+    path.write_text(produced)
+    retry = load_manifest(path)
+    assert [spec.id for spec in retry.jobs] == [spec.id for spec in failed]
+    assert [spec.output_path for spec in retry.jobs] == [spec.output_path for spec in failed]
+    assert [spec.fields() for spec in retry.jobs] == [spec.fields() for spec in failed]
+    assert retry.api == manifest.api
+    assert all(len(line) < 400 for line in produced.splitlines())
+
+
+def test_retry_with_an_index_template_says_the_paths_move(tmp_path: Path) -> None:
+    """{index} cannot be kept by a shorter manifest: it still loads, and a comment says so."""
+    jobs = "".join(f"  - {{id: j{i}, prompt: p {i}}}\n" for i in range(4))
+    manifest = load(tmp_path, f"output: {{path: '{{index:03d}}-{{id}}.mp4'}}\njobs:\n{jobs}")
+    records = {"j2": JobRecord(job_id="j2", state=JobState.FAILED, reason="nope")}
+    produced = retry_manifest(manifest, records)
+    assert produced is not None and "new path" in produced
+    path = manifest.output_dir / RETRY_NAME
+    path.parent.mkdir(parents=True)
+    path.write_text(produced)
+    assert [spec.output_path for spec in load_manifest(path).jobs] == ["000-j2.mp4"]
+
+
+# --- the page in a real browser ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    with browser.browser_session() as launched:
+        yield launched
+
+
+@pytest.fixture
+def site(
+    tmp_path: Path, manifest: Manifest, records: dict[str, JobRecord]
+) -> Iterator[tuple[str, Path]]:
+    """The output tree with real H.264 clips at the jobs' paths and report.html, served."""
+    assets = resources.files("wanbatch.simulator").joinpath("assets")
+    for index, spec in enumerate(manifest.jobs):
+        if STATES.get(spec.id) is JobState.DOWNLOADED:
+            target = manifest.output_dir / spec.output_path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(assets.joinpath(f"clip{index % 8}.mp4").read_bytes())
+    report = manifest.output_dir / GALLERY_NAME
+    report.write_text(render_gallery(manifest, records, generated_at=NOW), encoding="utf-8")
+    with browser.serve(manifest.output_dir) as base:
+        yield base + GALLERY_NAME, report
+
+
+class Console:
+    """Console errors, page errors, failed requests and dialogs seen by a page."""
+
+    def __init__(self, page: Any) -> None:
+        self.problems: list[str] = []
+        page.on("console", self.on_console)
+        page.on("pageerror", lambda exc: self.problems.append(f"pageerror: {exc}"))
+        page.on("requestfailed", lambda req: self.problems.append(f"requestfailed: {req.url}"))
+        page.on("dialog", self.on_dialog)
+
+    def on_console(self, message: Any) -> None:
+        if message.type == "error":
+            self.problems.append(f"console: {message.text}")
+
+    def on_dialog(self, dialog: Any) -> None:
+        self.problems.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+
+@pytest.fixture
+def page(chromium: Any, site: tuple[str, Path]) -> Iterator[tuple[Any, Console]]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    console = Console(opened)
+    opened.goto(site[0], wait_until="load")
+    yield opened, console
+    context.close()
+
+
+def shown(page: Any) -> list[str]:
+    return page.eval_on_selector_all(  # type: ignore[no-any-return]
+        "article.card:not([hidden])", "cards => cards.map(c => c.dataset.job)"
+    )
+
+
+def visible(page: Any) -> list[str]:
+    return page.eval_on_selector_all(  # type: ignore[no-any-return]
+        "article.card",
+        "cards => cards.filter(c => c.offsetParent !== null).map(c => c.dataset.job)",
+    )
+
+
+def test_browser_page_loads_clean_with_one_card_per_job(
+    page: tuple[Any, Console], manifest: Manifest
+) -> None:
+    """No console error, no failed request, no dialog; one card per job; the prompt is text."""
+    tab, console = page
+    tab.wait_for_function(
+        "Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 1)",
+        timeout=15_000,
+    )
+    assert tab.locator("article.card").count() == len(manifest.jobs)
+    assert visible(tab) == [spec.id for spec in manifest.jobs]
+    assert tab.locator("#shown-count").inner_text() == str(len(manifest.jobs))
+    assert tab.locator('[data-job="failed-a"] .prompt').inner_text() == XSS_PROMPT
+    assert tab.locator("script").count() == 1 and tab.locator("img").count() == 0
+    assert console.problems == []
+
+
+def test_browser_filters_hide_cards_and_update_the_count(
+    page: tuple[Any, Console], manifest: Manifest
+) -> None:
+    tab, console = page
+    tab.select_option("#filter-state", "failed")
+    assert shown(tab) == visible(tab) == ["failed-a", "failed-b"]
+    assert tab.locator("#shown-count").inner_text() == "2"
+    tab.select_option("#filter-model", "wan-2-1")
+    assert shown(tab) == ["failed-b"]
+    assert tab.locator("#shown-count").inner_text() == "1"
+    tab.select_option("#filter-aspect", "9:16")
+    assert shown(tab) == [] and tab.locator("#no-match").is_visible()
+    assert tab.locator("#shown-count").inner_text() == "0"
+    tab.select_option("#filter-state", "all")
+    assert shown(tab) == ["done-b"]
+    tab.select_option("#filter-model", "all")
+    assert shown(tab) == ["done-b", "submitted-a"]
+    tab.select_option("#filter-aspect", "all")
+    assert shown(tab) == [spec.id for spec in manifest.jobs]
+    assert not tab.locator("#no-match").is_visible()
+    assert tab.locator("#shown-count").inner_text() == str(len(manifest.jobs))
+    assert console.problems == []
+
+
+def test_browser_video_plays_its_file(page: tuple[Any, Console]) -> None:
+    """The H.264 clip decodes and plays in place: metadata, a frame, then time advancing."""
+    tab, console = page
+    video = tab.locator('[data-job="done-b"] video')
+    video.scroll_into_view_if_needed()
+    info = video.evaluate(
+        """async v => {
+            if (v.readyState < 1) {
+                await new Promise((ok, bad) => {
+                    v.addEventListener('loadedmetadata', ok, {once: true});
+                    v.addEventListener('error', () => bad(new Error('media error ' + v.error.code)));
+                });
+            }
+            await v.play();
+            const start = performance.now();
+            while (v.currentTime === 0 && performance.now() - start < 5000) {
+                await new Promise(r => setTimeout(r, 50));
+            }
+            return {time: v.currentTime, duration: v.duration, width: v.videoWidth,
+                    height: v.videoHeight, error: v.error && v.error.code, src: v.currentSrc};
+        }"""
+    )
+    assert info["error"] is None, info
+    assert info["duration"] > 0 and info["width"] > 0 and info["height"] > 0, info
+    assert info["time"] > 0, info
+    assert info["src"].endswith("clips%20%231%20%26%20co/wan-2-1/done-b.mp4")
+    assert console.problems == []
+
+
+def test_browser_opens_the_report_from_disk(chromium: Any, site: tuple[str, Path]) -> None:
+    """Opened as a file (as a user would), the videos still load beside it."""
+    context = chromium.new_context()
+    try:
+        tab = context.new_page()
+        console = Console(tab)
+        tab.goto(site[1].as_uri(), wait_until="load")
+        tab.wait_for_function(
+            "Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 1)",
+            timeout=15_000,
+        )
+        assert tab.locator("article.card").count() == 10
+        assert console.problems == []
+    finally:
+        context.close()
+
+
+def test_browser_many_videos_load_only_near_the_viewport(tmp_path: Path, chromium: Any) -> None:
+    """Past EAGER_METADATA_LIMIT videos, a video is fetched only when its card nears the view."""
+    count = EAGER_METADATA_LIMIT + 30
+    jobs = "".join(f"  - {{id: j{i:03d}, prompt: prompt number {i}}}\n" for i in range(count))
+    manifest = load(tmp_path, f"name: big\noutput: {{dir: out}}\njobs:\n{jobs}")
+    clip = resources.files("wanbatch.simulator").joinpath("assets/clip3.mp4").read_bytes()
+    manifest.output_dir.mkdir()
+    records = {}
+    for spec in manifest.jobs:
+        (manifest.output_dir / spec.output_path).write_bytes(clip)
+        records[spec.id] = JobRecord(
+            job_id=spec.id, state=JobState.DOWNLOADED, path=spec.output_path
+        )
+    (manifest.output_dir / GALLERY_NAME).write_text(
+        render_gallery(manifest, records, generated_at=NOW)
+    )
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = context.new_page()
+        console = Console(tab)
+        fetched: list[str] = []
+        tab.on("request", lambda req: fetched.append(req.url) if req.url.endswith(".mp4") else None)
+        with browser.serve(manifest.output_dir) as base:
+            tab.goto(base + GALLERY_NAME, wait_until="load")
+            first = tab.locator('[data-job="j000"] video')
+            last = tab.locator(f'[data-job="j{count - 1:03d}"] video')
+            tab.wait_for_function(
+                "document.querySelector('[data-job=j000] video').readyState >= 1", timeout=15_000
+            )
+            assert first.evaluate("v => v.preload") == "metadata"
+            assert last.evaluate("v => [v.preload, v.readyState]") == ["none", 0]
+            assert 0 < len(set(fetched)) < count / 2
+            last.scroll_into_view_if_needed()
+            tab.wait_for_function(
+                f"document.querySelector('[data-job=j{count - 1:03d}] video').readyState >= 1",
+                timeout=15_000,
+            )
+            assert len(set(fetched)) < count
+        assert console.problems == []
+    finally:
+        context.close()
+
+
+def test_screenshot_helper(tmp_path: Path, chromium: Any, site: tuple[str, Path]) -> None:
+    png = browser.screenshot(site[1], tmp_path / "shot.png", 1000, 700, browser=chromium)
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
