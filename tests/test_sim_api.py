@@ -234,6 +234,18 @@ def test_failed_generations_carry_an_error(make_sim: Callable[..., SimulatorServ
     assert view["error"]["code"] == "generation_failed" and "video_url" not in view
 
 
+def test_flagged_words_fail_only_the_prompts_that_name_them(
+    make_sim: Callable[..., SimulatorServer],
+) -> None:
+    """flagged_words: a prompt with the word fails with content_filtered; others succeed."""
+    sim = make_sim(flagged_words="celebrity,logo")
+    flagged = create(sim, {**BODY, "prompt": "A Celebrity on a red carpet"}).json()["id"]
+    clean = create(sim, {**BODY, "prompt": "celebrations in the park"}).json()["id"]
+    view = wait_status(sim, flagged, "failed")
+    assert view["error"]["code"] == "content_filtered" and "'celebrity'" in view["error"]["message"]
+    assert "video_url" in wait_status(sim, clean, "succeeded")
+
+
 def test_idempotency_key_is_honoured(make_sim: Callable[..., SimulatorServer]) -> None:
     """The same Idempotency-Key returns the same task and charges once."""
     sim = make_sim(credits=10)

@@ -123,7 +123,7 @@ def test_live_view_in_a_terminal_shows_counts_and_failures(tmp_path: Path, make_
     assert "6/6" in text and "100%" in text
     assert "latest failures" in text
     for job_id in failed:  # the display never hides an error: each failure is printed
-        assert f"job.finished job={job_id} state=failed" in text
+        assert f"x job.finished {job_id} failed: " in text
         assert f"x {job_id}:" in text
     assert "credits submitted" in text
     assert SGR_COLOUR.search(output), "a terminal gets colour"
@@ -406,3 +406,27 @@ def test_every_run_writes_the_gallery_and_retry_manifest(
     assert cli.main(["report", str(manifest)]) == 0
     assert "no failed jobs" in capsys.readouterr().out
     assert (folder / "report.html").exists()
+
+
+def test_the_main_job_ends_with_a_gallery_and_a_retry_manifest(tmp_path: Path) -> None:
+    """`wanbatch run jobs/campaign.yaml --simulate` (the README's first command): 13 videos, the
+    celebrity prompt failed by the demo's content filter, report.html and retry.yaml written."""
+    root = Path(__file__).resolve().parent.parent
+    output = tmp_path / "spring-campaign"
+    argv = [sys.executable, "-m", "wanbatch", "run", "jobs/campaign.yaml", "--simulate"]
+    done = subprocess.run(
+        [*argv, "--output", str(output)],
+        cwd=root,
+        env={k: v for k, v in os.environ.items() if k != "WAN_API_KEY"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "13/14 videos" in done.stdout
+    assert "red-carpet: generation blocked by the content filter" in done.stdout
+    assert len(list(output.glob("*.mp4"))) == 13
+    html = (output / "report.html").read_text()
+    assert html.count('class="card"') == 14 and html.count('data-state="failed"') == 1
+    retry = yaml.safe_load((output / "retry.yaml").read_text())
+    assert [job["id"] for job in retry["jobs"]] == ["red-carpet"]

@@ -45,11 +45,18 @@ class TeeLogger:
         if self._json_console:
             self._console.write(line + "\n")
             return
-        fields = " ".join(
-            f"{key}={value}" for key, value in event.items() if key not in _HIDDEN_ON_CONSOLE
+        readable = _READABLE.get(str(event.get("event")))
+        fields = (
+            readable(event)
+            if readable is not None
+            else " ".join(
+                f"{key}={value}" for key, value in event.items() if key not in _HIDDEN_ON_CONSOLE
+            )
         )
         stamp = time.strftime("%H:%M:%S")
         marker = {"warning": "!", "error": "x", "critical": "x"}.get(level, " ")
+        if event.get("event") == "job.finished" and event.get("state") == "failed":
+            marker = "x"
         self._console.write(f"{stamp} {marker} {event.get('event', '')} {fields}".rstrip() + "\n")
 
     def __getattr__(self, level: str) -> Any:
@@ -57,6 +64,22 @@ class TeeLogger:
             self._emit(level, event)
 
         return method
+
+
+def _finished(event: Mapping[str, Any]) -> str:
+    """``job.finished`` on the console: the job, where its video is or why it failed."""
+    job, state = event.get("job"), event.get("state")
+    render = event.get("render_seconds")
+    rendered = f"render {render:.1f} s" if isinstance(render, int | float) else "render -"
+    if state == "failed":
+        code = f" ({event['code']})" if event.get("code") else ""
+        return f"{job} failed: {event.get('reason')}{code}"
+    size = event.get("size")
+    kb = f"{size / 1024:.1f} KB" if isinstance(size, int) else "?"
+    return f"{job} {state} -> {event.get('path')} ({kb}, {rendered})"
+
+
+_READABLE: dict[str, Any] = {"job.finished": _finished}
 
 
 def configure(

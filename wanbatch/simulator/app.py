@@ -50,6 +50,7 @@ class Task:
     finish: float
     fails: bool
     idempotency_key: str | None = None
+    flagged: str | None = None  # the flagged word that makes it fail, if any
     webhook_delivered: bool = False
 
     def status(self, now: float) -> str:
@@ -57,7 +58,7 @@ class Task:
             return "queued"
         if now < self.finish:
             return "running"
-        return "failed" if self.fails else "succeeded"
+        return "failed" if self.fails or self.flagged else "succeeded"
 
 
 class SimState:
@@ -138,10 +139,15 @@ class SimState:
             finish=finish,
             fails=self.rng.random() < self.config.failure_rate,
             idempotency_key=idempotency_key,
+            flagged=self.flagged_word(str(body.get("prompt", ""))),
         )
         self.tasks[task.id] = task
         self._save()
         return task
+
+    def flagged_word(self, prompt: str) -> str | None:
+        words = re.findall(r"[a-z0-9']+", prompt.lower())
+        return next((word for word in self.config.flagged_words if word.lower() in words), None)
 
     def view(self, task: Task) -> dict[str, Any]:
         now = time.time()
@@ -159,6 +165,15 @@ class SimState:
         if status == "succeeded":
             out["video_url"] = self.signed_url(task.id)
             out["completed_at"] = int(task.finish)
+        elif status == "failed" and task.flagged:
+            out["error"] = {
+                "message": (
+                    "generation blocked by the content filter: the prompt asks for a real"
+                    f" person's likeness ({task.flagged!r})"
+                ),
+                "type": "content_policy_error",
+                "code": "content_filtered",
+            }
         elif status == "failed":
             out["error"] = {
                 "message": "generation failed: the model could not render this prompt",

@@ -30,6 +30,7 @@ class SimConfig:
     retry_after_format: str = "seconds"  # seconds | http-date | none
     error_rate: float = 0.0  # share of API requests answered 500 or 503
     failure_rate: float = 0.0  # share of tasks whose generation fails
+    flagged_words: tuple[str, ...] = ()  # a prompt with one of these fails: content filter
     honour_idempotency: bool = True  # same Idempotency-Key -> same task, charged once
     url_ttl_seconds: float = 600.0  # signed video URLs expire after this
     truncate_first_download: bool = False  # the first full download of each video is cut short

@@ -142,5 +142,12 @@ class SimulatorServer:
 
 
 def demo_config() -> SimConfig:
-    """What `wanbatch run --simulate` uses: renders of about one to three seconds, no faults."""
-    return SimConfig(generation_seconds=1.5, distribution="uniform", spread=0.6, slots=6)
+    """What `wanbatch run --simulate` uses: renders of about one to three seconds, six at once,
+    and a content filter that blocks prompts naming a celebrity (so the demo shows a failure)."""
+    return SimConfig(
+        generation_seconds=1.5,
+        distribution="uniform",
+        spread=0.6,
+        slots=6,
+        flagged_words=("celebrity", "celebrities"),
+    )
