@@ -17,6 +17,7 @@ Patches:
 - `median`: the first poll is timed by the median of "first seen done" times, as before
   `FirstPollEstimator`; that median only grows, since a task is never seen done before its
   first poll.
+- `nosniffio`: httpcore without sniffio, which wanbatch now installs (see pyproject.toml).
 """
 
 from __future__ import annotations
@@ -81,7 +82,18 @@ def patch_median() -> None:
     Runner.__init__ = init  # type: ignore[method-assign]
 
 
-PATCHES = {"ladder": patch_ladder, "burst": patch_burst, "median": patch_median}
+def patch_nosniffio() -> None:
+    """As if sniffio were not installed (anyio >= 4.5 no longer brings it): httpcore's
+    `import sniffio` on every request then fails after searching sys.path."""
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
+PATCHES = {
+    "ladder": patch_ladder,
+    "burst": patch_burst,
+    "median": patch_median,
+    "nosniffio": patch_nosniffio,
+}
 
 
 def main(argv: list[str]) -> int:

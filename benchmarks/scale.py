@@ -9,8 +9,8 @@
    requests_per_second 100000, downloads 16) against a raw httpx client doing the same three
    requests a job (create, one poll, the video) with no journal (`rawclient.py api`, also a
    subprocess) at concurrency 16 and 64, each against a fresh simulator, in the same run; and
-   wanbatch again with the old median first-poll estimate (`benchmarks/baseline.py median`),
-   the "before" of issue 6. `--run-jobs` sets N (default 4,000, so that the step stays near
+   wanbatch again with the old median first-poll estimate and without sniffio
+   (`benchmarks/baseline.py median,nosniffio`), the "before" of issue 6. `--run-jobs` sets N (default 4,000, so that the step stays near
    3 minutes; the 100,000-job run is `--run-jobs 100000 --skip-before`).
 
 Each measurement runs in its own process so that its peak RSS (VmHWM) is its own.
@@ -180,15 +180,19 @@ def wanbatch_client(jobs: int, concurrency: int, before: str | None = None) -> d
     }
 
 
-def end_to_end(jobs: int, skip_before: bool = False) -> list[dict[str, Any]]:
+def end_to_end(
+    jobs: int, skip_before: bool = False, wanbatch_only: bool = False
+) -> list[dict[str, Any]]:
     """Raw httpx at two concurrencies (its pool slows down with many waiters), then wanbatch.
 
     The faster raw figure is the reference for the ratio.
     """
+    if wanbatch_only:
+        return [wanbatch_client(jobs, CONCURRENCY)]
     rows = [raw_client(jobs, 16), raw_client(jobs, CONCURRENCY)]
     rows.append(wanbatch_client(jobs, CONCURRENCY))
     if not skip_before:
-        rows.append(wanbatch_client(jobs, CONCURRENCY, "median"))
+        rows.append(wanbatch_client(jobs, CONCURRENCY, "median,nosniffio"))
     best = max(rows[0]["jobs/s"], rows[1]["jobs/s"])
     for row in rows:
         row["vs best raw (jobs/s)"] = round(row["jobs/s"] / best, 3)
@@ -223,15 +227,20 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     parser.add_argument("--jobs", type=int, help="manifest and journal size (default 100,000)")
     parser.add_argument("--run-jobs", type=int, help="end-to-end run size (default 4,000)")
     parser.add_argument("--skip-before", action="store_true", help="no 'before' row")
+    parser.add_argument(
+        "--wanbatch-only", action="store_true", help="the end-to-end run of wanbatch alone"
+    )
+    parser.add_argument("--skip-files", action="store_true", help="no validate/replay step")
     args = parser.parse_args(argv)
     jobs = args.jobs or (10_000 if args.quick else 100_000)
     run_jobs = args.run_jobs or (1_000 if args.quick else 4_000)
-    files = [manifest_and_journal(jobs)]
-    print(json.dumps(files[0]), flush=True)
-    runs = end_to_end(run_jobs, args.skip_before)
+    files = [] if args.skip_files else [manifest_and_journal(jobs)]
+    for row in files:
+        print(json.dumps(row), flush=True)
+    runs = end_to_end(run_jobs, args.skip_before, args.wanbatch_only)
     for row in runs:
         print(json.dumps(row), flush=True)
-    save("scale", args.quick, runs, files=files)
+    save("scale-100k-run" if args.wanbatch_only else "scale", args.quick, runs, files=files)
     print(table(files, FILE_COLUMNS))
     print(table(runs, RUN_COLUMNS))
     return {"files": files, "runs": runs}
