@@ -63,12 +63,22 @@ def install_chromium() -> str:
     """Try ``apt-get install chromium``; returns '' on success or why it could not."""
     if shutil.which("apt-get") is None:
         return "apt-get is not available (not a Debian-like system); install chromium by hand"
+    prefix: list[str] = []
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return "not running as root; run `sudo apt-get install --no-install-recommends chromium`"
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
+        # Not root: sudo without a password (as on CI runners) will do; never prompt.
+        if (
+            shutil.which("sudo") is None
+            or subprocess.run(["sudo", "-n", "true"], capture_output=True, timeout=30).returncode
+        ):
+            return (
+                "not running as root and no password-less sudo; run "
+                "`sudo apt-get install --no-install-recommends chromium`"
+            )
+        prefix = ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"]
+    install = [*prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
     failure = _apt(install)
     if failure:  # perhaps the package lists are missing or stale: update once, then try again
-        failure = _apt(["apt-get", "update", "-q"]) or _apt(install)
+        failure = _apt([*prefix, "apt-get", "update", "-q"]) or _apt(install)
     return failure
 
 
