@@ -12,8 +12,8 @@ Patches:
   moved by the learned first-poll estimate: the schedule before the queue planner
   (`QueuePlanner` in wanbatch/backoff.py).
 - `burst`: after a 429 the client's token bucket keeps its burst of `requests_per_second`
-  tokens, and a 429 with Retry-After counts as a failed attempt like any other: the request
-  budget before `RequestPacer.throttle`.
+  tokens and its rate, and a 429 with Retry-After counts as a failed attempt like any other:
+  the request budget before `RequestPacer.throttle`.
 - `median`: the first poll is timed by the median of "first seen done" times, as before
   `FirstPollEstimator`; that median only grows, since a task is never seen done before its
   first poll.
@@ -42,7 +42,7 @@ def patch_ladder() -> None:
 
 
 def patch_burst() -> None:
-    RequestPacer.throttle = lambda self: None  # type: ignore[method-assign]
+    RequestPacer.throttle = lambda self, now: None  # type: ignore[method-assign]
     original_init = Runner.__init__
 
     def init(self: Runner, *args: Any, **kwargs: Any) -> None:

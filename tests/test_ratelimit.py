@@ -53,11 +53,38 @@ def test_adaptive_limit_halves_and_regrows_to_ceiling() -> None:
 
 
 def test_throttle_stops_bursts_and_spends_saved_tokens() -> None:
-    """After a 429 the bucket gives one request at a time at the steady rate."""
-    pacer = RequestPacer(rate=10.0, burst=10.0)
+    """After a 429 the bucket gives one request at a time, at a slower steady rate."""
+    pacer = RequestPacer(rate=10.0, burst=10.0, cut=0.5, regrow=0.0)
     assert pacer.wait_time(0.0) == 0.0
-    pacer.throttle()
-    assert pacer.wait_time(0.0) == pytest.approx(0.1)  # the 10 saved tokens are gone
+    pacer.throttle(0.0)
+    assert pacer.rate == 5.0
+    assert pacer.wait_time(0.0) == pytest.approx(0.2)  # the 10 saved tokens are gone
     assert pacer.wait_time(5.0) == 0.0
     pacer.take(5.0)
-    assert pacer.wait_time(5.0) == pytest.approx(0.1)  # a long idle saves one token, not ten
+    assert pacer.wait_time(5.0) == pytest.approx(0.2)  # a long idle saves one token, not ten
+
+
+def test_a_volley_of_429s_cuts_the_rate_once_and_it_grows_back_to_the_ceiling() -> None:
+    """429s within one window count once; each later request regrows the rate, never above
+    what the user allowed."""
+    pacer = RequestPacer(rate=100.0, burst=100.0, cut=0.8, cut_window=1.0, regrow=1.0)
+    for _ in range(10):
+        pacer.throttle(0.5)
+    assert pacer.rate == pytest.approx(80.0)
+    pacer.throttle(1.6)
+    assert pacer.rate == pytest.approx(64.0)
+    now = 2.0
+    for _ in range(100):
+        now += pacer.wait_time(now)
+        pacer.take(now)
+    assert pacer.rate == 100.0 == pacer.ceiling
+
+
+def test_the_rate_is_never_cut_below_one_request_a_second() -> None:
+    pacer = RequestPacer(rate=4.0, cut=0.5)
+    for second in range(20):
+        pacer.throttle(float(second))
+    assert pacer.rate == 1.0
+    slow = RequestPacer(rate=0.5, cut=0.5)
+    slow.throttle(0.0)
+    assert slow.rate == 0.5  # a user's own limit below one a second stays as it is

@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from wanbatch import logs
 from wanbatch.backoff import PollPolicy
 from wanbatch.client import VideoFetcher, WanApi, check_base_url
 from wanbatch.errors import UsageError, WanbatchError
-from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, render_gallery, retry_manifest
+from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, gallery_lines, retry_manifest
 from wanbatch.journal import Journal, read_journal, state_dir
 from wanbatch.manifest import Overrides, load_manifest
 from wanbatch.models import (
@@ -413,13 +413,13 @@ def write_report(manifest: Manifest) -> tuple[Path, Path | None]:
     folder = manifest.output_dir
     folder.mkdir(parents=True, exist_ok=True)
     html = folder / GALLERY_NAME
-    _replace_file(html, render_gallery(whole, replay.records, generated_at=time.time()))
+    _replace_file(html, gallery_lines(whole, replay.records, generated_at=time.time()))
     retry_text = retry_manifest(whole, replay.records)
     retry_file = folder / RETRY_NAME
     if retry_text is None:
         retry_file.unlink(missing_ok=True)
         return html, None
-    _replace_file(retry_file, retry_text)
+    _replace_file(retry_file, [retry_text])
     return html, retry_file
 
 
@@ -454,9 +454,10 @@ def _whole_batch(manifest: Manifest, recorded: list[str]) -> Manifest:
     )
 
 
-def _replace_file(path: Path, text: str) -> None:
+def _replace_file(path: Path, lines: Iterable[str]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.writelines(lines)
     os.replace(tmp, path)
 
 

@@ -20,7 +20,7 @@ import json
 import math
 import string
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -73,7 +73,18 @@ def render_gallery(
     generated_at: float,
     title: str | None = None,
 ) -> str:
-    """The HTML page for ``<output_dir>/report.html``: one card per job of ``manifest``.
+    """The whole page as one string (see ``gallery_lines``)."""
+    return "".join(gallery_lines(manifest, records, generated_at=generated_at, title=title))
+
+
+def gallery_lines(
+    manifest: Manifest,
+    records: Mapping[str, JobRecord],
+    *,
+    generated_at: float,
+    title: str | None = None,
+) -> Iterator[str]:
+    """The lines of the HTML page for ``<output_dir>/report.html``: one card per job.
 
     ``records`` maps job id to its journal record; a job without one is queued. ``generated_at``
     (epoch seconds) is printed in the header; times are shown in UTC so the page is the same
@@ -83,7 +94,7 @@ def render_gallery(
     page_title = title if title is not None else f"{manifest.name}: wanbatch gallery"
     videos = sum(1 for card in cards if card.state is JobState.DOWNLOADED)
     preload = "metadata" if videos <= EAGER_METADATA_LIMIT else "none"
-    parts = [
+    head = [
         "<!DOCTYPE html>",
         '<html lang="en">',
         "<head>",
@@ -103,14 +114,21 @@ def render_gallery(
         _filters(cards),
         "</header>",
         '<main id="cards">',
-        *(_card(card, preload) for card in cards),
+    ]
+    tail = [
         "</main>",
         '<p id="no-match" hidden>No job matches these filters.</p>',
         f"<script>{_JS}</script>",
         "</body>",
         "</html>",
     ]
-    return "\n".join(parts) + "\n"
+    # Line by line, so that a 100,000-job page (about 120 MB) is written without being held.
+    for line in head:
+        yield line + "\n"
+    for card in cards:
+        yield _card(card, preload) + "\n"
+    for line in tail:
+        yield line + "\n"
 
 
 def _e(text: object) -> str:

@@ -18,16 +18,29 @@ _EPSILON = 1e-9
 
 @dataclass(slots=True)
 class RequestPacer:
-    """A token bucket: ``rate`` requests a second on average, up to ``burst`` at once."""
+    """A token bucket: ``rate`` requests a second on average, up to ``burst`` at once.
+
+    The rate adapts to the server's (additive increase, multiplicative decrease): each 429
+    stops bursts and cuts the rate by ``cut`` (at most once per ``cut_window`` seconds, so a
+    volley of 429s from one burst counts once); each request granted afterwards wins back
+    ``regrow`` requests a second, up to the user's ``ceiling``. A user who wrote the server's
+    limit into the manifest loses little; one who did not is brought down to it by the 429s.
+    """
 
     rate: float
     burst: float = 1.0
+    cut: float = 0.8
+    cut_window: float = 1.0
+    regrow: float = 0.01
+    ceiling: float = field(init=False, default=0.0)
     _tokens: float = field(init=False, default=0.0)
     _updated: float | None = field(init=False, default=None)
+    _last_cut: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
             raise ValueError("rate must be positive")
+        self.ceiling = self.rate
         self._tokens = self.burst
 
     def _refill(self, now: float) -> None:
@@ -49,11 +62,18 @@ class RequestPacer:
         """Spend a token (the caller checked ``wait_time`` is 0)."""
         self._refill(now)
         self._tokens -= 1.0
+        if self.rate < self.ceiling:
+            self.rate = min(self.ceiling, self.rate + self.regrow)
 
-    def throttle(self) -> None:
-        """The server refused a request for its rate: no more bursts, and no saved tokens."""
+    def throttle(self, now: float) -> None:
+        """The server refused a request for its rate: no more bursts, no saved tokens, and a
+        slower pace (once per ``cut_window``)."""
+        self._refill(now)
         self.burst = 1.0
         self._tokens = min(self._tokens, 0.0)
+        if self._last_cut is None or now - self._last_cut >= self.cut_window:
+            self._last_cut = now
+            self.rate = max(min(1.0, self.ceiling), self.rate * self.cut)
 
 
 @dataclass(slots=True)

@@ -882,7 +882,7 @@ class Runner:
             self.summary.requests["throttled"] += 1
             # The server's own budget is smaller than ours: stop bursting, and come back at the
             # steady rate when its pause ends rather than in a burst it would refuse again.
-            self.admission.pacer.throttle()
+            self.admission.pacer.throttle(self.timing.clock())
         now = self.timing.clock()
         if exc.retry_after_seconds is not None:
             self.gate.block_for(exc.retry_after_seconds, now)
