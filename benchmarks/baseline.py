@@ -17,7 +17,10 @@ Patches:
 - `median`: the first poll is timed by the median of "first seen done" times, as before
   `FirstPollEstimator`; that median only grows, since a task is never seen done before its
   first poll.
-- `nosniffio`: httpcore without sniffio, which wanbatch now installs (see pyproject.toml).
+
+Not a patch: sniffio. httpcore runs `import sniffio` on every request; without the package
+installed (anyio >= 4.5 no longer brings it) each import fails only after searching sys.path.
+Its "before" is measured by uninstalling it (BENCHMARKS.md gives the commands).
 """
 
 from __future__ import annotations
@@ -82,17 +85,10 @@ def patch_median() -> None:
     Runner.__init__ = init  # type: ignore[method-assign]
 
 
-def patch_nosniffio() -> None:
-    """As if sniffio were not installed (anyio >= 4.5 no longer brings it): httpcore's
-    `import sniffio` on every request then fails after searching sys.path."""
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-
 PATCHES = {
     "ladder": patch_ladder,
     "burst": patch_burst,
     "median": patch_median,
-    "nosniffio": patch_nosniffio,
 }
 
 

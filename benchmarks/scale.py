@@ -9,8 +9,8 @@
    requests_per_second 100000, downloads 16) against a raw httpx client doing the same three
    requests a job (create, one poll, the video) with no journal (`rawclient.py api`, also a
    subprocess) at concurrency 16 and 64, each against a fresh simulator, in the same run; and
-   wanbatch again with the old median first-poll estimate and without sniffio
-   (`benchmarks/baseline.py median,nosniffio`), the "before" of issue 6. `--run-jobs` sets N (default 4,000, so that the step stays near
+   wanbatch again with the old median first-poll estimate (`benchmarks/baseline.py median`),
+   the "before" of issue 6. `--run-jobs` sets N (default 4,000, so that the step stays near
    3 minutes; the 100,000-job run is `--run-jobs 100000 --skip-before`).
 
 Each measurement runs in its own process so that its peak RSS (VmHWM) is its own.
@@ -192,7 +192,7 @@ def end_to_end(
     rows = [raw_client(jobs, 16), raw_client(jobs, CONCURRENCY)]
     rows.append(wanbatch_client(jobs, CONCURRENCY))
     if not skip_before:
-        rows.append(wanbatch_client(jobs, CONCURRENCY, "median,nosniffio"))
+        rows.append(wanbatch_client(jobs, CONCURRENCY, "median"))
     best = max(rows[0]["jobs/s"], rows[1]["jobs/s"])
     for row in rows:
         row["vs best raw (jobs/s)"] = round(row["jobs/s"] / best, 3)

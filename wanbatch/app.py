@@ -26,7 +26,7 @@ from wanbatch.backoff import PollPolicy
 from wanbatch.client import VideoFetcher, WanApi, check_base_url
 from wanbatch.errors import UsageError, WanbatchError
 from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, gallery_lines, retry_manifest
-from wanbatch.journal import Journal, read_journal, state_dir
+from wanbatch.journal import Journal, Replay, read_journal, state_dir
 from wanbatch.manifest import Overrides, load_manifest
 from wanbatch.models import (
     BASE_URL_ENV,
@@ -203,13 +203,17 @@ def _run_manifest(
                 _run_async, manifest, journal, base_url, api_key, flags, run_options, requeue, view
             )
         finally:
+            # The report is made from the run's own records: replaying the journal again would
+            # hold a second copy of a 100,000-job batch at the end of the run.
+            final = Replay(records=journal.records, manifests=list(journal.replay.manifests))
             journal.close()
             logs.reset()
             if log_file is not None:
                 log_file.close()
     written: tuple[Path, Path | None] | None = None
     try:
-        written = write_report(manifest)
+        written = write_report(manifest, final)
+        del final
     except OSError as exc:  # the videos and the journal are safe; say so and go on
         print(f"wanbatch: could not write the report: {exc}", file=sys.stderr)
     print_summary(manifest, summary, out=out, report=written)
@@ -402,13 +406,14 @@ def report(options: CommonOptions, *, out: TextIO | None = None) -> int:
     return 0
 
 
-def write_report(manifest: Manifest) -> tuple[Path, Path | None]:
+def write_report(manifest: Manifest, replay: Replay | None = None) -> tuple[Path, Path | None]:
     """Write ``report.html`` into the output tree, and ``retry.yaml`` when jobs failed.
 
-    Both are replaced whole (written beside, then renamed). A stale retry.yaml is removed
-    when nothing failed any more.
+    ``replay`` is what the journal says (read from disk when not given). Both files are replaced
+    whole (written beside, then renamed). A stale retry.yaml is removed when nothing failed.
     """
-    replay = read_journal(manifest.output_dir)
+    if replay is None:
+        replay = read_journal(manifest.output_dir)
     whole = _whole_batch(manifest, replay.manifests)
     folder = manifest.output_dir
     folder.mkdir(parents=True, exist_ok=True)
