@@ -495,18 +495,8 @@ def _limits(limits: Limits) -> dict[str, int | float]:
 
 
 def _job(spec: JobSpec) -> dict[str, Any]:
-    job: dict[str, Any] = {
-        "id": spec.id,
-        "prompt": spec.prompt,
-        "model": spec.model,
-        "duration": spec.duration,
-        "aspect_ratio": spec.aspect_ratio,
-    }
-    if spec.image is not None:
-        job["image"] = spec.image
-    if spec.extra:
-        job["extra"] = dict(spec.extra)
-    return job
+    fields = spec.fields()  # the rendering fields, as the fingerprint sees them
+    return {"id": spec.id, "prompt": fields.pop("prompt"), **fields}
 
 
 def _one_line(text: str) -> str:
