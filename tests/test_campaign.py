@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from wanbatch.manifest import load_manifest
 from wanbatch.models import JobState
 
 from hostile import Answer, http_response, json_response, serve
-from test_runner import KEY_ENV, out_dir, videos, write_manifest
+from test_runner import KEY_ENV, out_dir, run_argv, videos, write_manifest
 
 
 def served_sha256(sim: Any, task_id: str) -> str:
@@ -284,15 +283,7 @@ def test_retry_after_of_an_hour_pauses_without_spinning(tmp_path: Path) -> None:
         )
     ) as server:
         env = {**os.environ, KEY_ENV: "sk-wan-patient"}
-        argv = [
-            sys.executable,
-            "-m",
-            "wanbatch",
-            "run",
-            str(manifest),
-            "--base-url",
-            server.base_url,
-        ]
+        argv = run_argv(manifest, server.base_url)
         child = subprocess.Popen(
             argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )

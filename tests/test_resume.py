@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from wanbatch import cli
 from wanbatch.journal import journal_path, read_journal
 from wanbatch.models import JobState
 
-from test_runner import KEY_ENV, out_dir, stats, videos, write_manifest
+from test_runner import KEY_ENV, out_dir, run_argv, stats, videos, write_manifest
 
 CRASH_POINTS = [
     "before_intent",
@@ -35,8 +34,7 @@ def start_runner(
 ) -> subprocess.Popen[str]:
     """`python -m wanbatch run` in a child process pointed at the simulator."""
     child_env = {**os.environ, KEY_ENV: sim.api_key, **(env or {})}
-    argv = [sys.executable, "-m", "wanbatch", "run", str(manifest), "--base-url", sim.base_url]
-    argv += ["--poll-interval", "0.02", "-q", *extra]
+    argv = run_argv(manifest, sim.base_url, "--poll-interval", "0.02", "-q", *extra)
     return subprocess.Popen(
         argv, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

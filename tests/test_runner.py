@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,11 @@ from wanbatch.journal import journal_path, read_journal
 from wanbatch.models import JobState
 
 KEY_ENV = "WANBATCH_TEST_KEY"
+
+
+def run_argv(manifest: Path, base_url: str, *extra: str) -> list[str]:
+    """`python -m wanbatch run MANIFEST --base-url URL EXTRA...`, for a child process."""
+    return [sys.executable, "-m", "wanbatch", "run", str(manifest), "--base-url", base_url, *extra]
 
 
 def write_manifest(folder: Path, jobs: int = 6, **limits: Any) -> Path:

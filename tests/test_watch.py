@@ -24,7 +24,7 @@ from wanbatch.journal import encode_event, encode_run_header, journal_path, read
 from wanbatch.manifest import load_manifest
 from wanbatch.models import EventKind, JobEvent, JobState
 
-from test_runner import KEY_ENV, out_dir, stats
+from test_runner import KEY_ENV, out_dir, run_argv, stats
 
 SGR_COLOUR = re.compile(rb"\x1b\[[0-9;]*(3[0-7]|9[0-7]|38;)[0-9;]*m")
 
@@ -61,19 +61,8 @@ def child_env(sim: Any, **extra: str) -> dict[str, str]:
     return {**env, KEY_ENV: sim.api_key, **extra}
 
 
-def run_argv(manifest: Path, sim: Any, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "wanbatch",
-        "run",
-        str(manifest),
-        "--base-url",
-        sim.base_url,
-        "--poll-interval",
-        "0.02",
-        *extra,
-    ]
+def sim_argv(manifest: Path, sim: Any, *extra: str) -> list[str]:
+    return run_argv(manifest, sim.base_url, "--poll-interval", "0.02", *extra)
 
 
 def run_in_terminal(argv: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, bytes]:
@@ -113,7 +102,7 @@ def test_live_view_in_a_terminal_shows_counts_and_failures(tmp_path: Path, make_
     sim = make_sim(failure_rate=0.5, seed=3, generation_seconds=0.2)
     manifest = manifest_file(tmp_path, jobs=6)
     env = child_env(sim, TERM="xterm-256color", COLUMNS="120")
-    code, output = run_in_terminal(run_argv(manifest, sim), env)
+    code, output = run_in_terminal(sim_argv(manifest, sim), env)
     text = output.decode("utf-8", "replace")
     records = read_journal(out_dir(manifest)).records
     failed = sorted(job for job, rec in records.items() if rec.state is JobState.FAILED)
@@ -135,7 +124,7 @@ def test_no_color_and_quiet_are_respected(tmp_path: Path, make_sim: Any) -> None
     sim = make_sim(generation_seconds=0.1)
     manifest = manifest_file(tmp_path, jobs=3)
     code, output = run_in_terminal(
-        run_argv(manifest, sim), child_env(sim, TERM="xterm-256color", NO_COLOR="1")
+        sim_argv(manifest, sim), child_env(sim, TERM="xterm-256color", NO_COLOR="1")
     )
     assert code == 0
     assert b"3/3" in output and b"queued" in output
@@ -144,7 +133,7 @@ def test_no_color_and_quiet_are_respected(tmp_path: Path, make_sim: Any) -> None
     other.mkdir()
     quiet_manifest = manifest_file(other, jobs=2)
     code, output = run_in_terminal(
-        run_argv(quiet_manifest, sim, "-q"), child_env(sim, TERM="xterm-256color")
+        sim_argv(quiet_manifest, sim, "-q"), child_env(sim, TERM="xterm-256color")
     )
     assert code == 0
     assert b"queued" not in output and b"jobs/min" not in output
@@ -156,7 +145,7 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path: Path, make_sim: Any)
     sim = make_sim(generation_seconds=0.4)
     manifest = manifest_file(tmp_path, jobs=4, concurrency=2)
     done = subprocess.run(
-        run_argv(manifest, sim, "--progress-every", "0.1"),
+        sim_argv(manifest, sim, "--progress-every", "0.1"),
         env=child_env(sim),
         capture_output=True,
         text=True,
@@ -173,7 +162,7 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path: Path, make_sim: Any)
     other.mkdir()
     manifest = manifest_file(other, jobs=4, concurrency=2)
     done = subprocess.run(
-        run_argv(manifest, sim, "--progress-every", "0.1", "--json-logs"),
+        sim_argv(manifest, sim, "--progress-every", "0.1", "--json-logs"),
         env=child_env(sim),
         capture_output=True,
         text=True,
