@@ -18,18 +18,64 @@ def test_pacer_allows_burst_then_spaces() -> None:
     assert pacer.wait_time(now + 0.25) == 0.0
 
 
-def test_pacer_rate_over_a_long_run() -> None:
-    """Taking tokens as soon as allowed gives `rate` requests a second on average."""
-    pacer = RequestPacer(rate=10.0, burst=1.0)
-    now, sent = 0.0, 0
-    while now < 10.0:
+def _saturate(pacer: RequestPacer, start: float, seconds: float) -> tuple[float, int]:
+    """Send as fast as the pacer allows for ``seconds``; the time reached and requests sent."""
+    now, sent = start, 0
+    while now < start + seconds:
         wait = pacer.wait_time(now)
         if wait:
             now += wait
             continue
         pacer.take(now)
         sent += 1
-    assert 99 <= sent <= 101
+    return now, sent
+
+
+def test_a_user_limit_is_a_hard_ceiling() -> None:
+    """With `requests_per_second` set, a saturated run sends that rate and never more."""
+    pacer = RequestPacer.for_limit(10.0)
+    _, sent = _saturate(pacer, 0.0, 10.0)
+    assert 99 <= sent <= 103  # 100 at the rate, plus the small opening burst
+    assert pacer.rate == 10.0 == pacer.ceiling
+
+
+def test_with_no_limit_the_rate_is_probed_upward_while_requests_wait() -> None:
+    """No limit set: the run starts moderately and adds about `increase` requests/s for each
+    second in which requests waited for the budget."""
+    pacer = RequestPacer.for_limit(None)
+    start = pacer.rate
+    _saturate(pacer, 0.0, 10.0)
+    assert pacer.ceiling is None
+    assert pacer.rate == pytest.approx(start + 10 * pacer.increase, rel=0.1)
+
+
+def test_an_idle_budget_does_not_grow() -> None:
+    """Requests that never wait for a token are no evidence the server allows more."""
+    pacer = RequestPacer.for_limit(None)
+    start = pacer.rate
+    for second in range(100):
+        assert pacer.wait_time(float(second)) == 0.0
+        pacer.take(float(second))
+    assert pacer.rate == start
+
+
+def test_after_a_429_the_rate_approaches_the_refused_rate_slowly() -> None:
+    """A 429 cuts the rate and remembers where it happened; growth near it is careful."""
+    pacer = RequestPacer.for_limit(None)
+    now, _ = _saturate(pacer, 0.0, 5.0)
+    refused = pacer.rate
+    pacer.throttle(now)
+    assert pacer.refused_at == refused
+    assert pacer.rate == pytest.approx(refused * pacer.cut)
+    now, _ = _saturate(pacer, now, 60.0)
+    assert pacer.rate <= refused * 1.05  # 60 s of careful probing add about 3 requests/s
+    assert pacer.settled
+
+
+def test_settled_only_when_the_budget_is_known() -> None:
+    """Waiting for tokens means the budget binds only at the user's ceiling or after a 429."""
+    assert not RequestPacer.for_limit(None).settled
+    assert RequestPacer.for_limit(4.0).settled
 
 
 def test_gate_keeps_the_latest_block() -> None:
@@ -54,7 +100,7 @@ def test_adaptive_limit_halves_and_regrows_to_ceiling() -> None:
 
 def test_throttle_stops_bursts_and_spends_saved_tokens() -> None:
     """After a 429 the bucket gives one request at a time, at a slower steady rate."""
-    pacer = RequestPacer(rate=10.0, burst=10.0, cut=0.5, regrow=0.0)
+    pacer = RequestPacer(rate=10.0, burst=10.0, ceiling=10.0, cut=0.5, increase=0.0)
     assert pacer.wait_time(0.0) == 0.0
     pacer.throttle(0.0)
     assert pacer.rate == 5.0
@@ -65,26 +111,24 @@ def test_throttle_stops_bursts_and_spends_saved_tokens() -> None:
 
 
 def test_a_volley_of_429s_cuts_the_rate_once_and_it_grows_back_to_the_ceiling() -> None:
-    """429s within one window count once; each later request regrows the rate, never above
-    what the user allowed."""
-    pacer = RequestPacer(rate=100.0, burst=100.0, cut=0.8, cut_window=1.0, regrow=1.0)
+    """429s within one window count once; waiting requests regrow the rate, never above what
+    the user allowed."""
+    pacer = RequestPacer(rate=100.0, burst=100.0, ceiling=100.0, cut=0.8, careful_increase=50.0)
     for _ in range(10):
         pacer.throttle(0.5)
     assert pacer.rate == pytest.approx(80.0)
     pacer.throttle(1.6)
     assert pacer.rate == pytest.approx(64.0)
-    now = 2.0
-    for _ in range(100):
-        now += pacer.wait_time(now)
-        pacer.take(now)
+    _saturate(pacer, 2.0, 20.0)
     assert pacer.rate == 100.0 == pacer.ceiling
 
 
-def test_the_rate_is_never_cut_below_one_request_a_second() -> None:
+def test_the_rate_is_never_cut_below_its_floor() -> None:
+    """However many 429s, the pace stays above `lowest` (or a user's lower ceiling)."""
     pacer = RequestPacer(rate=4.0, cut=0.5)
     for second in range(20):
         pacer.throttle(float(second))
-    assert pacer.rate == 1.0
-    slow = RequestPacer(rate=0.5, cut=0.5)
+    assert pacer.rate == pacer.lowest
+    slow = RequestPacer.for_limit(0.1)
     slow.throttle(0.0)
-    assert slow.rate == 0.5  # a user's own limit below one a second stays as it is
+    assert slow.rate == 0.1  # a user's own limit below the floor stays as it is

@@ -40,6 +40,7 @@ from wanbatch.models import (
 )
 from wanbatch.progress import LiveProgress, PlainProgress
 from wanbatch.scheduler import FaultHook, Runner, RunOptions, RunSummary
+from wanbatch.stops import EXIT_CODES
 
 SIMULATOR_BASE = "simulator://local"  # what the journal records for --simulate runs
 
@@ -69,7 +70,7 @@ class RunFlags:
     resubmit_changed: bool = False
     keep_changed: bool = False
     yes: bool = False
-    poll_interval: float | None = None  # first poll after this many seconds (default: learned)
+    poll_interval: float | None = None  # poll every this many seconds (default: planned)
     job_deadline: float | None = None  # seconds from create to rendered before a job is stalled
     max_videos: int | None = None  # cost guard: new tasks this run may create
     max_credits: float | None = None  # cost guard: estimated credits this run may spend
@@ -191,13 +192,11 @@ def _run_manifest(
                 max_credits=flags.max_credits,
             )
             if flags.poll_interval is not None:
+                # A user who sets the interval gets that interval, not the planner.
                 interval = flags.poll_interval
                 run_options = dataclasses.replace(
                     run_options,
-                    poll=PollPolicy(
-                        initial_seconds=interval,
-                        cap_seconds=max(interval, PollPolicy().cap_seconds),
-                    ),
+                    poll=PollPolicy(initial_seconds=interval, factor=1.0, cap_seconds=interval),
                 )
             summary = anyio.run(
                 _run_async, manifest, journal, base_url, api_key, flags, run_options, requeue, view
@@ -376,18 +375,8 @@ def print_summary(
             )
     if summary.stop_message:
         lines.append(f"  stopped: {summary.stop_message}")
-    lines.append(f"  exit code {summary.exit_code}: {_EXIT_MEANINGS[summary.exit_code]}")
+    lines.append(f"  exit code {summary.exit_code}: {EXIT_CODES[summary.exit_code]}")
     print("\n".join(lines), file=out)
-
-
-_EXIT_MEANINGS = {
-    0: "every job rendered and downloaded",
-    1: "finished, but some jobs failed for good",
-    3: "the key was rejected; nothing more was sent",
-    4: "credits ran out; in-flight jobs were finished; top up and rerun",
-    5: "stopped with work left; rerun resumes",
-    130: "interrupted; rerun resumes",
-}
 
 
 # --- report -----------------------------------------------------------------------------------

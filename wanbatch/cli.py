@@ -17,10 +17,13 @@ from typing import Any
 from wanbatch import __version__, app
 from wanbatch.errors import WanbatchError
 from wanbatch.models import Manifest
+from wanbatch.stops import EXIT_CODES
 
-EPILOG = """exit codes: 0 all rendered; 1 some jobs failed for good; 2 usage or manifest error
-(nothing sent); 3 key rejected; 4 credits ran out; 5 stopped with work left; 130 interrupted.
-Rerunning any command is safe: `wanbatch run` resumes from the journal."""
+EPILOG = (
+    "exit codes: "
+    + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+    + ".\nRerunning any command is safe: `wanbatch run` resumes from the journal."
+)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -62,7 +65,7 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
         "--poll-interval",
         type=_positive_float,
         metavar="S",
-        help="first poll after S seconds (default: learned)",
+        help="poll each task every S seconds (default: planned from the render times seen)",
     )
     group.add_argument(
         "--job-deadline",

@@ -30,6 +30,7 @@ from wanbatch.errors import (
     CreditsExhaustedError,
     InsecureURLError,
     JobRejectedError,
+    NotSentError,
     RateLimitedError,
     TransientApiError,
     TransientDownloadError,
@@ -70,6 +71,10 @@ def _map_transport_errors(what: str, secret: str | None = None) -> Iterator[None
     """Translate httpx's transport exceptions into wanbatch errors."""
     try:
         yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # before any byte was sent
+        raise NotSentError(
+            f"{what}: could not connect: {_redact(str(exc) or type(exc).__name__, secret)}"
+        ) from exc
     except httpx.TimeoutException as exc:
         raise TransientApiError(f"{what}: timed out ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:  # connect errors, resets, protocol errors

@@ -16,7 +16,8 @@ for the disk), with ``raise ... from exc`` so the cause is kept.
     │   └── JournalWriteError      append or fsync failed; the run stops, nothing more is sent
     ├── ApiError                   an answer (or no answer) from the API host
     │   ├── TransientApiError      429, 5xx, timeouts, resets, garbled bodies: retry with backoff
-    │   │   └── RateLimitedError   429, carries ``retry_after_seconds`` when the server gave one
+    │   │   ├── RateLimitedError   429, carries ``retry_after_seconds`` when the server gave one
+    │   │   └── NotSentError       no connection was made (refused, DNS): the host never saw it
     │   ├── JobRejectedError       400: this job fails with the server's message; the batch goes on
     │   ├── AuthError              401: the key was rejected; stop at once (exit 3)
     │   └── CreditsExhaustedError  402: stop submitting, finish what is in flight (exit 4)
@@ -178,6 +179,11 @@ class TransientApiError(ApiError):
 
 class RateLimitedError(TransientApiError):
     """429: the host asks us to slow down, perhaps for ``retry_after_seconds``."""
+
+
+class NotSentError(TransientApiError):
+    """No connection to the host was made (refused, unknown name, connect timeout): the request
+    certainly did not arrive, so a create that met this made no task."""
 
 
 class JobRejectedError(ApiError):

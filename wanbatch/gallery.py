@@ -486,12 +486,12 @@ def _plain(value: float) -> int | float:
 
 
 def _limits(limits: Limits) -> dict[str, int | float]:
-    return {
-        "concurrency": limits.concurrency,
-        "requests_per_second": _plain(limits.requests_per_second),
-        "downloads": limits.downloads,
-        "job_deadline_seconds": _plain(limits.job_deadline_seconds),
-    }
+    written: dict[str, int | float] = {"concurrency": limits.concurrency}
+    if limits.requests_per_second is not None:  # unset: the run finds the server's rate
+        written["requests_per_second"] = _plain(limits.requests_per_second)
+    written["downloads"] = limits.downloads
+    written["job_deadline_seconds"] = _plain(limits.job_deadline_seconds)
+    return written
 
 
 def _job(spec: JobSpec) -> dict[str, Any]:

@@ -25,7 +25,6 @@ DEFAULT_DURATION = 5
 MAX_DURATION = 60  # seconds of video a single job may ask for
 DEFAULT_ASPECT_RATIO = "16:9"
 DEFAULT_CONCURRENCY = 8
-DEFAULT_REQUESTS_PER_SECOND = 4.0
 DEFAULT_DOWNLOADS = 4
 DEFAULT_JOB_DEADLINE_SECONDS = 3600.0
 DEFAULT_PATH_TEMPLATE = "{id}.mp4"
@@ -96,7 +95,8 @@ class Limits:
     """Admission limits for a run."""
 
     concurrency: int = DEFAULT_CONCURRENCY  # tasks submitted and not yet finished
-    requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND  # all requests to the API host
+    # All requests to the API host, a hard ceiling; None: found by probing (ratelimit.py).
+    requests_per_second: float | None = None
     downloads: int = DEFAULT_DOWNLOADS
     job_deadline_seconds: float = DEFAULT_JOB_DEADLINE_SECONDS  # from create to finished
 

@@ -1,6 +1,7 @@
 """Admission control for requests to the API host. Pure: times are passed in, nothing sleeps.
 
-- ``RequestPacer`` spaces requests at most ``rate`` a second with a small burst.
+- ``RequestPacer`` spaces requests at most ``rate`` a second with a small burst, and finds the
+  server's rate when the user set none (AIMD, remembering where 429s began).
 - ``HostGate`` holds the one not-before time a ``Retry-After`` set for the whole host.
 - ``AdaptiveLimit`` shrinks the number of tasks in flight on 429s that gave no ``Retry-After``
   and grows it back slowly, never above the user's limit.
@@ -16,32 +17,59 @@ from dataclasses import dataclass, field
 _EPSILON = 1e-9
 
 
+# With no limit written down, a run starts here and probes upward (``RequestPacer.for_limit``).
+DISCOVERY_START_RATE = 10.0
+
+
 @dataclass(slots=True)
 class RequestPacer:
     """A token bucket: ``rate`` requests a second on average, up to ``burst`` at once.
 
-    The rate adapts to the server's (additive increase, multiplicative decrease): each 429
-    stops bursts and cuts the rate by ``cut`` (at most once per ``cut_window`` seconds, so a
-    volley of 429s from one burst counts once); each request granted afterwards wins back
-    ``regrow`` requests a second, up to the user's ``ceiling``. A user who wrote the server's
-    limit into the manifest loses little; one who did not is brought down to it by the 429s.
+    The rate follows the server's (additive increase, multiplicative decrease):
+
+    - While requests wait for tokens (the pacer is what holds the run back), every request
+      raises the rate, by ``increase`` requests a second for each second spent so, or by
+      ``careful_increase`` once the rate is within ``careful_zone`` of a rate where the server
+      refused before: the run approaches a known limit slowly.
+    - A 429 stops bursts, spends saved tokens, remembers the rate as ``refused_at`` and cuts the
+      rate by ``cut`` (at most once per ``cut_window`` seconds: a volley of 429s counts once).
+    - ``ceiling``, when the user set one, is a hard limit; ``None`` means "discover it".
     """
 
     rate: float
     burst: float = 1.0
-    cut: float = 0.8
+    ceiling: float | None = None
+    increase: float = 2.0
+    careful_increase: float = 0.02
+    careful_zone: float = 0.85
+    cut: float = 0.7
     cut_window: float = 1.0
-    regrow: float = 0.01
-    ceiling: float = field(init=False, default=0.0)
+    lowest: float = 0.2  # a 429 never cuts the rate below this (nor below a lower ceiling)
+    refused_at: float | None = field(init=False, default=None)
     _tokens: float = field(init=False, default=0.0)
     _updated: float | None = field(init=False, default=None)
     _last_cut: float | None = field(init=False, default=None)
+    _waited: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
             raise ValueError("rate must be positive")
-        self.ceiling = self.rate
+        if self.ceiling is not None:
+            self.rate = min(self.rate, self.ceiling)
         self._tokens = self.burst
+
+    @classmethod
+    def for_limit(cls, requests_per_second: float | None, concurrency: int = 1) -> RequestPacer:
+        """The pacer for a user's limit: that limit as a hard ceiling, or none and a probe.
+
+        Probing starts with a burst of the first wave's creates (``concurrency``, at most a
+        second's worth): a render slot left idle at the start costs more than a 429, and the
+        first 429 ends bursts for good."""
+        if requests_per_second is None:
+            burst = float(max(1, min(concurrency, DISCOVERY_START_RATE)))
+            return cls(rate=DISCOVERY_START_RATE, burst=burst, ceiling=None)
+        burst = min(requests_per_second, max(1.0, requests_per_second / 4))
+        return cls(rate=requests_per_second, burst=burst, ceiling=requests_per_second)
 
     def _refill(self, now: float) -> None:
         if self._updated is None:
@@ -51,19 +79,37 @@ class RequestPacer:
         self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
         self._updated = now
 
+    @property
+    def settled(self) -> bool:
+        """The budget is known to bind: the user's ceiling is reached, or the server refused.
+        Until then a request that waits is the probe catching up, not a reason to poll less."""
+        if self.refused_at is not None:
+            return True
+        return self.ceiling is not None and self.rate >= self.ceiling * 0.99
+
     def wait_time(self, now: float) -> float:
         """How long until a token is free (0 if one is free now). Takes nothing."""
         self._refill(now)
         missing = 1.0 - self._tokens
         # A sliver below one token is float rounding, not a reason to wait a nanosecond.
-        return 0.0 if missing <= _EPSILON else missing / self.rate
+        if missing <= _EPSILON:
+            return 0.0
+        self._waited = True
+        return missing / self.rate
 
     def take(self, now: float) -> None:
         """Spend a token (the caller checked ``wait_time`` is 0)."""
         self._refill(now)
         self._tokens -= 1.0
-        if self.rate < self.ceiling:
-            self.rate = min(self.ceiling, self.rate + self.regrow)
+        if self._waited:  # the budget held this request back: probe a little higher
+            self._waited = False
+            careful = (
+                self.refused_at is not None and self.rate >= self.careful_zone * self.refused_at
+            )
+            step = self.careful_increase if careful else self.increase
+            self.rate += step / self.rate
+            if self.ceiling is not None:
+                self.rate = min(self.rate, self.ceiling)
 
     def throttle(self, now: float) -> None:
         """The server refused a request for its rate: no more bursts, no saved tokens, and a
@@ -73,7 +119,9 @@ class RequestPacer:
         self._tokens = min(self._tokens, 0.0)
         if self._last_cut is None or now - self._last_cut >= self.cut_window:
             self._last_cut = now
-            self.rate = max(min(1.0, self.ceiling), self.rate * self.cut)
+            self.refused_at = self.rate
+            lowest = self.lowest if self.ceiling is None else min(self.lowest, self.ceiling)
+            self.rate = max(lowest, self.rate * self.cut)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,199 @@
+"""The submit stage: a create refused for certain leaves no "may be paid twice" behind, and the
+cost guard says what stopped it. Real sockets: a rude loopback server, or a port nobody holds."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from wanbatch.backoff import RetryPolicy
+from wanbatch.client import VideoFetcher, WanApi
+from wanbatch.costguard import CostGuard
+from wanbatch.journal import Journal
+from wanbatch.manifest import load_manifest
+from wanbatch.models import JobState
+from wanbatch.scheduler import Runner, RunOptions, RunSummary
+from wanbatch.stops import StopReason
+
+from hostile import Answer, json_response, serve
+
+FAST_RETRY = RetryPolicy(
+    max_attempts=3, max_attempts_told_when=5, base_seconds=0.001, cap_seconds=0.01
+)
+
+
+SLOW_DOWN = '{"error": {"message": "slow down"}}'
+
+
+def manifest_file(folder: Path, jobs: int = 1) -> Path:
+    lines = [
+        "name: t",
+        "limits: {concurrency: 2, requests_per_second: 500, downloads: 1}",
+        "output: {dir: out}",
+        "jobs:",
+    ]
+    lines += [f"  - {{id: job-{n}, prompt: a test prompt number {n}}}" for n in range(jobs)]
+    path = folder / "m.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_once(path: Path, base_url: str, **options: Any) -> tuple[RunSummary, Journal]:
+    """One in-process run of the manifest at ``path`` against ``base_url``."""
+    manifest = load_manifest(path)
+
+    async def go() -> RunSummary:
+        journal = Journal.open(manifest.output_dir, base_url=base_url, manifest=str(path))
+        try:
+            async with WanApi(base_url, "sk-wan-test") as api, VideoFetcher() as videos:
+                runner = Runner(
+                    manifest, journal, api, videos, options=RunOptions(retry=FAST_RETRY, **options)
+                )
+                return await runner.run()
+        finally:
+            journal.close()
+
+    summary = anyio.run(go)
+    return summary, Journal.open(manifest.output_dir, base_url=base_url, manifest=str(path))
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"  # bound, then closed: connections are refused
+
+
+def assert_certainly_not_created(journal: Journal) -> None:
+    record = journal.record("job-0")
+    journal.close()
+    assert record.state is JobState.PLANNED
+    assert record.intents == 0
+
+
+def test_a_rejected_key_leaves_the_job_not_created(tmp_path: Path) -> None:
+    """401 to a create: the run stops with exit 3 and the journal says no task exists."""
+
+    def script(method: str, path: str, headers: dict[str, str]) -> Answer:
+        return Answer(json_response(401, '{"error": {"message": "bad key"}}'))
+
+    with serve(script) as server:
+        summary, journal = run_once(manifest_file(tmp_path), server.base_url)
+    assert summary.exit_code == 3
+    assert summary.stop_reason is StopReason.AUTH
+    assert summary.possible_duplicates == []
+    assert_certainly_not_created(journal)
+
+
+def test_429s_only_leave_the_job_not_created_and_the_rerun_warns_of_nothing(
+    tmp_path: Path,
+) -> None:
+    """Every create answered 429: the run gives up on it and journals that no task exists; a
+    later run creates it with no "may be paid twice" warning."""
+    accepting = [False]
+
+    def script(method: str, path: str, headers: dict[str, str]) -> Answer:
+        if not accepting[0]:
+            return Answer(json_response(429, SLOW_DOWN, {"Retry-After": "0"}))
+        if method == "POST":
+            return Answer(json_response(200, '{"id": "gen_1", "status": "queued"}'))
+        return Answer(json_response(200, '{"id": "gen_1", "status": "failed"}'))
+
+    path = manifest_file(tmp_path)
+    with serve(script) as server:
+        summary, journal = run_once(path, server.base_url)
+        assert "create refused" in summary.left["job-0"]
+        assert_certainly_not_created(journal)
+        assert len(server.requests) == FAST_RETRY.max_attempts_told_when
+        accepting[0] = True
+        summary, journal = run_once(path, server.base_url)
+        journal.close()
+    assert summary.possible_duplicates == []
+    assert summary.failed == {"job-0": "generation failed"}
+
+
+def test_a_refused_connection_leaves_the_job_not_created(tmp_path: Path) -> None:
+    """Nobody listens: every create fails to connect, so no task can exist."""
+    summary, journal = run_once(manifest_file(tmp_path), closed_port_url())
+    assert "create refused" in summary.left["job-0"]
+    assert summary.possible_duplicates == []
+    assert summary.exit_code == 5
+    assert_certainly_not_created(journal)
+
+
+def test_a_lost_answer_is_still_a_possible_duplicate(tmp_path: Path) -> None:
+    """A create whose connection drops after sending may have made a task: it stays unknown,
+    and the next run resends it with the same key and reports it."""
+
+    def hang_up(method: str, path: str, headers: dict[str, str]) -> Answer:
+        return Answer(b"")  # the connection closes with no answer
+
+    path = manifest_file(tmp_path)
+    with serve(hang_up) as server:
+        summary, journal = run_once(path, server.base_url)
+        record = journal.record("job-0")
+        journal.close()
+        assert record.state is JobState.SUBMITTING
+        assert "not confirmed" in summary.left["job-0"]
+        summary, journal = run_once(path, server.base_url)
+        journal.close()
+    assert summary.possible_duplicates == ["job-0"]
+
+
+def test_a_job_retrying_within_the_cap_is_not_dropped_when_the_cap_is_reached(
+    tmp_path: Path,
+) -> None:
+    """--max-videos 1, two jobs: the first create meets a 503 and retries while the second
+    finds the cap reached. The first still gets its task; nothing says credits ran out."""
+    posts = [0]
+
+    def script(method: str, path: str, headers: dict[str, str]) -> Answer:
+        if method == "POST":
+            posts[0] += 1
+            if posts[0] == 1:
+                return Answer(json_response(503, '{"error": {"message": "busy"}}'))
+            return Answer(json_response(200, '{"id": "gen_1", "status": "queued"}'))
+        return Answer(json_response(200, '{"id": "gen_1", "status": "failed"}'))
+
+    with serve(script) as server:
+        summary, journal = run_once(manifest_file(tmp_path, jobs=2), server.base_url, max_videos=1)
+        journal.close()
+    assert summary.videos_submitted == 1
+    assert summary.cap_message == "--max-videos 1 reached"
+    assert "credits" not in " ".join(summary.left.values())
+    assert summary.stop_reason is None
+
+
+def test_the_cost_guard_keeps_a_reservation_and_names_the_cap() -> None:
+    """Reservations count together; a job that holds one keeps it; the message names the cap."""
+    guard = CostGuard(max_videos=2)
+    assert guard.reserve("a", 1.0) is None
+    assert guard.reserve("b", 1.0) is None
+    cap = guard.reserve("c", 1.0)
+    assert cap is not None and "--max-videos 2" in cap.message
+    assert "credits" not in cap.message
+    assert guard.reserve("a", 1.0) is None  # a resend of a reserved create is not refused
+    guard.commit("a")
+    guard.release("b")
+    assert guard.reserve("c", 1.0) is None and guard.videos == 1
+
+
+def test_a_credit_cap_names_the_estimate() -> None:
+    guard = CostGuard(max_credits=10.0, priced=True)
+    assert guard.reserve("a", 6.0) is None
+    cap = guard.reserve("b", 6.0)
+    assert cap is not None and "--max-credits 10" in cap.message and "12" in cap.message
+
+
+def test_one_exit_code_table_serves_the_summary_the_help_and_the_readme() -> None:
+    """Every exit code's meaning comes from `stops.EXIT_CODES`: --help and README agree."""
+    from wanbatch.cli import EPILOG
+    from wanbatch.stops import EXIT_CODES
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for code, meaning in EXIT_CODES.items():
+        assert f"| {code} | {meaning} |" in readme
+        assert f"{code} {meaning}" in EPILOG

@@ -1,0 +1,61 @@
+"""The cost guard: may this run create one more task? Pure.
+
+A create first *reserves* its estimated credits, so that creates in flight at once count
+against the caps together; the reservation is then *committed* (the task was created) or
+*released* (it certainly was not). The guard answers with an outcome, never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class CapReached:
+    """No more tasks: ``message`` says which cap, in the user's words."""
+
+    message: str
+
+
+@dataclass(slots=True)
+class CostGuard:
+    """Counts tasks created (and their estimated credits) against ``--max-videos/--max-credits``."""
+
+    max_videos: int | None = None
+    max_credits: float | None = None
+    priced: bool = False  # the manifest has `pricing`: credits are estimated
+    videos: int = 0  # tasks created by this run
+    credits: float = 0.0  # their estimated credits
+    _reserved: dict[str, float] = field(default_factory=dict)
+
+    def reserve(self, job_id: str, cost: float) -> CapReached | None:
+        """Hold room for one create of ``job_id``; ``CapReached`` when it would pass a cap.
+
+        A job that already holds a reservation keeps it (a resend of the same create)."""
+        if job_id in self._reserved:
+            return None
+        videos = self.videos + len(self._reserved) + 1
+        credits = self.credits + sum(self._reserved.values()) + cost
+        if self.max_videos is not None and videos > self.max_videos:
+            return CapReached(f"--max-videos {self.max_videos} reached")
+        if self.max_credits is not None and credits > self.max_credits:
+            return CapReached(
+                f"--max-credits {self.max_credits:g} reached (the next job would bring the"
+                f" estimate to {credits:g})"
+            )
+        self._reserved[job_id] = cost
+        return None
+
+    def commit(self, job_id: str) -> None:
+        """The create made a task: it counts for good."""
+        cost = self._reserved.pop(job_id, 0.0)
+        self.videos += 1
+        self.credits += cost
+
+    def release(self, job_id: str) -> None:
+        """The create made no task (or its outcome is left to a later run)."""
+        self._reserved.pop(job_id, None)
+
+    @property
+    def credits_submitted(self) -> float | None:
+        return self.credits if self.priced else None

@@ -1,0 +1,162 @@
+"""The download stage: a rendered task's video into the output tree, with its sidecar.
+
+The video URL may have expired (or been forgotten by a crash): the task is then fetched again
+for a fresh one (``refresh_url``). Bytes go to ``.part`` and are renamed into place only when
+whole (``download.download_video``); the sidecar and the journal's ``downloaded`` follow.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Protocol
+
+from wanbatch.admission import REFRESH, Admission, after_refusal
+from wanbatch.download import VideoSource, download_video, write_sidecar
+from wanbatch.errors import (
+    DownloadError,
+    JobRejectedError,
+    TransientApiError,
+    TransientDownloadError,
+    VideoUrlExpiredError,
+)
+from wanbatch.models import EventKind, JobRecord, JobSpec, JobState, TaskStatus, TaskView
+from wanbatch.retrying import RetryState
+from wanbatch.runcontext import RunContext, span
+
+
+class TaskReader(Protocol):
+    async def get(self, task_id: str) -> TaskView: ...
+
+
+class DownloadStage:
+    def __init__(
+        self, ctx: RunContext, api: TaskReader, admission: Admission, videos: VideoSource
+    ) -> None:
+        self.ctx = ctx
+        self.api = api
+        self.admission = admission
+        self.videos = videos
+
+    async def download(self, job: JobSpec) -> bool:
+        """Fetch ``job``'s video; False when it is left for a later run (reason in ``left``)."""
+        ctx = self.ctx
+        target = ctx.manifest.output_dir / job.output_path
+        retries = RetryState(ctx.options.download_retry)
+        while True:
+            record = ctx.journal.record(job.id)
+            url = record.video_url if record.state is JobState.SUCCEEDED else None
+            try:
+                if url is None:
+                    url = await self.refresh_url(job)
+                    if url is None:
+                        return False
+                ctx.fault("before_download", job.id)
+                result = await download_video(
+                    self.videos, url, target, checkpoint=lambda point: ctx.fault(point, job.id)
+                )
+                break
+            except VideoUrlExpiredError as exc:
+                ctx.log.info("download.url_expired", job=job.id, detail=str(exc))
+                await self._forget_url(job)
+                error: Exception = exc
+            except (TransientDownloadError, TransientApiError) as exc:
+                ctx.log.info("download.retry", job=job.id, detail=str(exc))
+                error = exc
+            except DownloadError as exc:
+                error = exc
+            decision = retries.increment(told_when=False, gated=False, random=ctx.timing.random)
+            if not decision.again:
+                ctx.summary.left[job.id] = f"download failed {retries.attempts} times: {error}"
+                return False
+            ctx.summary.requests["download_retry"] += 1
+            await ctx.timing.sleep(decision.delay)
+        ctx.fault("before_record_download", job.id)
+        record = ctx.journal.record(job.id)
+        await write_sidecar(target, self._sidecar(job, record, result.size, result.sha256))
+        await ctx.journal.append(
+            ctx.event(
+                EventKind.DOWNLOADED,
+                job.id,
+                path=job.output_path,
+                size=result.size,
+                sha256=result.sha256,
+            )
+        )
+        ctx.summary.downloaded.append(job.id)
+        ctx.summary.requests["download"] += 1
+        ctx.stats.finished_now += 1
+        done = ctx.journal.record(job.id)
+        ctx.log.info(
+            "job.finished",
+            job=job.id,
+            state=str(done.state),
+            path=job.output_path,
+            size=result.size,
+            model=job.model,
+            duration=job.duration,
+            task_id=done.task_id,
+            render_seconds=span(done.submitted_at, done.finished_at),
+            download_seconds=span(done.finished_at, done.downloaded_at),
+            resumed_from=result.resumed_from,
+            reused_part=result.reused_part,
+        )
+        return True
+
+    async def refresh_url(self, job: JobSpec) -> str | None:
+        """Ask the task again for its video URL; None when polling keeps failing."""
+        ctx = self.ctx
+        record = ctx.journal.record(job.id)
+        assert record.task_id is not None
+        retries = RetryState(ctx.options.retry)
+        while True:
+            await self.admission.acquire(REFRESH)
+            ctx.summary.requests["refresh"] += 1
+            try:
+                view = await self.api.get(record.task_id)
+            except JobRejectedError as exc:
+                raise DownloadError(f"cannot refresh the video URL: {exc}") from exc
+            except TransientApiError as exc:
+                if not await after_refusal(ctx, self.admission, exc, retries, "refresh", job.id):
+                    ctx.summary.left[job.id] = f"refreshing the video URL failed: {exc}"
+                    return None
+                continue
+            if view.status is TaskStatus.SUCCEEDED and view.video_url:
+                await ctx.journal.append(
+                    ctx.event(EventKind.SUCCEEDED, job.id, video_url=view.video_url),
+                    durable=False,
+                )
+                return view.video_url
+            raise DownloadError(f"the task no longer offers a video (status {view.raw_status!r})")
+
+    async def _forget_url(self, job: JobSpec) -> None:
+        """Mark the URL stale so the next attempt fetches the task again."""
+        record = self.ctx.journal.record(job.id)
+        if record.state is JobState.SUCCEEDED and record.video_url is not None:
+            await self.ctx.journal.append(
+                self.ctx.event(EventKind.SUCCEEDED, job.id, video_url=None), durable=False
+            )
+
+    def _sidecar(
+        self, job: JobSpec, record: JobRecord, size: int, sha256: str
+    ) -> dict[str, object]:
+        return {
+            "id": job.id,
+            "fields": job.fields(),
+            "task_id": record.task_id,
+            "idempotency_key": record.idempotency_key,
+            "submitted_at": _iso(record.submitted_at),
+            "rendered_at": _iso(record.finished_at),
+            "downloaded_at": _iso(self.ctx.timing.wall()),
+            "render_seconds": span(record.submitted_at, record.finished_at),
+            "size": size,
+            "sha256": sha256,
+            "manifest": self.ctx.manifest.name,
+            "source": job.source,
+        }
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds")

@@ -1,0 +1,51 @@
+"""Ctrl-C and SIGTERM: stop cleanly, keep the journal whole, exit 130; a second signal leaves now.
+
+A create in flight and its journal line are shielded from the stop for a short grace period
+(``RunOptions.stop_grace_seconds``), so a task the server made is not forgotten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Iterator
+
+import anyio
+
+from wanbatch.runcontext import RunContext
+from wanbatch.stops import StopReason
+
+
+class Interrupts:
+    def __init__(self, ctx: RunContext, cancel: Callable[[], None]) -> None:
+        self.ctx = ctx
+        self.cancel = cancel
+        self.scope: anyio.CancelScope | None = None  # the run's main scope, once it runs
+        self._shields: set[anyio.CancelScope] = set()
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[anyio.CancelScope]:
+        """Shield a create and its journal line from Ctrl-C, for a short grace period only."""
+        scope = anyio.CancelScope(shield=True)
+        if self.scope is not None and self.scope.cancel_called:
+            scope.deadline = anyio.current_time() + self.ctx.options.stop_grace_seconds
+        self._shields.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._shields.discard(scope)
+
+    async def watch(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if self.ctx.stops.reason is StopReason.INTERRUPTED:
+                    os._exit(130)  # second signal: leave now; the journal is already whole
+                name = signal.Signals(signum).name
+                self.ctx.stops.record(StopReason.INTERRUPTED, f"stopped by {name}")
+                self.ctx.log.warning("run.interrupted", signal=name)
+                deadline = anyio.current_time() + self.ctx.options.stop_grace_seconds
+                for shield in list(self._shields):
+                    shield.deadline = min(shield.deadline, deadline)
+                self.cancel()

@@ -1,0 +1,173 @@
+"""The poll stage: ask about a task when the planner says, until it has finished.
+
+Timing is the pure ``planner.PollPlanner``'s; this stage only sleeps until the planned time,
+asks, journals what it heard and tells the planner. Plans move when the planner learns (its
+``version`` changes): sleepers are then woken to ask for their time again. With a fixed
+``--poll-interval`` the planner is not used and each task is asked on that interval.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Hashable
+from typing import Protocol
+
+import anyio
+
+from wanbatch.admission import POLL, Admission, after_refusal
+from wanbatch.errors import JobRejectedError, TransientApiError
+from wanbatch.models import EventKind, JobSpec, JobState, TaskStatus, TaskView
+from wanbatch.planner import PollPlanner, Seen
+from wanbatch.retrying import RetryState
+from wanbatch.runcontext import RunContext
+
+
+class TaskReader(Protocol):
+    async def get(self, task_id: str) -> TaskView: ...
+
+
+class Polled(enum.Enum):
+    """How polling one task ended."""
+
+    RENDERED = "rendered"  # succeeded with a video URL: download it
+    FAILED = "failed"  # the render failed (journaled)
+    STALLED = "stalled"  # past the job deadline
+    LEFT = "left"  # polling kept failing; a later run asks again
+
+
+_SEEN = {
+    TaskStatus.PENDING: Seen.PENDING,
+    TaskStatus.RUNNING: Seen.RUNNING,
+    TaskStatus.SUCCEEDED: Seen.DONE,
+    TaskStatus.FAILED: Seen.DONE,
+}
+
+
+class PlanBoard:
+    """The planner, plus a wake-up for every sleeper when its plans may have moved."""
+
+    def __init__(self, planner: PollPlanner) -> None:
+        self.planner = planner
+        self._seen_version = planner.version
+        self.moved = anyio.Event()
+
+    def changed(self) -> None:
+        """Call after telling the planner anything: wakes the sleepers if plans moved."""
+        if self.planner.version != self._seen_version:
+            self._seen_version = self.planner.version
+            self.moved.set()
+            self.moved = anyio.Event()
+
+    def submitted(self, job_id: str, kind: Hashable, now: float, age: float = 0.0) -> None:
+        self.planner.submitted(job_id, kind, now, age=age)
+        self.changed()
+
+    def backlog(self, waiting: int) -> None:
+        self.planner.backlog(waiting)
+        self.changed()
+
+    def observe(self, job_id: str, now: float, seen: Seen) -> None:
+        self.planner.observe(job_id, now, seen)
+        self.changed()
+
+    def forget(self, job_id: str, now: float) -> None:
+        self.planner.forget(job_id, now)
+        self.changed()
+
+
+class PollStage:
+    def __init__(
+        self, ctx: RunContext, api: TaskReader, admission: Admission, board: PlanBoard
+    ) -> None:
+        self.ctx = ctx
+        self.api = api
+        self.admission = admission
+        self.board = board
+
+    async def until_done(self, job: JobSpec) -> Polled:
+        ctx = self.ctx
+        record = ctx.journal.record(job.id)
+        age = ctx.timing.wall() - record.submitted_at if record.submitted_at else 0.0
+        self.board.submitted(job.id, (job.model, job.duration), ctx.timing.clock(), age)
+        try:
+            return await self._loop(job)
+        finally:
+            self.board.forget(job.id, ctx.timing.clock())  # a no-op after a finish
+
+    async def _loop(self, job: JobSpec) -> Polled:
+        ctx = self.ctx
+        polls = 0
+        retries = RetryState(ctx.options.retry)
+        deadline = ctx.manifest.limits.job_deadline_seconds
+        while True:
+            record = ctx.journal.record(job.id)
+            if record.state is JobState.SUCCEEDED:
+                return Polled.RENDERED
+            if record.state is JobState.FAILED:
+                return Polled.FAILED
+            assert record.task_id is not None
+            submitted = record.submitted_at or ctx.timing.wall()
+            if ctx.timing.wall() - submitted > deadline:
+                ctx.summary.stalled.append(job.id)
+                ctx.log.warning(
+                    "job.stalled", job=job.id, task_id=record.task_id, deadline=deadline
+                )
+                return Polled.STALLED
+            planned = await self._wait_turn(job.id, polls)
+            polls += 1
+            ctx.summary.requests["poll"] += 1
+            try:
+                view = await self.api.get(record.task_id)
+            except JobRejectedError as exc:
+                await ctx.fail(job, exc.server_message, exc.code)
+                return Polled.FAILED
+            except TransientApiError as exc:
+                if not await after_refusal(ctx, self.admission, exc, retries, "poll", job.id):
+                    ctx.summary.left[job.id] = f"polling failed {retries.attempts} times: {exc}"
+                    return Polled.LEFT
+                continue
+            await self._heard(job, view, planned)
+
+    async def _wait_turn(self, job_id: str, polls: int) -> float:
+        """Sleep until this task's next poll and take a request token; the planned time."""
+        clock = self.ctx.timing.clock
+        fixed = self.ctx.options.poll
+        if fixed is not None:
+            await self.ctx.timing.sleep(fixed.delay(polls, self.ctx.timing.random))
+            at = clock()
+        else:
+            while True:
+                at, _ = self.board.planner.next_poll(job_id, clock())
+                remaining = at - clock()
+                if remaining <= 0:
+                    break
+                moved = self.board.moved
+                with anyio.move_on_after(remaining):
+                    await moved.wait()
+        await self.admission.acquire(POLL, at)
+        if fixed is None:
+            # How late the budget let it go: the planner thins polls out while they queue.
+            late = clock() - at if self.admission.pacer.settled else 0.0
+            self.board.planner.waited(late)
+        return at
+
+    async def _heard(self, job: JobSpec, view: TaskView, planned: float) -> None:
+        ctx = self.ctx
+        record = ctx.journal.record(job.id)
+        status = view.status
+        if status is TaskStatus.SUCCEEDED and view.video_url is None:
+            ctx.log.warning("job.succeeded_without_url", job=job.id, task_id=view.task_id)
+            status = TaskStatus.RUNNING  # poll again: some servers fill the URL in a moment later
+        self.board.observe(job.id, ctx.timing.clock(), _SEEN[status])
+        if status is TaskStatus.RUNNING and record.state is JobState.SUBMITTED:
+            await ctx.journal.append(ctx.event(EventKind.RUNNING, job.id), durable=False)
+        elif status is TaskStatus.SUCCEEDED:
+            await ctx.journal.append(
+                ctx.event(EventKind.SUCCEEDED, job.id, video_url=view.video_url)
+            )
+            if record.submitted_at is not None:
+                ctx.stats.rendered(ctx.timing.wall() - record.submitted_at)
+            ctx.log.debug("job.rendered", job=job.id, task_id=view.task_id)
+        elif status is TaskStatus.FAILED:
+            reason = view.error_message or f"generation {view.raw_status or 'failed'}"
+            await ctx.fail(job, reason, view.error_code)

@@ -1,0 +1,101 @@
+"""Why a run stops, and what each ending's exit code is. Pure.
+
+One table (``EXIT_CODES``) gives every exit code its meaning; the end-of-run summary, the CLI's
+help epilog and the README's table are read from it. ``StopController`` keeps the one reason a
+run stopped for (the first that matters; a broken journal outranks everything) and whether new
+tasks may still be created.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+class StopReason(enum.StrEnum):
+    """A reason the whole run stopped (or stopped creating tasks)."""
+
+    AUTH = "auth"  # the key was rejected
+    CREDITS = "credits"  # the server said the credits ran out (402)
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
+    JOURNAL = "journal"  # the journal cannot be written or trusted
+
+    @property
+    def exit_code(self) -> int:
+        return _REASON_EXIT[self]
+
+
+# exit code -> what it means; the single source for the summary, --help and the README.
+EXIT_CODES: dict[int, str] = {
+    0: "every job rendered and downloaded",
+    1: "finished, but some jobs failed for good",
+    2: "usage or manifest error, changed jobs, insecure URL or missing key: nothing was sent",
+    3: "the key was rejected; nothing more was sent",
+    4: "credits ran out; in-flight jobs were finished; top up and rerun",
+    5: "stopped with work left (a cost cap, retries used up, stalled jobs, the journal or the"
+    " output tree locked); rerun resumes",
+    130: "interrupted; rerun resumes",
+}
+
+_REASON_EXIT = {
+    StopReason.AUTH: 3,
+    StopReason.CREDITS: 4,
+    StopReason.INTERRUPTED: 130,
+    StopReason.JOURNAL: 5,
+}
+
+
+def exit_code_for(reason: StopReason | None, *, work_left: bool, failed: bool) -> int:
+    """The exit code of a run that stopped for ``reason`` (None: it ran to its end)."""
+    if reason is not None and reason is not StopReason.JOURNAL:
+        return reason.exit_code
+    if reason is StopReason.JOURNAL or work_left:
+        return 5
+    return 1 if failed else 0
+
+
+@dataclass(slots=True)
+class StopController:
+    """The run's stop state. ``cancel`` (injected) ends the run's task group at once."""
+
+    cancel: Callable[[], None] = lambda: None
+    reason: StopReason | None = None
+    message: str | None = None
+    submitting: bool = True  # may new tasks be created?
+    cap_message: str | None = None  # the cost guard's words, when it stopped submissions
+    history: list[tuple[StopReason, str]] = field(default_factory=list)
+
+    def record(self, reason: StopReason, message: str) -> None:
+        """Note a stop; the first reason stands, except that credits yield to any other and a
+        broken journal outranks all."""
+        self.history.append((reason, message))
+        if self.reason in (None, StopReason.CREDITS) or reason is StopReason.JOURNAL:
+            self.reason = reason
+            self.message = message
+
+    def halt(self, reason: StopReason, message: str) -> None:
+        """Stop everything now."""
+        self.record(reason, message)
+        self.submitting = False
+        self.cancel()
+
+    def stop_submitting(self, reason: StopReason, message: str) -> None:
+        """Create nothing more; finish what is in flight (402)."""
+        self.submitting = False
+        if self.reason is None:
+            self.record(reason, message)
+
+    def cap_reached(self, message: str) -> bool:
+        """The cost guard stopped submissions; True the first time (to announce it)."""
+        self.submitting = False
+        if self.cap_message is None:
+            self.cap_message = message
+            return True
+        return False
+
+    @property
+    def why_not_submitting(self) -> str | None:
+        if self.submitting:
+            return None
+        return self.cap_message or self.message

@@ -1,0 +1,187 @@
+"""The submit stage: one create per job, journaled so that nothing is paid for twice.
+
+An ``intent`` record (with the job's ``Idempotency-Key``) is fsynced before every create and the
+task id right after it. A create the server refused for certain (401, 402, 400, 429s only,
+connections refused) is journaled ``not_created`` or ``failed``, so the next run knows no task
+exists; one whose answer was lost stays ``submitting`` and the next run resends it with the same
+key and reports it as a possible duplicate. ``create`` returns an outcome, never raises for one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+from collections.abc import Callable
+from typing import Protocol
+
+import anyio
+
+from wanbatch.admission import CREATE, Admission, after_refusal
+from wanbatch.costguard import CostGuard
+from wanbatch.errors import (
+    AuthError,
+    CreditsExhaustedError,
+    JobRejectedError,
+    NotSentError,
+    TransientApiError,
+)
+from wanbatch.models import EventKind, JobSpec, JobState, TaskView
+from wanbatch.retrying import RetryState
+from wanbatch.runcontext import RunContext
+from wanbatch.stops import StopReason
+
+
+class TaskCreator(Protocol):
+    async def create(self, job: JobSpec, idempotency_key: str) -> TaskView: ...
+
+
+class Submitted(enum.Enum):
+    """How one create ended."""
+
+    CREATED = "created"  # the task exists; poll it
+    NOT_CREATED = "not_created"  # certainly no task (journaled): a later run may send it
+    FAILED = "failed"  # the server rejected the job for good (400)
+    UNKNOWN = "unknown"  # the answer was lost: a task may exist; the next run asks again
+    SKIPPED = "skipped"  # not sent: the run stopped submitting (a cap, 402, a stop)
+
+
+Shield = Callable[[], contextlib.AbstractContextManager[anyio.CancelScope]]
+
+
+def idempotency_key_for(job: JobSpec, attempt: int) -> str:
+    """Stable for a job's fields and attempt: a rerun asks for the same task, ``retry`` for a new one."""
+    digest = hashlib.sha256(f"{job.id}\x00{job.fingerprint()}\x00{attempt}".encode()).hexdigest()
+    return f"wb-{digest[:32]}"
+
+
+class SubmitStage:
+    def __init__(
+        self,
+        ctx: RunContext,
+        api: TaskCreator,
+        admission: Admission,
+        guard: CostGuard,
+        shield: Shield,
+    ) -> None:
+        self.ctx = ctx
+        self.api = api
+        self.admission = admission
+        self.guard = guard
+        self.shield = shield
+
+    def cost(self, job: JobSpec) -> float:
+        return self.ctx.manifest.pricing.get(job.model, 0.0) * job.duration
+
+    async def create(self, job: JobSpec) -> Submitted:
+        ctx = self.ctx
+        record = ctx.journal.record(job.id)
+        unknown = record.state is JobState.SUBMITTING and record.idempotency_key is not None
+        # An unknown outcome is asked about again with the same key, so the server can dedupe.
+        key = record.idempotency_key if unknown else idempotency_key_for(job, record.attempt)
+        assert key is not None
+        # Wait for the request budget before promising anything, so that the gap between the
+        # intent on disk and the create on the wire is as short as it can be.
+        await self.admission.acquire(CREATE)
+        if not ctx.stops.submitting:
+            return Submitted.SKIPPED
+        cap = self.guard.reserve(job.id, self.cost(job))
+        if cap is not None:
+            if ctx.stops.cap_reached(cap.message):
+                ctx.log.warning(
+                    "run.cap_reached",
+                    detail=cap.message,
+                    videos_submitted=self.guard.videos,
+                    credits_submitted=self.guard.credits_submitted,
+                )
+            return Submitted.SKIPPED
+        try:
+            return await self._send(job, key, unknown)
+        finally:
+            self.guard.release(job.id)
+
+    async def _send(self, job: JobSpec, key: str, unknown: bool) -> Submitted:
+        ctx = self.ctx
+        ctx.fault("before_intent", job.id)
+        await self._intent(job, key)
+        ctx.fault("after_intent", job.id)
+        if unknown:
+            self._possible_duplicate(job)
+            ctx.log.warning("job.resubmitting_unknown_outcome", job=job.id, idempotency_key=key)
+        retries = RetryState(ctx.options.retry)
+        maybe_created = unknown  # some create of this job may have made a task
+        lost = False  # the last attempt got no usable answer
+        while True:
+            if retries.attempts:
+                if ctx.stops.reason is StopReason.CREDITS and not maybe_created:
+                    return await self._not_created(job, f"not sent: {ctx.stops.message}")
+                await self.admission.acquire(CREATE)
+                if lost:
+                    # Sending again after an unanswered create may pay twice where the server
+                    # ignores Idempotency-Key: journal it as a resubmission and report it.
+                    await self._intent(job, key)
+                    self._possible_duplicate(job)
+            ctx.summary.requests["create"] += 1
+            try:
+                with self.shield() as shield:
+                    view = await self.api.create(job, key)
+                    ctx.fault("after_create", job.id)
+                    await ctx.journal.append(
+                        ctx.event(EventKind.CREATED, job.id, task_id=view.task_id)
+                    )
+                    self.guard.commit(job.id)
+                    ctx.summary.videos_submitted = self.guard.videos
+                    ctx.summary.credits_submitted = self.guard.credits_submitted
+                if shield.cancelled_caught:  # interrupted mid-create: the outcome is unknown
+                    return Submitted.UNKNOWN
+                ctx.fault("after_created", job.id)
+                self.admission.created()
+                ctx.log.debug("job.submitted", job=job.id, task_id=view.task_id)
+                return Submitted.CREATED
+            except JobRejectedError as exc:
+                await ctx.fail(job, exc.server_message, exc.code)
+                return Submitted.FAILED
+            except AuthError as exc:
+                outcome = await self._not_created(job, str(exc), certain=not maybe_created)
+                ctx.halt(StopReason.AUTH, str(exc))
+                return outcome
+            except CreditsExhaustedError as exc:
+                ctx.stop_submitting(StopReason.CREDITS, str(exc))
+                return await self._not_created(
+                    job, "credits ran out (402)", certain=not maybe_created
+                )
+            except TransientApiError as exc:
+                lost = _answer_lost(exc)
+                maybe_created = maybe_created or lost or (exc.status or 0) >= 500
+                if not await after_refusal(ctx, self.admission, exc, retries, "create", job.id):
+                    n = retries.attempts
+                    if not maybe_created:
+                        ctx.summary.left[job.id] = f"create refused {n} times: {exc}"
+                        return await self._not_created(job, f"refused {n} times: {exc}")
+                    ctx.summary.left[job.id] = f"create not confirmed after {n} attempts: {exc}"
+                    return Submitted.UNKNOWN
+
+    async def _intent(self, job: JobSpec, key: str) -> None:
+        await self.ctx.journal.append(
+            self.ctx.event(
+                EventKind.INTENT, job.id, idempotency_key=key, fingerprint=job.fingerprint()
+            )
+        )
+
+    async def _not_created(self, job: JobSpec, why: str, *, certain: bool = True) -> Submitted:
+        """Journal that no task exists, when that is certain; else the outcome stays unknown."""
+        if not certain:
+            return Submitted.UNKNOWN
+        await self.ctx.journal.append(self.ctx.event(EventKind.NOT_CREATED, job.id, reason=why))
+        return Submitted.NOT_CREATED
+
+    def _possible_duplicate(self, job: JobSpec) -> None:
+        if job.id not in self.ctx.summary.possible_duplicates:
+            self.ctx.summary.possible_duplicates.append(job.id)
+
+
+def _answer_lost(exc: TransientApiError) -> bool:
+    """The create may have reached the server and made a task whose id we never saw."""
+    if isinstance(exc, NotSentError):
+        return False
+    return exc.status is None or 200 <= exc.status < 300

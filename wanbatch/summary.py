@@ -1,0 +1,96 @@
+"""What a run did and where it stands: values for the closing lines and the live view. Pure."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from wanbatch.models import JobState
+from wanbatch.stops import StopReason, exit_code_for
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressSnapshot:
+    """Where a run stands, for a progress display. Counts are over the manifest's jobs."""
+
+    total: int
+    queued: int  # nothing sent yet
+    rendering: int  # submitted, not yet rendered (or the create's answer not yet known)
+    downloading: int  # rendered, the video not yet on disk
+    done: int
+    failed: int
+    elapsed_seconds: float
+    finished_this_run: int  # done or failed during this run
+    jobs_per_second: float | None  # finished this run / elapsed; None before the first
+    eta_seconds: float | None  # what is left at that rate; None before the first finish
+    mean_render_seconds: float | None  # create to rendered, over tasks finished this run
+    recent_failures: tuple[tuple[str, str], ...]  # (job id, reason), newest last
+    videos_submitted: int
+    credits_submitted: float | None
+    stopping: str | None  # why no more jobs are submitted, if that is so
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """What a run did, for the closing lines and the exit code."""
+
+    total: int = 0
+    downloaded: list[str] = field(default_factory=list)  # videos written by this run
+    already_done: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # job id -> reason (this run or before)
+    stalled: list[str] = field(default_factory=list)
+    left: dict[str, str] = field(default_factory=dict)  # job id -> why it is not done yet
+    possible_duplicates: list[str] = field(default_factory=list)
+    requests: Counter[str] = field(default_factory=Counter)
+    stop_reason: StopReason | None = None
+    stop_message: str | None = None
+    wall_seconds: float = 0.0
+    videos_submitted: int = 0  # tasks this run created
+    credits_submitted: float | None = None  # their estimated credits (None: no pricing)
+    cap_message: str | None = None  # the cost guard stopped submissions: what it said
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code_for(
+            self.stop_reason,
+            work_left=bool(self.left or self.stalled),
+            failed=bool(self.failed),
+        )
+
+
+def progress_snapshot(
+    states: Counter[JobState],
+    *,
+    elapsed_seconds: float,
+    finished_this_run: int,
+    render_seconds: tuple[float, int],  # (sum, count) of renders seen this run
+    recent_failures: tuple[tuple[str, str], ...],
+    videos_submitted: int,
+    credits_submitted: float | None,
+    stopping: str | None,
+) -> ProgressSnapshot:
+    """Where a run stands, from the count of its jobs in each state and its running figures."""
+    total = sum(states.values())
+    elapsed = max(1e-9, elapsed_seconds)
+    rate = finished_this_run / elapsed if finished_this_run else None
+    done, failed = states[JobState.DOWNLOADED], states[JobState.FAILED]
+    render_total, render_count = render_seconds
+    return ProgressSnapshot(
+        total=total,
+        queued=states[JobState.PLANNED],
+        rendering=states[JobState.SUBMITTING]
+        + states[JobState.SUBMITTED]
+        + states[JobState.RUNNING],
+        downloading=states[JobState.SUCCEEDED],
+        done=done,
+        failed=failed,
+        elapsed_seconds=elapsed,
+        finished_this_run=finished_this_run,
+        jobs_per_second=rate,
+        eta_seconds=(total - done - failed) / rate if rate else None,
+        mean_render_seconds=render_total / render_count if render_count else None,
+        recent_failures=recent_failures,
+        videos_submitted=videos_submitted,
+        credits_submitted=credits_submitted,
+        stopping=stopping,
+    )
