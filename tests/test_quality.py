@@ -45,6 +45,6 @@ def test_mypy_strict_on_the_package() -> None:
 
 
 def test_import_layers_hold() -> None:
-    """import-linter: the layers of STYLE.md, pure modules and the simulator's isolation."""
+    """import-linter: the layers in pyproject.toml (README: Development), pure modules and the simulator's isolation."""
     result = _run(_tool("lint-imports"), "--no-cache")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,7 +1,7 @@
 """The commands that touch the journal or the API: run, retry, status, plan and report.
 
 ``cli.py`` parses argv and calls these; each returns an exit code. Settings are resolved here,
-once, with the precedence of SPEC.md: command-line flag > environment > manifest > default.
+once, with the precedence the README gives: command-line flag > environment > manifest > default.
 """
 
 from __future__ import annotations
