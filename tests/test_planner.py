@@ -88,6 +88,17 @@ def draws(count: int, draw: Callable[[random.Random], float], seed: int = 7) -> 
     return [draw(rng) for _ in range(count)]
 
 
+def ask_repeatedly(planner: PollPlanner, task: str, now: float, times: int) -> list[float]:
+    """Tell the planner ``task`` is still running at each planned poll; the gaps between them."""
+    gaps = []
+    for _ in range(times):
+        planner.observe(task, now, Seen.RUNNING)
+        at, _ = planner.next_poll(task, now)
+        gaps.append(at - now)
+        now = at
+    return gaps
+
+
 def test_ten_thousand_five_minute_renders_plan_in_seconds_of_test_time() -> None:
     """10,000 renders of about five minutes on 200 slots: every one is seen, each asked a
     bounded number of times, and seen within a few percent of its render time."""
@@ -119,13 +130,7 @@ def test_tasks_created_together_take_turns_before_anything_is_known() -> None:
     firsts = sorted(planner.next_poll(str(n), 0.0)[0] for n in range(8))
     assert len(set(firsts)) == 8
     assert planner.next_poll("0", 0.0)[1] is PollReason.COLD
-    gaps = []
-    now = 1.0
-    for _ in range(6):
-        planner.observe("0", now, Seen.RUNNING)
-        at, _ = planner.next_poll("0", now)
-        gaps.append(at - now)
-        now = at
+    gaps = ask_repeatedly(planner, "0", 1.0, 6)
     assert gaps == sorted(gaps)
 
 
@@ -176,13 +181,7 @@ def test_an_overrunning_task_is_asked_less_often_the_longer_it_runs() -> None:
         planner.observe(f"old{n}", 9.0, Seen.RUNNING)
         planner.observe(f"old{n}", 10.0, Seen.DONE)
     planner.submitted("slow", KIND, 100.0)
-    gaps = []
-    now = 130.0
-    for _ in range(5):
-        planner.observe("slow", now, Seen.RUNNING)
-        at, _ = planner.next_poll("slow", now)
-        gaps.append(at - now)
-        now = at
+    gaps = ask_repeatedly(planner, "slow", 130.0, 5)
     assert all(later >= earlier for earlier, later in zip(gaps, gaps[1:], strict=False))
     assert gaps[0] < 30  # but not abandoned: asked again within a fraction of its age
 

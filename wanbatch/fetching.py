@@ -8,7 +8,6 @@ whole (``download.download_video``); the sidecar and the journal's ``downloaded`
 from __future__ import annotations
 
 import datetime
-from typing import Protocol
 
 from wanbatch.admission import REFRESH, Admission, after_refusal
 from wanbatch.download import VideoSource, download_video, write_sidecar
@@ -19,13 +18,9 @@ from wanbatch.errors import (
     TransientDownloadError,
     VideoUrlExpiredError,
 )
-from wanbatch.models import EventKind, JobRecord, JobSpec, JobState, TaskStatus, TaskView
+from wanbatch.models import EventKind, JobRecord, JobSpec, JobState, TaskStatus
 from wanbatch.retrying import RetryState
-from wanbatch.runcontext import RunContext, span
-
-
-class TaskReader(Protocol):
-    async def get(self, task_id: str) -> TaskView: ...
+from wanbatch.runcontext import RunContext, TaskReader, span
 
 
 class DownloadStage:

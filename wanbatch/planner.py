@@ -80,6 +80,8 @@ class PlannerSettings:
     poll_cost_fraction: float = 0.0005
     # What early detection is worth while tasks of ours wait in the server's queue.
     queued_value: float = 0.25
+    # At the end of a batch a finish holds every idle slot, up to this many.
+    end_value_max: float = 8.0
     # The courtesy floor: no task is asked more often than this (seconds) ...
     floor_seconds: float = 0.25
     # ... nor more often than this fraction of the median render time.
@@ -302,7 +304,7 @@ class PollPlanner:
         if self._waiting:
             return self.settings.queued_value
         if self._backlog == 0 and self._live:
-            return max(1.0, self._peak / len(self._live))
+            return min(self.settings.end_value_max, max(1.0, self._peak / len(self._live)))
         return 1.0
 
     def _times_for(self, kind: Hashable) -> RenderTimes | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Hashable
-from typing import Protocol
 
 import anyio
 
@@ -19,11 +18,7 @@ from wanbatch.errors import JobRejectedError, TransientApiError
 from wanbatch.models import EventKind, JobSpec, JobState, TaskStatus, TaskView
 from wanbatch.planner import PollPlanner, Seen
 from wanbatch.retrying import RetryState
-from wanbatch.runcontext import RunContext
-
-
-class TaskReader(Protocol):
-    async def get(self, task_id: str) -> TaskView: ...
+from wanbatch.runcontext import RunContext, TaskReader
 
 
 class Polled(enum.Enum):

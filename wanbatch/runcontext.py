@@ -17,11 +17,23 @@ import structlog
 
 from wanbatch.backoff import PollPolicy, RetryPolicy
 from wanbatch.journal import Journal
-from wanbatch.models import EventKind, JobEvent, JobSpec, Manifest
+from wanbatch.models import EventKind, JobEvent, JobSpec, Manifest, TaskView
 from wanbatch.stops import StopController, StopReason
 from wanbatch.summary import RunSummary
 
 RECENT_FAILURES = 5  # failures the live view shows
+
+
+class TaskReader(Protocol):
+    """Asks a provider about a task (polls, URL refreshes)."""
+
+    async def get(self, task_id: str) -> TaskView: ...
+
+
+class TaskApi(TaskReader, Protocol):
+    """What a run needs of a provider; ``client.WanApi`` is one."""
+
+    async def create(self, job: JobSpec, idempotency_key: str) -> TaskView: ...
 
 
 class FaultHook(Protocol):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Iterator
-from typing import Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -39,11 +38,11 @@ from wanbatch.errors import (
 from wanbatch.fetching import DownloadStage
 from wanbatch.interrupts import Interrupts
 from wanbatch.journal import Journal
-from wanbatch.models import EventKind, JobRecord, JobSpec, JobState, Manifest, TaskView
+from wanbatch.models import EventKind, JobRecord, JobSpec, JobState, Manifest
 from wanbatch.planner import PollPlanner
 from wanbatch.polling import PlanBoard, Polled, PollStage
 from wanbatch.ratelimit import AdaptiveLimit, HostGate, RequestPacer
-from wanbatch.runcontext import FaultHook, RunContext, RunOptions, Timing
+from wanbatch.runcontext import FaultHook, RunContext, RunOptions, TaskApi, Timing
 from wanbatch.stops import StopController, StopReason
 from wanbatch.submit import SubmitStage, Submitted, idempotency_key_for
 from wanbatch.summary import ProgressSnapshot, RunSummary, progress_snapshot
@@ -59,14 +58,6 @@ __all__ = [
     "Timing",
     "idempotency_key_for",
 ]
-
-
-class TaskApi(Protocol):
-    """What the scheduler needs of a provider; ``client.WanApi`` is one."""
-
-    async def create(self, job: JobSpec, idempotency_key: str) -> TaskView: ...
-
-    async def get(self, task_id: str) -> TaskView: ...
 
 
 class Runner:

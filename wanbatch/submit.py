@@ -13,7 +13,6 @@ import contextlib
 import enum
 import hashlib
 from collections.abc import Callable
-from typing import Protocol
 
 import anyio
 
@@ -26,14 +25,10 @@ from wanbatch.errors import (
     NotSentError,
     TransientApiError,
 )
-from wanbatch.models import EventKind, JobSpec, JobState, TaskView
+from wanbatch.models import EventKind, JobSpec, JobState
 from wanbatch.retrying import RetryState
-from wanbatch.runcontext import RunContext
+from wanbatch.runcontext import RunContext, TaskApi
 from wanbatch.stops import StopReason
-
-
-class TaskCreator(Protocol):
-    async def create(self, job: JobSpec, idempotency_key: str) -> TaskView: ...
 
 
 class Submitted(enum.Enum):
@@ -59,7 +54,7 @@ class SubmitStage:
     def __init__(
         self,
         ctx: RunContext,
-        api: TaskCreator,
+        api: TaskApi,
         admission: Admission,
         guard: CostGuard,
         shield: Shield,
