@@ -197,3 +197,41 @@ def test_one_exit_code_table_serves_the_summary_the_help_and_the_readme() -> Non
     for code, meaning in EXIT_CODES.items():
         assert f"| {code} | {meaning} |" in readme
         assert f"{code} {meaning}" in EPILOG
+
+
+def test_a_create_granted_before_a_429_came_back_waits_for_the_gate(tmp_path: Path) -> None:
+    """The token is granted, the intent is fsynced, and meanwhile a Retry-After closes the
+    host: the create goes out only after the window."""
+    import time
+
+    arrived: list[float] = []
+
+    def script(method: str, path: str, headers: dict[str, str]) -> Answer:
+        arrived.append(time.monotonic())
+        if method == "POST":
+            return Answer(json_response(200, '{"id": "gen_1", "status": "queued"}'))
+        return Answer(json_response(200, '{"id": "gen_1", "status": "failed"}'))
+
+    gates: list[Any] = []
+
+    def close_gate(point: str, job_id: str) -> None:
+        if point == "after_intent":
+            gates[0].block_for(0.2, time.monotonic())  # an earlier request's 429 arrives now
+
+    manifest = load_manifest(manifest_file(tmp_path))
+
+    async def go() -> None:
+        journal = Journal.open(manifest.output_dir, base_url="x", manifest="m")
+        try:
+            async with WanApi(server.base_url, "sk-wan-test") as api, VideoFetcher() as videos:
+                runner = Runner(
+                    manifest, journal, api, videos, options=RunOptions(faults=close_gate)
+                )
+                gates.append(runner.admission.gate)
+                await runner.run()
+        finally:
+            journal.close()
+
+    with serve(script) as server:
+        anyio.run(go)
+    assert arrived and arrived[0] >= gates[0].not_before

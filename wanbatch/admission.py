@@ -71,6 +71,12 @@ class Admission:
             if self.gate.delay(self._timing.clock()) <= 0:
                 return
 
+    async def gate_open(self) -> None:
+        """Wait, taking no token, until no Retry-After holds the host: for a request granted
+        before a slow step (a create's fsynced intent) during which a 429 may have come back."""
+        while (delay := self.gate.delay(self._timing.clock())) > 0:
+            await self._timing.sleep(delay)
+
     async def run(self) -> None:
         """The dispatcher: forever, hand the next token to the most urgent waiter."""
         clock = self._timing.clock

@@ -116,6 +116,7 @@ class SubmitStage:
                     # ignores Idempotency-Key: journal it as a resubmission and report it.
                     await self._intent(job, key)
                     self._possible_duplicate(job)
+            await self.admission.gate_open()  # a 429 may have come back during the intent
             ctx.summary.requests["create"] += 1
             try:
                 with self.shield() as shield:
