@@ -1,14 +1,15 @@
 """Run every benchmark of issue 6 in order and write one summary.
 
     . .venv/bin/activate
-    python benchmarks/run_all.py            # about 15 minutes on 2 cores
-    python benchmarks/run_all.py --quick    # about 4 minutes: smaller N everywhere
+    python benchmarks/run_all.py            # about 25 minutes on 2 cores
+    python benchmarks/run_all.py --quick    # about 4.5 minutes: smaller N everywhere
     python benchmarks/run_all.py --only makespan,downloads
 
 Each benchmark starts its simulators in separate processes and writes
 benchmarks/results/<name>[-quick].json; this writes benchmarks/results/summary[-quick].md with
 every table, the machine and the command. The benchmarks run one after another, never side by
-side: the machine has 2 cores.
+side: the machine has 2 cores (makespan.py runs the light clients of one point side by side).
+"before" rows are the package at commit 0b37c26 (`common.before_tree()`), run in the same pass.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@
    requests_per_second 100000, downloads 16) against a raw httpx client doing the same three
    requests a job (create, one poll, the video) with no journal (`rawclient.py api`, also a
    subprocess) at concurrency 16 and 64, each against a fresh simulator, in the same run; and
-   wanbatch again with the old median first-poll estimate (`benchmarks/baseline.py median`),
-   the "before" of issue 6. `--run-jobs` sets N (default 4,000, so that the step stays near
+   the package at commit 0b37c26 (`common.before_tree()`, run with `PYTHONPATH`), the "before"
+   of this round. `--run-jobs` sets N (default 4,000, so that the step stays near
    3 minutes; the 100,000-job run is `--run-jobs 100000 --skip-before`).
 
 Each measurement runs in its own process so that its peak RSS (VmHWM) is its own.
@@ -32,7 +32,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import PYTHON, ROOT, run_wanbatch, save, sim_stats, simulator, table, write_manifest
+from common import (
+    PYTHON,
+    ROOT,
+    before_tree,
+    run_wanbatch,
+    save,
+    sim_stats,
+    simulator,
+    table,
+    write_manifest,
+)
 
 VALIDATE = """
 import sys, time
@@ -153,7 +163,7 @@ def raw_client(jobs: int, concurrency: int) -> dict[str, Any]:
     }
 
 
-def wanbatch_client(jobs: int, concurrency: int, before: str | None = None) -> dict[str, Any]:
+def wanbatch_client(jobs: int, concurrency: int, before: Path | None = None) -> dict[str, Any]:
     with simulator(**SIM) as info, tempfile.TemporaryDirectory() as folder:
         manifest = write_manifest(
             Path(folder),
@@ -168,7 +178,7 @@ def wanbatch_client(jobs: int, concurrency: int, before: str | None = None) -> d
     requests = stats["requests_total"] + stats["cdn_requests_total"]
     seconds = result.makespan
     return {
-        "client": f"{'before: ' + before if before else 'wanbatch run'}, concurrency {concurrency}",
+        "client": f"{'before (0b37c26)' if before else 'wanbatch run'}, concurrency {concurrency}",
         "jobs": jobs,
         "seconds": round(seconds, 2),
         "process_s": round(result.process_seconds, 2),
@@ -192,7 +202,8 @@ def end_to_end(
     rows = [raw_client(jobs, 16), raw_client(jobs, CONCURRENCY)]
     rows.append(wanbatch_client(jobs, CONCURRENCY))
     if not skip_before:
-        rows.append(wanbatch_client(jobs, CONCURRENCY, "median"))
+        with before_tree() as tree:
+            rows.append(wanbatch_client(jobs, CONCURRENCY, tree))
     best = max(rows[0]["jobs/s"], rows[1]["jobs/s"])
     for row in rows:
         row["vs best raw (jobs/s)"] = round(row["jobs/s"] / best, 3)
