@@ -132,3 +132,12 @@ def test_the_rate_is_never_cut_below_its_floor() -> None:
     slow = RequestPacer.for_limit(0.1)
     slow.throttle(0.0)
     assert slow.rate == 0.1  # a user's own limit below the floor stays as it is
+
+
+def test_a_limit_below_one_request_a_second_still_sends() -> None:
+    """`requests_per_second: 0.5` sends a request every two seconds; it never stalls."""
+    pacer = RequestPacer.for_limit(0.5)
+    assert pacer.wait_time(0.0) == 0.0
+    pacer.take(0.0)
+    assert pacer.wait_time(0.0) == pytest.approx(2.0)
+    assert pacer.wait_time(2.0) == 0.0

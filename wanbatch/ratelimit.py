@@ -54,6 +54,8 @@ class RequestPacer:
     def __post_init__(self) -> None:
         if self.rate <= 0:
             raise ValueError("rate must be positive")
+        if self.burst < 1:
+            raise ValueError("burst must hold at least one request")
         if self.ceiling is not None:
             self.rate = min(self.rate, self.ceiling)
         self._tokens = self.burst
@@ -68,7 +70,8 @@ class RequestPacer:
         if requests_per_second is None:
             burst = float(max(1, min(concurrency, DISCOVERY_START_RATE)))
             return cls(rate=DISCOVERY_START_RATE, burst=burst, ceiling=None)
-        burst = min(requests_per_second, max(1.0, requests_per_second / 4))
+        # A token bucket that cannot hold one whole token never grants: at least one.
+        burst = max(1.0, min(requests_per_second, requests_per_second / 4))
         return cls(rate=requests_per_second, burst=burst, ceiling=requests_per_second)
 
     def _refill(self, now: float) -> None:
