@@ -254,3 +254,64 @@ def test_learning_moves_the_version_so_sleepers_ask_again() -> None:
     planner.observe("a", 5.0, Seen.DONE)
     assert planner.version != before
     assert planner.next_poll("b", 5.0)[1] is not PollReason.COLD
+
+
+def test_a_finish_seen_only_after_pending_still_teaches() -> None:
+    """A fast renderer behind a "queued" status: seen pending, then done, never running.
+    The planner learns from it instead of staying on the cold prior."""
+    planner = PollPlanner()
+    planner.submitted("a", KIND, 0.0)
+    planner.observe("a", 1.0, Seen.PENDING)
+    planner.observe("a", 3.0, Seen.DONE)
+    planner.submitted("b", KIND, 10.0)
+    assert planner.next_poll("b", 10.0)[1] is not PollReason.COLD
+
+
+def test_a_task_that_leaves_unfinished_frees_no_slot() -> None:
+    """Forgetting a task (it stalled, or polling gave up) does not start the clock of a task
+    waiting for a slot: the server may still be rendering the forgotten one."""
+    planner = PollPlanner()
+    planner.submitted("a", KIND, 0.0)
+    planner.submitted("b", KIND, 0.0)
+    planner.observe("b", 1.0, Seen.PENDING)  # one slot: a renders, b waits
+    assert planner.slots == 1
+    planner.forget("a", 5.0)
+    assert planner.next_poll("b", 5.0)[1] is PollReason.QUEUED
+
+
+def test_plans_move_when_the_batch_starts_ending() -> None:
+    """Once the last job is created, a finish is worth more: sleepers are told (the version
+    moves) without any new render time learned; so they are when the server's queue empties."""
+    planner = PollPlanner()
+    for n in range(3):
+        planner.submitted(f"t{n}", KIND, 0.0)
+    planner.backlog(10)
+    before = planner.version
+    planner.backlog(0)
+    assert planner.version != before
+    planner.observe("t2", 1.0, Seen.PENDING)  # t2 waits for a slot behind t0 and t1
+    waiting = planner.version
+    planner.observe("t2", 2.0, Seen.RUNNING)  # ... and no longer
+    assert planner.version != waiting
+
+
+def test_polls_waiting_for_the_budget_move_the_plans() -> None:
+    """When the price of a poll rises by more than a tenth, sleepers are told."""
+    planner = PollPlanner()
+    planner.submitted("a", KIND, 0.0)
+    before = planner.version
+    for _ in range(10):
+        planner.waited(2.0)
+    assert planner.version != before
+
+
+def test_budget_lateness_counts_only_the_wait_for_a_token() -> None:
+    """A poll planned long ago (a resumed task) and granted at once was not held by the budget;
+    one that waited 3 s after it was due was."""
+    from wanbatch.planner import budget_lateness
+
+    assert budget_lateness(asked_at=1000.0, planned_at=10.0, granted_at=1000.01) == pytest.approx(
+        0.01
+    )
+    assert budget_lateness(asked_at=99.0, planned_at=100.0, granted_at=103.0) == 3.0
+    assert budget_lateness(asked_at=100.0, planned_at=100.0, granted_at=99.0) == 0.0

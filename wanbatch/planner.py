@@ -57,6 +57,13 @@ class Seen(enum.Enum):
     DONE = "done"  # finished: succeeded or failed
 
 
+def budget_lateness(asked_at: float, planned_at: float, granted_at: float) -> float:
+    """How long the request budget held a poll back: from when it was both due and asked for
+    to when it was granted. A plan already in the past (a resumed task, a retry's backoff)
+    is not the budget's doing."""
+    return max(0.0, granted_at - max(asked_at, planned_at))
+
+
 class PollReason(enum.StrEnum):
     """Which rule chose a poll's time."""
 
@@ -152,6 +159,8 @@ class PollPlanner:
     _backlog: int = 1  # jobs not yet created (unknown until told: assume some)
     _late: float = 0.0  # mean lateness of polls, seconds
     _peak: int = 0  # the most tasks in flight at once: the slots the batch has been using
+    _value_seen: float = 1.0  # the regime of the value plans were last made in (see _check_value)
+    _pressure_seen: float = 1.0
 
     # --- what happened ----------------------------------------------------------------------
 
@@ -172,14 +181,17 @@ class PollPlanner:
     def backlog(self, waiting: int) -> None:
         """``waiting`` jobs are not created yet. Once none are, the batch is ending, and a
         finish seen late holds every idle slot, not only its own."""
-        if (waiting == 0) != (self._backlog == 0):
-            self.version += 1
         self._backlog = max(0, waiting)
+        self._check_value()
 
     def waited(self, seconds: float) -> None:
         """A poll went out ``seconds`` after its planned time: the request budget held it."""
         memory = self.settings.budget_memory
         self._late += memory * (max(0.0, seconds) - self._late)
+        pressure = self.pressure
+        if abs(pressure / self._pressure_seen - 1) > 0.1:
+            self._pressure_seen = pressure
+            self.version += 1
 
     @property
     def pressure(self) -> float:
@@ -223,8 +235,7 @@ class PollPlanner:
         """``task_id`` left without a finish to learn from (it could not be polled, or stopped)."""
         task = self._tasks.pop(task_id, None)
         if task is not None:
-            self._remove(task, now)
-            self.version += 1
+            self._remove(task, freed_at=None)  # its server slot may still be busy
 
     # --- the plan ---------------------------------------------------------------------------
 
@@ -318,7 +329,11 @@ class PollPlanner:
         if task.started is not None:
             lo = task.last_age if task.last_poll is not None else 0.0
             self._learn(task.kind, lo, max(lo, now - task.started))
-        self._remove(task, now)
+        elif task.seen_pending:  # never seen rendering: it took less than since "pending"
+            self._learn(task.kind, 0.0, now - task.started_lo)
+        # The slot freed between its last poll and now.
+        last = task.last_poll if task.last_poll is not None else task.created
+        self._remove(task, freed_at=(last + now) / 2)
 
     def _learn(self, kind: Hashable, lo: float, hi: float) -> None:
         settings = self.settings
@@ -342,26 +357,39 @@ class PollPlanner:
         if task.started is not None:
             task.started = None
             self._waiting += 1
+            self._check_value()
 
     def _start(self, task: _Task, at: float) -> None:
         if task.started is None:
             task.started = at
             task.last_age = 0.0
             self._waiting -= 1
-            if not self._waiting:
-                self.version += 1  # finishes are worth more now: plans move earlier
+            self._check_value()
 
-    def _remove(self, task: _Task, now: float) -> None:
-        """A slot freed (or a task left): the oldest waiting tasks inside the slots start."""
+    def _check_value(self) -> None:
+        """Plans move when the regime of ``_value`` changes (tasks of ours wait in the server's
+        queue, or not; jobs wait to be created, or not). Within the end of a batch the value
+        grows with each finish, and sleepers take it up at their next poll: re-planning them
+        all at every finish sends every poll whose new time has passed at once (measured on
+        the family: 0.86 -> 1.08 x a 1 s poller's requests on slot-lognormal, no faster)."""
+        regime = 0.0 if self._waiting else (2.0 if self._backlog == 0 else 1.0)
+        if regime != self._value_seen:
+            self._value_seen = regime
+            self.version += 1
+
+    def _remove(self, task: _Task, freed_at: float | None) -> None:
+        """A task left. If it freed a server slot (``freed_at``), the oldest waiting tasks
+        inside the slots start their clocks then."""
         index = bisect.bisect_left(self._live, task.seq)
         if index < len(self._live) and self._live[index] == task.seq:
             del self._live[index]
         del self._by_seq[task.seq]
         if task.started is None:
             self._waiting -= 1
-        if self._waiting and self.slots is not None:
+        if freed_at is not None and self._waiting and self.slots is not None:
             for seq in self._live[: self.slots]:
                 waiting = self._tasks[self._by_seq[seq]]
                 if waiting.started is None:
-                    self._start(waiting, max(now, waiting.started_lo))
+                    self._start(waiting, max(freed_at, waiting.started_lo))
                     self.version += 1
+        self._check_value()
