@@ -16,7 +16,7 @@ import anyio
 from wanbatch.admission import POLL, Admission, after_refusal
 from wanbatch.errors import JobRejectedError, TransientApiError
 from wanbatch.models import EventKind, JobSpec, JobState, TaskStatus, TaskView
-from wanbatch.planner import PollPlanner, Seen
+from wanbatch.planner import PollPlanner, Seen, budget_lateness
 from wanbatch.retrying import RetryState
 from wanbatch.runcontext import RunContext, TaskReader
 
@@ -139,10 +139,11 @@ class PollStage:
                 moved = self.board.moved
                 with anyio.move_on_after(remaining):
                     await moved.wait()
+        asked = clock()
         await self.admission.acquire(POLL, at)
         if fixed is None:
-            # How late the budget let it go: the planner thins polls out while they queue.
-            late = clock() - at if self.admission.pacer.settled else 0.0
+            # How long the budget held it: the planner thins polls out while they queue.
+            late = budget_lateness(asked, at, clock()) if self.admission.pacer.settled else 0.0
             self.board.planner.waited(late)
         return at
 

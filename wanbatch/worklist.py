@@ -50,6 +50,8 @@ def plan_work(
         else:
             plan.to_create.append(job)
     plan.to_create[:0] = unknown
+    # Tasks in flight in the order they were created: the server's queue is in that order.
+    plan.to_poll.sort(key=lambda job: record_of(job.id).submitted_at or 0.0)
     return plan
 
 
