@@ -43,8 +43,6 @@ class DownloadStage:
             try:
                 if url is None:
                     url = await self.refresh_url(job)
-                    if url is None:
-                        return False
                 ctx.fault("before_download", job.id)
                 result = await download_video(
                     self.videos, url, target, checkpoint=lambda point: ctx.fault(point, job.id)
@@ -97,8 +95,8 @@ class DownloadStage:
         )
         return True
 
-    async def refresh_url(self, job: JobSpec) -> str | None:
-        """Ask the task again for its video URL; None when polling keeps failing."""
+    async def refresh_url(self, job: JobSpec) -> str:
+        """Ask the task again for its video URL (``TransientApiError`` when that keeps failing)."""
         ctx = self.ctx
         record = ctx.journal.record(job.id)
         assert record.task_id is not None
@@ -112,8 +110,7 @@ class DownloadStage:
                 raise DownloadError(f"cannot refresh the video URL: {exc}") from exc
             except TransientApiError as exc:
                 if not await after_refusal(ctx, self.admission, exc, retries, "refresh", job.id):
-                    ctx.summary.left[job.id] = f"refreshing the video URL failed: {exc}"
-                    return None
+                    raise  # the download's own retries take it from here
                 continue
             if view.status is TaskStatus.SUCCEEDED and view.video_url:
                 await ctx.journal.append(

@@ -105,18 +105,18 @@ class SubmitStage:
             ctx.log.warning("job.resubmitting_unknown_outcome", job=job.id, idempotency_key=key)
         retries = RetryState(ctx.options.retry)
         maybe_created = unknown  # some create of this job may have made a task
-        lost = False  # the last attempt got no usable answer
         while True:
             if retries.attempts:
                 if ctx.stops.reason is StopReason.CREDITS and not maybe_created:
                     return await self._not_created(job, f"not sent: {ctx.stops.message}")
                 await self.admission.acquire(CREATE)
-                if lost:
-                    # Sending again after an unanswered create may pay twice where the server
-                    # ignores Idempotency-Key: journal it as a resubmission and report it.
+                if maybe_created:
+                    # Sending again after a create that may have made a task may pay twice
+                    # where the server ignores Idempotency-Key: journal it and report it.
                     await self._intent(job, key)
                     self._possible_duplicate(job)
-            await self.admission.gate_open()  # a 429 may have come back during the intent
+            if not await self._gate_then_go(job, certain_none=not maybe_created):
+                return Submitted.NOT_CREATED
             ctx.summary.requests["create"] += 1
             try:
                 with self.shield() as shield:
@@ -147,8 +147,7 @@ class SubmitStage:
                     job, "credits ran out (402)", certain=not maybe_created
                 )
             except TransientApiError as exc:
-                lost = _answer_lost(exc)
-                maybe_created = maybe_created or lost or (exc.status or 0) >= 500
+                maybe_created = maybe_created or _answer_lost(exc) or (exc.status or 0) >= 500
                 if not await after_refusal(ctx, self.admission, exc, retries, "create", job.id):
                     n = retries.attempts
                     if not maybe_created:
@@ -156,6 +155,23 @@ class SubmitStage:
                         return await self._not_created(job, f"refused {n} times: {exc}")
                     ctx.summary.left[job.id] = f"create not confirmed after {n} attempts: {exc}"
                     return Submitted.UNKNOWN
+
+    async def _gate_then_go(self, job: JobSpec, *, certain_none: bool) -> bool:
+        """Wait for the host's Retry-After gate (a 429 may have come back while the intent was
+        written), then say whether to send. If the run stops meanwhile (Ctrl-C, a 402 on
+        another job) a create that certainly made nothing yet is journaled as not created."""
+        ctx = self.ctx
+        try:
+            await self.admission.gate_open()
+        except anyio.get_cancelled_exc_class():
+            if certain_none:
+                with anyio.CancelScope(shield=True):
+                    await self._not_created(job, "not sent: the run stopped")
+            raise
+        if ctx.stops.reason is StopReason.CREDITS and certain_none:
+            await self._not_created(job, f"not sent: {ctx.stops.message}")
+            return False
+        return True
 
     async def _intent(self, job: JobSpec, key: str) -> None:
         await self.ctx.journal.append(
