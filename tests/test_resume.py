@@ -138,3 +138,38 @@ def test_second_runner_is_refused_while_the_first_runs(
     finally:
         child.kill()
         child.communicate(timeout=30)
+
+
+def test_a_second_ctrl_c_leaves_at_once(tmp_path: Path) -> None:
+    """While the first Ctrl-C waits for a create on the wire (the server is slow to answer),
+    a second one ends the process at once, through the signal watcher, with exit 130."""
+    from hostile import Answer, json_response, serve
+
+    def slow_create(method: str, path: str, headers: dict[str, str]) -> Answer:
+        time.sleep(5)  # the create is still on the wire when the signals come
+        return Answer(json_response(200, '{"id": "gen_1", "status": "queued"}'))
+
+    manifest = write_manifest(tmp_path, jobs=1)
+    with serve(slow_create) as server:
+        child = subprocess.Popen(
+            run_argv(manifest, server.base_url, "-q"),
+            env={**os.environ, KEY_ENV: "sk-wan-test"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for(
+            lambda: (
+                journal_path(out_dir(manifest)).exists()
+                and b'"intent"' in journal_path(out_dir(manifest)).read_bytes()
+            )
+        )
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # the first stop is waiting out the create's grace period
+        child.send_signal(signal.SIGINT)
+        code, out, err = finish(child, timeout=4)
+    assert code == 130, out + err
+    assert "Traceback" not in err
+    # The watcher ended it, not a KeyboardInterrupt torn through the event loop (the CLI's
+    # last resort, which says "interrupted" and may land inside a journal write).
+    assert "interrupted" not in err

@@ -23,6 +23,7 @@ class Interrupts:
         self.cancel = cancel
         self.scope: anyio.CancelScope | None = None  # the run's main scope, once it runs
         self._shields: set[anyio.CancelScope] = set()
+        self._signalled = False
 
     @contextlib.contextmanager
     def shielded(self) -> Iterator[anyio.CancelScope]:
@@ -40,8 +41,9 @@ class Interrupts:
     async def watch(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
-                if self.ctx.stops.reason is StopReason.INTERRUPTED:
+                if self._signalled:
                     os._exit(130)  # second signal: leave now; the journal is already whole
+                self._signalled = True
                 name = signal.Signals(signum).name
                 self.ctx.stops.record(StopReason.INTERRUPTED, f"stopped by {name}")
                 self.ctx.log.warning("run.interrupted", signal=name)

@@ -106,6 +106,18 @@ class Runner:
     # --- the run ------------------------------------------------------------------------
 
     async def run(self) -> RunSummary:
+        # The signal watcher lives outside the run's own scope, so that a second Ctrl-C still
+        # finds it while the first one's stop is under way.
+        async with anyio.create_task_group() as watcher:
+            if self.ctx.options.handle_signals:
+                watcher.start_soon(self.interrupts.watch)
+            try:
+                summary = await self._run()
+            finally:
+                watcher.cancel_scope.cancel()
+        return summary
+
+    async def _run(self) -> RunSummary:
         started = self._started = self.timing.clock()
         log = self.ctx.log
         try:
@@ -128,8 +140,6 @@ class Runner:
                 self.interrupts.scope = scope
                 async with anyio.create_task_group() as outer:
                     outer.start_soon(self.admission.run)
-                    if self.ctx.options.handle_signals:
-                        outer.start_soon(self.interrupts.watch)
                     await self._work(plan.to_poll, plan.to_download, plan.to_create)
                     outer.cancel_scope.cancel()
             if scope.cancelled_caught and self.stops.reason is None:
