@@ -1,5 +1,6 @@
-"""The submit stage: a create refused for certain leaves no "may be paid twice" behind, and the
-cost guard says what stopped it. Real sockets: a rude loopback server, or a port nobody holds."""
+"""The submit and download stages over real sockets (a rude loopback server, or a port nobody
+holds): a create refused for certain leaves no "may be paid twice" behind, the cost guard says
+what stopped it, and a failing URL refresh is retried."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from wanbatch.models import JobState
 from wanbatch.scheduler import Runner, RunOptions, RunSummary
 from wanbatch.stops import StopReason
 
-from hostile import Answer, json_response, serve
+from hostile import Answer, http_response, json_response, serve
 
 FAST_RETRY = RetryPolicy(
     max_attempts=3, max_attempts_told_when=5, base_seconds=0.001, cap_seconds=0.01
@@ -235,3 +236,78 @@ def test_a_create_granted_before_a_429_came_back_waits_for_the_gate(tmp_path: Pa
     with serve(script) as server:
         anyio.run(go)
     assert arrived and arrived[0] >= gates[0].not_before
+
+
+def test_a_refresh_that_keeps_failing_goes_back_to_the_download_retries(tmp_path: Path) -> None:
+    """The video URL has expired and the API answers 503 to more refreshes than one refresh
+    may try: the download's own retries ask again later, and the video still arrives."""
+    body = b"\x00\x00\x00\x18ftypmp42" + b"v" * 64
+    task_gets = [0]
+
+    def script(method: str, path: str, headers: dict[str, str]) -> Answer:
+        if method == "POST":
+            return Answer(json_response(200, '{"id": "gen_1", "status": "queued"}'))
+        if path == "/cdn/expired.mp4":
+            return Answer(json_response(404, '{"error": {"message": "expired"}}'))
+        if path == "/cdn/fresh.mp4":
+            return Answer(http_response(200, body, {"Content-Type": "video/mp4"}))
+        task_gets[0] += 1
+        if 2 <= task_gets[0] <= 8:  # after the poll, seven refreshes in a row meet a 503
+            return Answer(json_response(503, '{"error": {"message": "busy"}}'))
+        name = "expired" if task_gets[0] == 1 else "fresh"
+        url = f"http://127.0.0.1:{server.port}/cdn/{name}.mp4"
+        return Answer(
+            json_response(200, f'{{"id": "gen_1", "status": "succeeded", "video_url": "{url}"}}')
+        )
+
+    with serve(script) as server:
+        summary, journal = run_once(
+            manifest_file(tmp_path),
+            server.base_url,
+            download_retry=RetryPolicy(max_attempts=6, base_seconds=0.001, cap_seconds=0.01),
+        )
+        journal.close()
+    assert summary.downloaded == ["job-0"], summary.left
+    assert (tmp_path / "out" / "job-0.mp4").read_bytes() == body
+
+
+def test_a_stop_while_a_create_waits_for_the_gate_leaves_it_not_created(tmp_path: Path) -> None:
+    """The intent is written, a Retry-After closes the host, and the run is stopped while the
+    create waits: nothing was sent, so the journal says so (no "may be paid twice" later)."""
+    import time
+
+    def script(method: str, path: str, headers: dict[str, str]) -> Answer:
+        return Answer(json_response(200, '{"id": "gen_1", "status": "queued"}'))
+
+    runners: list[Runner] = []
+    closed: list[anyio.Event] = []
+
+    def close_gate(point: str, job_id: str) -> None:
+        if point == "after_intent":
+            runners[0].admission.gate.block_for(60.0, time.monotonic())
+            closed[0].set()
+
+    manifest = load_manifest(manifest_file(tmp_path))
+
+    async def go() -> None:
+        journal = Journal.open(manifest.output_dir, base_url="x", manifest="m")
+        try:
+            async with WanApi(server.base_url, "sk-wan-test") as api, VideoFetcher() as videos:
+                runner = Runner(
+                    manifest, journal, api, videos, options=RunOptions(faults=close_gate)
+                )
+                runners.append(runner)
+                closed.append(anyio.Event())
+                async with anyio.create_task_group() as group:
+                    group.start_soon(runner.run)
+                    await closed[0].wait()
+                    await anyio.sleep(0.05)  # the create is waiting for the gate now
+                    runner.interrupts.cancel()  # what Ctrl-C does
+        finally:
+            journal.close()
+
+    with serve(script) as server:
+        anyio.run(go)
+        assert server.requests == []
+    journal = Journal.open(manifest.output_dir, base_url="x", manifest="m")
+    assert_certainly_not_created(journal)
