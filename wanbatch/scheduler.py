@@ -108,13 +108,18 @@ class Runner:
     async def run(self) -> RunSummary:
         # The signal watcher lives outside the run's own scope, so that a second Ctrl-C still
         # finds it while the first one's stop is under way.
+        error: Exception | None = None
         async with anyio.create_task_group() as watcher:
             if self.ctx.options.handle_signals:
                 watcher.start_soon(self.interrupts.watch)
             try:
                 summary = await self._run()
+            except Exception as exc:  # raised below as it is: a task group would wrap it
+                error = exc
             finally:
                 watcher.cancel_scope.cancel()
+        if error is not None:
+            raise error
         return summary
 
     async def _run(self) -> RunSummary:
