@@ -38,15 +38,15 @@ from wanbatch.errors import (
 from wanbatch.fetching import DownloadStage
 from wanbatch.interrupts import Interrupts
 from wanbatch.journal import Journal
-from wanbatch.models import EventKind, JobRecord, JobSpec, JobState, Manifest
+from wanbatch.models import EventKind, JobRecord, JobSpec, Manifest
 from wanbatch.planner import PollPlanner
 from wanbatch.polling import PlanBoard, Polled, PollStage
 from wanbatch.ratelimit import AdaptiveLimit, HostGate, RequestPacer
 from wanbatch.runcontext import FaultHook, RunContext, RunOptions, TaskApi, Timing
 from wanbatch.stops import StopController, StopReason
 from wanbatch.submit import SubmitStage, Submitted, idempotency_key_for
-from wanbatch.summary import ProgressSnapshot, RunSummary, progress_snapshot
-from wanbatch.worklist import changed_error, changed_jobs, plan_work, why_unfinished
+from wanbatch.summary import ProgressSnapshot, RunSummary, account_unfinished, progress_snapshot
+from wanbatch.worklist import changed_error, changed_jobs, plan_work
 
 __all__ = [
     "FaultHook",
@@ -282,20 +282,12 @@ class Runner:
         await self.journal.flush()
 
     def _account_unfinished(self) -> None:
-        """Every job not done, failed or stalled gets a reason in ``left``; the stop is copied."""
+        """The stop and the cost guard's counts go into the summary; every job not done gets
+        its reason."""
         summary = self.summary
         summary.stop_reason = self.stops.reason
         summary.stop_message = self.stops.message
         summary.cap_message = self.stops.cap_message
         summary.videos_submitted = self.guard.videos
         summary.credits_submitted = self.guard.credits_submitted
-        for job in self.manifest.jobs:
-            if job.id in summary.left or job.id in summary.failed or job.id in summary.stalled:
-                continue
-            record = self.journal.record(job.id)
-            if record.state is JobState.FAILED:
-                summary.failed[job.id] = record.reason or "failed"
-                continue
-            why = why_unfinished(record.state)
-            if why is not None:
-                summary.left[job.id] = why
+        account_unfinished(summary, self.manifest.jobs, self.journal.record)

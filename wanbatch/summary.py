@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from wanbatch.models import JobState
+from wanbatch.models import JobRecord, JobSpec, JobState
 from wanbatch.stops import StopReason, exit_code_for
 
 
@@ -94,3 +95,34 @@ def progress_snapshot(
         credits_submitted=credits_submitted,
         stopping=stopping,
     )
+
+
+_UNFINISHED = {
+    JobState.PLANNED: "not submitted",
+    JobState.SUBMITTING: "create sent, answer unknown",
+    JobState.SUBMITTED: "rendering on the server",
+    JobState.RUNNING: "rendering on the server",
+    JobState.SUCCEEDED: "rendered, not downloaded",
+}
+
+
+def why_unfinished(state: JobState) -> str | None:
+    """What is left of a job in ``state`` at the end of a run (None: nothing)."""
+    return _UNFINISHED.get(state)
+
+
+def account_unfinished(
+    summary: RunSummary, jobs: Iterable[JobSpec], record_of: Callable[[str], JobRecord]
+) -> None:
+    """At the end of a run: every job not downloaded, failed or stalled gets its reason in
+    ``summary.left``; a job failed before this run is listed in ``summary.failed``."""
+    for job in jobs:
+        if job.id in summary.left or job.id in summary.failed or job.id in summary.stalled:
+            continue
+        record = record_of(job.id)
+        if record.state is JobState.FAILED:
+            summary.failed[job.id] = record.reason or "failed"
+            continue
+        why = why_unfinished(record.state)
+        if why is not None:
+            summary.left[job.id] = why

@@ -1,7 +1,7 @@
 """What a run has to do, read from the journal's records. Pure: the disk check is passed in.
 
 ``plan_work`` sorts the manifest's jobs by what each needs next; ``changed_jobs`` finds jobs
-edited since they were submitted; ``why_unfinished`` names what is left of a job at the end.
+edited since they were submitted; what is left of each job at the end is ``summary.account_unfinished``.
 """
 
 from __future__ import annotations
@@ -78,17 +78,3 @@ def changed_error(changed: list[JobSpec], credits: float | None) -> ManifestChan
         f"new fields{cost}; --keep-changed keeps what the old fields rendered; or undo "
         "the edit.",
     )
-
-
-_UNFINISHED = {
-    JobState.PLANNED: "not submitted",
-    JobState.SUBMITTING: "create sent, answer unknown",
-    JobState.SUBMITTED: "rendering on the server",
-    JobState.RUNNING: "rendering on the server",
-    JobState.SUCCEEDED: "rendered, not downloaded",
-}
-
-
-def why_unfinished(state: JobState) -> str | None:
-    """What is left of a job in ``state`` at the end of a run (None: nothing)."""
-    return _UNFINISHED.get(state)
