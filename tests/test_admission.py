@@ -100,3 +100,19 @@ def test_exit_codes_follow_the_stop_and_what_is_left() -> None:
     assert exit_code_for(StopReason.CREDITS, work_left=True, failed=False) == 4
     assert exit_code_for(StopReason.INTERRUPTED, work_left=True, failed=False) == 130
     assert exit_code_for(StopReason.JOURNAL, work_left=False, failed=False) == 5
+
+
+def test_sleeping_polls_are_woken_when_the_budget_raises_the_price() -> None:
+    """Lateness reported through the board that moves the plans wakes every sleeper."""
+    from wanbatch.planner import PollPlanner
+    from wanbatch.polling import PlanBoard
+
+    async def go() -> bool:
+        board = PlanBoard(PollPlanner())
+        board.submitted("a", ("wan-2-2", 5), 0.0)
+        sleeping = board.moved
+        for _ in range(10):
+            board.waited(2.0)
+        return sleeping.is_set()
+
+    assert anyio.run(go)

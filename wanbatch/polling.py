@@ -65,6 +65,10 @@ class PlanBoard:
         self.planner.observe(job_id, now, seen)
         self.changed()
 
+    def waited(self, seconds: float) -> None:
+        self.planner.waited(seconds)
+        self.changed()
+
     def forget(self, job_id: str, now: float) -> None:
         self.planner.forget(job_id, now)
         self.changed()
@@ -144,7 +148,7 @@ class PollStage:
         if fixed is None:
             # How long the budget held it: the planner thins polls out while they queue.
             late = budget_lateness(asked, at, clock()) if self.admission.pacer.settled else 0.0
-            self.board.planner.waited(late)
+            self.board.waited(late)
         return at
 
     async def _heard(self, job: JobSpec, view: TaskView, planned: float) -> None:
