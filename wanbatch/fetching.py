@@ -32,8 +32,8 @@ class DownloadStage:
         self.admission = admission
         self.videos = videos
 
-    async def download(self, job: JobSpec) -> bool:
-        """Fetch ``job``'s video; False when it is left for a later run (reason in ``left``)."""
+    async def download(self, job: JobSpec) -> None:
+        """Fetch ``job``'s video; if it cannot be had now, its reason goes into ``left``."""
         ctx = self.ctx
         target = ctx.manifest.output_dir / job.output_path
         retries = RetryState(ctx.options.download_retry)
@@ -60,7 +60,7 @@ class DownloadStage:
             decision = retries.increment(told_when=False, gated=False, random=ctx.timing.random)
             if not decision.again:
                 ctx.summary.left[job.id] = f"download failed {retries.attempts} times: {error}"
-                return False
+                return
             ctx.summary.requests["download_retry"] += 1
             await ctx.timing.sleep(decision.delay)
         ctx.fault("before_record_download", job.id)
@@ -93,7 +93,6 @@ class DownloadStage:
             resumed_from=result.resumed_from,
             reused_part=result.reused_part,
         )
-        return True
 
     async def refresh_url(self, job: JobSpec) -> str:
         """Ask the task again for its video URL (``TransientApiError`` when that keeps failing)."""

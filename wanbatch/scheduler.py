@@ -93,7 +93,6 @@ class Runner:
         self.guard = CostGuard(
             options.max_videos, options.max_credits, priced=bool(manifest.pricing)
         )
-        self.summary.credits_submitted = self.guard.credits_submitted
         self.board = PlanBoard(planner or PollPlanner())
         self.interrupts = Interrupts(ctx, cancel=self._cancel)
         self.submit = SubmitStage(ctx, api, self.admission, self.guard, self.interrupts.shielded)

@@ -126,8 +126,6 @@ class SubmitStage:
                         ctx.event(EventKind.CREATED, job.id, task_id=view.task_id)
                     )
                     self.guard.commit(job.id)
-                    ctx.summary.videos_submitted = self.guard.videos
-                    ctx.summary.credits_submitted = self.guard.credits_submitted
                 if shield.cancelled_caught:  # interrupted mid-create: the outcome is unknown
                     return Submitted.UNKNOWN
                 ctx.fault("after_created", job.id)
