@@ -5,6 +5,7 @@ what stopped it, and a failing URL refresh is retried."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,14 @@ def manifest_file(folder: Path, jobs: int = 1) -> Path:
     return path
 
 
-def run_once(path: Path, base_url: str, **options: Any) -> tuple[RunSummary, Journal]:
-    """One in-process run of the manifest at ``path`` against ``base_url``."""
+def run_once(
+    path: Path,
+    base_url: str,
+    drive: Callable[[Runner], Awaitable[object]] | None = None,
+    **options: Any,
+) -> tuple[RunSummary, Journal]:
+    """One in-process run of the manifest at ``path`` against ``base_url`` (``drive`` runs it
+    instead of a plain ``runner.run()``, for tests that act while it runs)."""
     manifest = load_manifest(path)
 
     async def go() -> RunSummary:
@@ -53,7 +60,8 @@ def run_once(path: Path, base_url: str, **options: Any) -> tuple[RunSummary, Jou
                 runner = Runner(
                     manifest, journal, api, videos, options=RunOptions(retry=FAST_RETRY, **options)
                 )
-                return await runner.run()
+                await (drive or Runner.run)(runner)
+                return runner.summary
         finally:
             journal.close()
 
@@ -219,22 +227,13 @@ def test_a_create_granted_before_a_429_came_back_waits_for_the_gate(tmp_path: Pa
         if point == "after_intent":
             gates[0].block_for(0.2, time.monotonic())  # an earlier request's 429 arrives now
 
-    manifest = load_manifest(manifest_file(tmp_path))
-
-    async def go() -> None:
-        journal = Journal.open(manifest.output_dir, base_url="x", manifest="m")
-        try:
-            async with WanApi(server.base_url, "sk-wan-test") as api, VideoFetcher() as videos:
-                runner = Runner(
-                    manifest, journal, api, videos, options=RunOptions(faults=close_gate)
-                )
-                gates.append(runner.admission.gate)
-                await runner.run()
-        finally:
-            journal.close()
+    async def drive(runner: Runner) -> None:
+        gates.append(runner.admission.gate)
+        await runner.run()
 
     with serve(script) as server:
-        anyio.run(go)
+        _, journal = run_once(manifest_file(tmp_path), server.base_url, drive, faults=close_gate)
+        journal.close()
     assert arrived and arrived[0] >= gates[0].not_before
 
 
@@ -287,27 +286,16 @@ def test_a_stop_while_a_create_waits_for_the_gate_leaves_it_not_created(tmp_path
             runners[0].admission.gate.block_for(60.0, time.monotonic())
             closed[0].set()
 
-    manifest = load_manifest(manifest_file(tmp_path))
-
-    async def go() -> None:
-        journal = Journal.open(manifest.output_dir, base_url="x", manifest="m")
-        try:
-            async with WanApi(server.base_url, "sk-wan-test") as api, VideoFetcher() as videos:
-                runner = Runner(
-                    manifest, journal, api, videos, options=RunOptions(faults=close_gate)
-                )
-                runners.append(runner)
-                closed.append(anyio.Event())
-                async with anyio.create_task_group() as group:
-                    group.start_soon(runner.run)
-                    await closed[0].wait()
-                    await anyio.sleep(0.05)  # the create is waiting for the gate now
-                    runner.interrupts.cancel()  # what Ctrl-C does
-        finally:
-            journal.close()
+    async def drive(runner: Runner) -> None:
+        runners.append(runner)
+        closed.append(anyio.Event())
+        async with anyio.create_task_group() as group:
+            group.start_soon(runner.run)
+            await closed[0].wait()
+            await anyio.sleep(0.05)  # the create is waiting for the gate now
+            runner.interrupts.cancel()  # what Ctrl-C does
 
     with serve(script) as server:
-        anyio.run(go)
+        _, journal = run_once(manifest_file(tmp_path), server.base_url, drive, faults=close_gate)
         assert server.requests == []
-    journal = Journal.open(manifest.output_dir, base_url="x", manifest="m")
     assert_certainly_not_created(journal)
