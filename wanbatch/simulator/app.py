@@ -457,31 +457,28 @@ class ApiApp:
                 send, 400, _error("The body is not JSON", "invalid_request_error", "invalid_json")
             )
             return
+        answer = self._admin_answer(method, path, data)
+        await _json(send, *answer)
+
+    def _admin_answer(self, method: str, path: str, data: Any) -> tuple[int, Any]:
+        """The admin route's status and payload, decided under the state lock (never held
+        across an ``await``)."""
+        state = self.state
         with state.lock:
             if path == "/_sim/stats" and method == "GET":
-                await _json(send, 200, state.stats())
-                return
+                return 200, state.stats()
             if path == "/_sim/credits" and method == "POST":
                 key = str(data.get("key", state.config.api_key))
                 state.credits[key] = state.credits.get(key, 0) + int(data.get("credits", 0))
                 state._save()
-                await _json(send, 200, {"key_credits": state.credits[key]})
-                return
+                return 200, {"key_credits": state.credits[key]}
             if path == "/_sim/config" and method == "POST":
                 try:
                     state.config = state.config.replace(**data)
                 except (ValueError, TypeError) as exc:
-                    await _json(
-                        send, 400, _error(str(exc), "invalid_request_error", "invalid_knob")
-                    )
-                    return
-                await _json(send, 200, asdict(state.config))
-                return
-        await _json(
-            send,
-            404,
-            _error(f"No admin route {method} {path}", "invalid_request_error", "not_found"),
-        )
+                    return 400, _error(str(exc), "invalid_request_error", "invalid_knob")
+                return 200, asdict(state.config)
+        return 404, _error(f"No admin route {method} {path}", "invalid_request_error", "not_found")
 
 
 def _validate(request: dict[str, Any], models: tuple[str, ...]) -> tuple[str, str] | None:
