@@ -159,16 +159,29 @@ def test_truncated_download_resumes_with_range(tmp_path: Path, make_sim: Any, ru
     assert not list(out_dir(manifest).glob("*.part"))
 
 
+def _run_requests(manifest: Path) -> list[dict[str, int]]:
+    """The request counts of each finished run, from the run log."""
+    lines = (out_dir(manifest) / ".wanbatch" / "log.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    return [event["requests"] for event in events if event.get("event") == "run.finished"]
+
+
 def test_expired_url_is_refreshed(tmp_path: Path, make_sim: Any, run_cli: Any) -> None:
-    """Video URLs that expire before download are refreshed by fetching the task again."""
+    """Video URLs that expire before download are refreshed by fetching the task again: with
+    URLs that always expire the first run refreshes each job and stops with work left; the rerun
+    fetches a fresh URL first (the stale one is never used again) and downloads."""
     sim = make_sim(url_ttl_seconds=0.0)
     manifest = write_manifest(tmp_path, jobs=2)
-    sim.set_config(url_ttl_seconds=0.0)
     code = run_cli("run", manifest, sim)
     assert code == 5  # a URL that is always expired cannot be fetched: work left, rerun resumes
+    first = _run_requests(manifest)[-1]
+    expired = stats(sim)["cdn_expired"]
+    assert first.get("refresh", 0) >= 2 and expired >= 2 * 2, (first, expired)
     sim.set_config(url_ttl_seconds=600.0)
     assert run_cli("run", manifest, sim) == 0
     assert len(videos(manifest)) == 2
+    assert _run_requests(manifest)[-1].get("refresh", 0) == 2
+    assert stats(sim)["cdn_expired"] == expired  # no stale URL was tried in the rerun
 
 
 def test_redirect_to_another_origin_gets_no_key(
@@ -306,9 +319,13 @@ def test_the_key_appears_nowhere_in_the_output_tree(
     manifest = write_manifest(tmp_path, jobs=3)
     run_cli("run", manifest, sim)
     run_cli("run", manifest, sim)
-    for path in out_dir(manifest).rglob("*"):
-        if path.is_file():
-            assert sim.api_key.encode() not in path.read_bytes(), path
+    files = [path for path in out_dir(manifest).rglob("*") if path.is_file()]
+    names = {path.name for path in files}
+    # Something was written to search: the journal, the log, the report and every video.
+    assert {"journal.jsonl", "log.jsonl", "report.html"} <= names, names
+    assert len([name for name in names if name.endswith(".mp4")]) == 3, names
+    for path in files:
+        assert sim.api_key.encode() not in path.read_bytes(), path
 
 
 def test_key_revoked_mid_run_stops_with_exit_3(
