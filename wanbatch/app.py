@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -26,7 +27,7 @@ from wanbatch.backoff import PollPolicy
 from wanbatch.client import VideoFetcher, WanApi, check_base_url
 from wanbatch.errors import UsageError, WanbatchError
 from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, gallery_lines, retry_manifest
-from wanbatch.journal import Journal, Replay, read_journal, state_dir
+from wanbatch.journal import Journal, Replay, read_journal, state_dir, without_userinfo
 from wanbatch.manifest import Overrides, load_manifest
 from wanbatch.models import (
     BASE_URL_ENV,
@@ -90,12 +91,18 @@ def load(options: CommonOptions) -> Manifest:
 
 
 def resolve_base_url(options: CommonOptions, manifest: Manifest) -> str:
-    return (
-        options.base_url
-        or os.environ.get(BASE_URL_ENV)
-        or manifest.api.base_url
-        or DEFAULT_BASE_URL
-    )
+    url = options.base_url or os.environ.get(BASE_URL_ENV) or manifest.api.base_url
+    url = url or DEFAULT_BASE_URL
+    try:  # credentials in the URL would be stored and logged, and clash with the key's header
+        credentials = bool(urlsplit(url).netloc.rpartition("@")[0])
+    except ValueError:
+        raise UsageError(f"the API base URL {without_userinfo(url)!r} is not a URL") from None
+    if credentials:
+        raise UsageError(
+            f"the API base URL {without_userinfo(url)} holds a user name or password (...@);"
+            f" remove them: the only credential sent is the key from ${manifest.api.key_env}"
+        )
+    return url
 
 
 def resolve_api_key(manifest: Manifest) -> str:

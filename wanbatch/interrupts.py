@@ -1,4 +1,9 @@
-"""Ctrl-C and SIGTERM: stop cleanly, keep the journal whole, exit 130; a second signal leaves now.
+"""Ctrl-C, SIGTERM and SIGHUP: stop cleanly, keep the journal whole, print the summary, exit
+130; a second signal leaves now.
+
+SIGHUP (the terminal closed, the ssh session dropped) is a stop like the others: by default it
+would kill the process before the summary and the report. The console it leaves behind is
+dropped by ``logs.guard_console``; the log file and the journal are still written.
 
 A create in flight and its journal line are shielded from the stop for a short grace period
 (``RunOptions.stop_grace_seconds``), so a task the server made is not forgotten.
@@ -15,6 +20,8 @@ import anyio
 
 from wanbatch.runcontext import RunContext
 from wanbatch.stops import StopReason
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupts:
@@ -39,7 +46,7 @@ class Interrupts:
             self._shields.discard(scope)
 
     async def watch(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
             async for signum in signals:
                 if self._signalled:
                     os._exit(130)  # second signal: leave now; the journal is already whole

@@ -18,7 +18,7 @@ class StopReason(enum.StrEnum):
 
     AUTH = "auth"  # the key was rejected
     CREDITS = "credits"  # the server said the credits ran out (402)
-    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
+    INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM or SIGHUP
     JOURNAL = "journal"  # the journal cannot be written or trusted
 
     @property
@@ -35,8 +35,22 @@ EXIT_CODES: dict[int, str] = {
     4: "credits ran out; in-flight jobs were finished; top up and rerun",
     5: "stopped with work left (a cost cap, retries used up, stalled jobs, the journal or the"
     " output tree locked); rerun resumes",
+    70: "internal error (a bug in wanbatch): a one-line reason, the traceback in the log or a"
+    " file it names; the journal is kept, rerun resumes",
     130: "interrupted; rerun resumes",
 }
+
+INTERNAL_ERROR = 70  # an exception wanbatch did not expect reached the top
+
+# When several errors end a command at once (a task group's exception group), the one reported
+# is the first of these: a journal that cannot be trusted outranks all, as in StopController.
+_SEVERITY = (5, 3, 4, 2, 1)
+
+
+def severity(exit_code: int) -> int:
+    """How much an error with this exit code outranks others (higher: reported first)."""
+    return len(_SEVERITY) - _SEVERITY.index(exit_code) if exit_code in _SEVERITY else 0
+
 
 _REASON_EXIT = {
     StopReason.AUTH: 3,
