@@ -127,6 +127,24 @@ def test_a_closed_terminal_drops_the_live_view_and_the_run_goes_on(
     all_downloaded(manifest, 6)
 
 
+@pytest.mark.parametrize("argv", [["validate", "--list"], ["--help"], ["plan"]])
+def test_a_reader_who_leaves_at_once_gets_no_traceback(argv: list[str], tmp_path: Path) -> None:
+    """`wanbatch validate --list | true`: nothing to read it; exit 0 and nothing on stderr."""
+    manifest = write_manifest(tmp_path, jobs=300)
+    command = [*argv[:1], str(manifest), *argv[1:]] if argv != ["--help"] else argv
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    done = subprocess.run(
+        [sys.executable, "-m", "wanbatch", *command],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    os.close(write_end)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 # --- 14: errors that escape the run ------------------------------------------------------------
 
 
@@ -275,6 +293,25 @@ def test_sighup_stops_like_sigterm_with_a_summary(tmp_path: Path, make_sim: Any)
     code, out, err = finish(start_runner(manifest, sim))
     assert code == 0, out + err
     assert len(videos(manifest)) == 4 and stats(sim)["tasks_created"] == 4
+
+
+def test_under_nohup_a_hangup_does_not_stop_the_run(tmp_path: Path, make_sim: Any) -> None:
+    """SIGHUP ignored by whoever started the run (`nohup wanbatch run ...`): it stays ignored."""
+    sim = make_sim(generation_seconds=0.5)
+    manifest = write_manifest(tmp_path, jobs=4, concurrency=4)
+    child = subprocess.Popen(
+        run_argv(manifest, sim.base_url, "--poll-interval", "0.02", "-q"),
+        env=child_env(sim),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    wait_for(lambda: created_count(manifest) >= 2)
+    child.send_signal(signal.SIGHUP)
+    code, out, err = finish(child, timeout=30)
+    assert code == 0, out + err
+    assert len(videos(manifest)) == 4
 
 
 SECRET = "pa55-w0rd-xyzzy"

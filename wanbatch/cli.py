@@ -4,8 +4,8 @@
 wanbatch error is printed as one clear message (no traceback) and mapped to its exit code; an
 exception group (from a task group) is unwrapped first, and the most severe of its errors is
 reported. Anything else is a bug: one line names it and the file that holds its traceback, and
-the exit code is ``INTERNAL_ERROR``. The console script guards stdout and stderr, so a reader
-who leaves early (``| head``) stops nothing (``logs.guard_console``).
+the exit code is ``INTERNAL_ERROR``. ``main`` guards stdout and stderr, so a reader who leaves
+early (``| head``) or a terminal that closes stops nothing (``logs.guarded_console``).
 """
 
 from __future__ import annotations
@@ -163,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # `wanbatch run ... 2>&1 | head`: once the reader leaves, console output is dropped; the
+    # run goes on and exits with its own code.
+    with logs.guarded_console():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["sim"]:
         from wanbatch.simulator.cli import main as sim_main
@@ -329,10 +336,4 @@ def _positive_float(text: str) -> float:
 
 
 def entrypoint() -> None:
-    # `wanbatch run ... 2>&1 | head`: once the reader leaves, console output is dropped; the
-    # run goes on and exits with its own code.
-    logs.guard_console()
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.exit(code)
+    sys.exit(main())

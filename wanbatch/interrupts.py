@@ -2,8 +2,9 @@
 130; a second signal leaves now.
 
 SIGHUP (the terminal closed, the ssh session dropped) is a stop like the others: by default it
-would kill the process before the summary and the report. The console it leaves behind is
-dropped by ``logs.guard_console``; the log file and the journal are still written.
+would kill the process before the summary and the report. Under ``nohup`` (SIGHUP ignored) it is
+left ignored. The console it leaves behind is
+dropped by ``logs.guarded_console``; the log file and the journal are still written.
 
 A create in flight and its journal line are shielded from the stop for a short grace period
 (``RunOptions.stop_grace_seconds``), so a task the server made is not forgotten.
@@ -21,7 +22,12 @@ import anyio
 from wanbatch.runcontext import RunContext
 from wanbatch.stops import StopReason
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """SIGINT, SIGTERM and SIGHUP; not SIGHUP when it is ignored (``nohup``): a run started so
+    must outlive its terminal, as the user asked."""
+    hangup = () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
+    return (signal.SIGINT, signal.SIGTERM, *hangup)
 
 
 class Interrupts:
@@ -46,7 +52,7 @@ class Interrupts:
             self._shields.discard(scope)
 
     async def watch(self) -> None:
-        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        with anyio.open_signal_receiver(*stop_signals()) as signals:
             async for signum in signals:
                 if self._signalled:
                     os._exit(130)  # second signal: leave now; the journal is already whole

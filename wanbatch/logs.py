@@ -4,7 +4,7 @@ Every event goes as one JSON line to ``<output>/.wanbatch/log.jsonl`` and, unles
 readable line to the console (stderr). With ``--json-logs`` the console gets the JSON lines too.
 Modules call ``structlog.get_logger()`` and log stable dotted event names with fields.
 
-The console is only a view: ``guard_console`` wraps stdout and stderr so that a reader who left
+The console is only a view: ``guarded_console`` wraps stdout and stderr so that a reader who left
 (``wanbatch run ... | head``: EPIPE) or a terminal that went away (EIO) drops what is written to
 it, and the run goes on. The log file and the journal are written all the same.
 
@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -163,6 +163,8 @@ class DroppingStream:
         if not self.dropped:
             try:
                 self._stream.write(text)
+            except BlockingIOError:  # a non-blocking pipe that is full: lose this, not all
+                pass
             except (OSError, ValueError):
                 self._drop()
         return len(text)
@@ -175,6 +177,8 @@ class DroppingStream:
         if not self.dropped:
             try:
                 self._stream.flush()
+            except BlockingIOError:
+                pass
             except (OSError, ValueError):
                 self._drop()
 
@@ -199,12 +203,23 @@ class DroppingStream:
         return getattr(self._stream, name)
 
 
-def guard_console() -> None:
-    """Wrap ``sys.stdout`` and ``sys.stderr`` in ``DroppingStream`` (once, at the entry point)."""
-    for name in ("stdout", "stderr"):
-        stream = getattr(sys, name)
-        if stream is not None and not isinstance(stream, DroppingStream):
-            setattr(sys, name, DroppingStream(stream))
+@contextlib.contextmanager
+def guarded_console() -> Iterator[None]:
+    """While it lasts, ``sys.stdout`` and ``sys.stderr`` are ``DroppingStream``s; at its end they
+    are flushed (a failure drops what was left) and put back."""
+    saved = sys.stdout, sys.stderr
+    guards = [
+        stream if stream is None or isinstance(stream, DroppingStream) else DroppingStream(stream)
+        for stream in saved
+    ]
+    sys.stdout, sys.stderr = guards
+    try:
+        yield
+    finally:
+        for guard in guards:
+            if guard is not None:
+                guard.flush()
+        sys.stdout, sys.stderr = saved
 
 
 def record_crash(error: BaseException) -> Path | None:
