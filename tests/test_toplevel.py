@@ -323,16 +323,32 @@ def every_file_text(folder: Path) -> str:
     )
 
 
-@pytest.mark.parametrize("where", ["flag", "env", "manifest"])
+@pytest.mark.parametrize(
+    ("command", "where"),
+    [
+        ("run", "flag"),
+        ("run", "env"),
+        ("run", "manifest"),
+        ("run", "manifest, overridden by the flag"),
+        ("report", "manifest"),
+        ("validate", "manifest"),
+    ],
+)
 def test_credentials_in_the_base_url_are_refused_and_never_stored(
-    where: str, tmp_path: Path, make_sim: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    command: str,
+    where: str,
+    tmp_path: Path,
+    make_sim: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
 ) -> None:
-    """`https://user:pass@host` from the flag, the environment or the manifest: exit 2 with a
-    clear reason; the password is in no file of the output tree and not on the console."""
-    sim = make_sim()
+    """`https://user:pass@host` from the flag, the environment or the manifest (which retry.yaml
+    copies, even when a flag overrides it): exit 2 with a clear reason; the password is in no
+    file of the output tree and not on the console. A failed job makes the run write retry.yaml."""
+    sim = make_sim(flagged_words=("1",))
     url = sim.base_url.replace("http://", f"http://someone:{SECRET}@")
     manifest = write_manifest(tmp_path, jobs=2)
-    argv = ["run", str(manifest), "--poll-interval", "0.02"]
+    argv = [command, str(manifest)] + (["--poll-interval", "0.02"] if command == "run" else [])
     if where == "flag":
         argv += ["--base-url", url]
     elif where == "env":
@@ -340,13 +356,16 @@ def test_credentials_in_the_base_url_are_refused_and_never_stored(
     else:
         text = manifest.read_text().replace("api:\n", f"api:\n  base_url: {url}\n")
         manifest.write_text(text)
+        if "overridden" in where:
+            argv += ["--base-url", sim.base_url]
     monkeypatch.setenv(KEY_ENV, sim.api_key)
     code = cli.main(argv)
     seen = capsys.readouterr()
     assert code == 2, seen
     assert "user name or password" in seen.err
     assert SECRET not in seen.out + seen.err
-    assert SECRET not in every_file_text(tmp_path / "out") if (tmp_path / "out").exists() else True
+    out = tmp_path / "out"
+    assert not out.exists() or SECRET not in every_file_text(out)
     assert stats(sim)["tasks_created"] == 0
 
 

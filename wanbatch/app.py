@@ -87,20 +87,28 @@ def load(options: CommonOptions) -> Manifest:
         concurrency=options.concurrency,
         requests_per_second=options.requests_per_second,
     )
-    return load_manifest(options.manifest, overrides)
+    manifest = load_manifest(options.manifest, overrides)
+    if manifest.api.base_url is not None:  # it is copied into retry.yaml, even when overridden
+        _refuse_credentials(manifest.api.base_url, manifest.api.key_env)
+    return manifest
 
 
 def resolve_base_url(options: CommonOptions, manifest: Manifest) -> str:
     url = options.base_url or os.environ.get(BASE_URL_ENV) or manifest.api.base_url
-    url = url or DEFAULT_BASE_URL
-    try:  # credentials in the URL would be stored and logged, and clash with the key's header
+    return _refuse_credentials(url or DEFAULT_BASE_URL, manifest.api.key_env)
+
+
+def _refuse_credentials(url: str, key_env: str) -> str:
+    """``url``, unless it holds a user name or password: they would be stored (journal, logs,
+    retry.yaml), and httpx would send them in place of the key's Authorization header."""
+    try:
         credentials = bool(urlsplit(url).netloc.rpartition("@")[0])
     except ValueError:
         raise UsageError(f"the API base URL {without_userinfo(url)!r} is not a URL") from None
     if credentials:
         raise UsageError(
             f"the API base URL {without_userinfo(url)} holds a user name or password (...@);"
-            f" remove them: the only credential sent is the key from ${manifest.api.key_env}"
+            f" remove them: the only credential wanbatch sends is the key from ${key_env}"
         )
     return url
 
