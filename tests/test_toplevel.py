@@ -23,6 +23,7 @@ from wanbatch import cli
 from wanbatch.errors import (
     AuthError,
     CreditsExhaustedError,
+    JobRejectedError,
     JournalWriteError,
     ManifestChangedError,
 )
@@ -246,6 +247,7 @@ def test_a_bug_outside_a_run_writes_its_traceback_to_a_file_it_names(
         ),
         # one leaf is not ours: a bug, whatever else came with it
         ([CreditsExhaustedError("no credits"), [AuthError("key rejected")]], 3),
+        ([JobRejectedError("bad prompt"), AuthError("key rejected")], 3),
         ([ManifestChangedError(["a"], "changed"), ValueError("oops")], INTERNAL),
     ],
 )
@@ -273,6 +275,19 @@ def test_exception_groups_are_unwrapped_at_the_top(
         assert err.strip() == "wanbatch: journal: disk full"
     if expected == INTERNAL:
         assert len(err.strip().splitlines()) == 1 and "ValueError: oops" in err
+
+
+def test_the_simulator_on_a_taken_port_is_one_line(capsys: Any) -> None:
+    """`wanbatch sim --port N` with N taken: one line naming the error, exit 2."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["sim", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wanbatch sim: ") and len(err.strip().splitlines()) == 1, err
 
 
 # --- 19: SIGHUP, and credentials in the base URL -----------------------------------------------

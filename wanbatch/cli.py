@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from wanbatch import __version__, app, logs
-from wanbatch.errors import WanbatchError
+from wanbatch.errors import JournalError, WanbatchError
 from wanbatch.models import Manifest
 from wanbatch.stops import EXIT_CODES, INTERNAL_ERROR, severity
 
@@ -178,6 +178,11 @@ def _main(argv: Sequence[str] | None) -> int:
             return sim_main(arguments[1:])
         except SystemExit as exc:  # its argparse: --help, or a usage error
             return int(exc.code or 0)
+        except OSError as exc:  # the port is taken, or not ours to bind
+            print(f"wanbatch sim: {exc}", file=sys.stderr)
+            return 2
+        except (Exception, KeyboardInterrupt, BaseExceptionGroup) as exc:
+            return _report_error(exc)
     parser = build_parser()
     try:
         args = parser.parse_args(arguments)
@@ -217,7 +222,7 @@ def _report_error(error: BaseException) -> int:
         print("wanbatch: interrupted", file=sys.stderr)
         return 130
     ours = [e for e in leaves if isinstance(e, WanbatchError)]
-    worst = max(ours, key=lambda e: severity(e.exit_code))  # the first of the most severe
+    worst = max(ours, key=lambda e: severity(e.exit_code, journal=isinstance(e, JournalError)))
     print(f"wanbatch: {worst}", file=sys.stderr)
     return worst.exit_code
 

@@ -43,13 +43,16 @@ EXIT_CODES: dict[int, str] = {
 INTERNAL_ERROR = 70  # an exception wanbatch did not expect reached the top
 
 # When several errors end a command at once (a task group's exception group), the one reported
-# is the first of these: a journal that cannot be trusted outranks all, as in StopController.
-_SEVERITY = (5, 3, 4, 2, 1)
+# is a journal error if there is one (it outranks all, as in StopController), else the first of
+# these exit codes: a rejected key, credits out, work left, usage.
+_SEVERITY = (3, 4, 5, 2, 1)
 
 
-def severity(exit_code: int) -> int:
-    """How much an error with this exit code outranks others (higher: reported first)."""
-    return len(_SEVERITY) - _SEVERITY.index(exit_code) if exit_code in _SEVERITY else 0
+def severity(exit_code: int, *, journal: bool = False) -> tuple[bool, int]:
+    """How much an error outranks others (higher: reported first); ``journal``: the journal
+    cannot be used or trusted."""
+    rank = len(_SEVERITY) - _SEVERITY.index(exit_code) if exit_code in _SEVERITY else 0
+    return journal, rank
 
 
 _REASON_EXIT = {
