@@ -105,6 +105,25 @@ def test_a_closed_stdout_keeps_the_exit_code(tmp_path: Path, make_sim: Any) -> N
     assert [r.state for r in records.values()].count(JobState.DOWNLOADED) == 2
 
 
+@pytest.mark.parametrize("fd", [1, 2])
+def test_a_stream_closed_from_the_start_is_no_console(
+    fd: int, tmp_path: Path, make_sim: Any
+) -> None:
+    """`wanbatch run ... 2>&-` (Python then has no sys.stderr at all) or `>&-`: the run goes on."""
+    sim = make_sim(generation_seconds=0.1)
+    manifest = write_manifest(tmp_path, jobs=3)
+    other = subprocess.DEVNULL
+    child = subprocess.Popen(
+        run_argv(manifest, sim.base_url, "--poll-interval", "0.02"),
+        env=child_env(sim),
+        stdout=other,
+        stderr=other,
+        preexec_fn=lambda: os.close(fd),
+    )
+    assert child.wait(timeout=60) == 0
+    all_downloaded(manifest, 3)
+
+
 def test_a_closed_terminal_drops_the_live_view_and_the_run_goes_on(
     tmp_path: Path, make_sim: Any
 ) -> None:

@@ -15,6 +15,7 @@ command that keeps no log, into a file of its own) so the console gets one line.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
@@ -149,15 +150,17 @@ def forget_log() -> None:
 
 class DroppingStream:
     """A console stream that drops output once writing to it fails (a closed pipe, a terminal
-    gone, a full disk behind a redirect): the console is a view and never stops a run.
+    gone, a full disk behind a redirect) or from the start when there is none (a descriptor
+    closed before Python started): the console is a view and never stops a run.
 
     On the first failure the file descriptor is pointed at ``/dev/null``, so that whatever the
     stream still buffers (and the interpreter's flush at exit) goes nowhere instead of failing.
     """
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self.dropped = False
+    def __init__(self, stream: TextIO | None) -> None:
+        # None: Python was started with the descriptor closed (`2>&-`); there is no console
+        self._stream: TextIO = io.StringIO() if stream is None else stream
+        self.dropped = stream is None
 
     def write(self, text: str, /) -> int:
         if not self.dropped:
@@ -209,16 +212,14 @@ def guarded_console() -> Iterator[None]:
     are flushed (a failure drops what was left) and put back."""
     saved = sys.stdout, sys.stderr
     guards = [
-        stream if stream is None or isinstance(stream, DroppingStream) else DroppingStream(stream)
-        for stream in saved
+        stream if isinstance(stream, DroppingStream) else DroppingStream(stream) for stream in saved
     ]
     sys.stdout, sys.stderr = guards
     try:
         yield
     finally:
         for guard in guards:
-            if guard is not None:
-                guard.flush()
+            guard.flush()
         sys.stdout, sys.stderr = saved
 
 
