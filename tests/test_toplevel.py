@@ -403,6 +403,25 @@ def test_credentials_in_the_base_url_are_refused_and_never_stored(
     assert stats(sim)["tasks_created"] == 0
 
 
+@pytest.mark.parametrize("tail", ["\n", "\u00e9", " ", "\x7f"])
+def test_a_key_a_header_cannot_carry_is_refused_unseen(
+    tail: str, tmp_path: Path, make_sim: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A key with a newline, a non-ASCII letter, a space or DEL inside (a paste gone wrong):
+    exit 2 before anything is sent; the key is on no console line and in no file (httpx's
+    "Illegal header value b'Bearer ...'" put it into the log, and the run retried forever)."""
+    sim = make_sim()
+    manifest = write_manifest(tmp_path, jobs=2)
+    monkeypatch.setenv(KEY_ENV, f"sk-wan-{SECRET}{tail}tail")
+    assert cli.main(["run", str(manifest), "--base-url", sim.base_url]) == 2
+    seen = capsys.readouterr()
+    assert KEY_ENV in seen.err and "header" in seen.err
+    assert SECRET not in seen.out + seen.err
+    out = tmp_path / "out"
+    assert not out.exists() or SECRET not in every_file_text(out)
+    assert stats(sim)["tasks_created"] == 0
+
+
 def test_the_journal_stores_and_compares_the_base_url_without_credentials(tmp_path: Path) -> None:
     """A journal opened with credentials in its URL stores it without them; one written so by an
     older version resumes against the same host and never echoes the password."""

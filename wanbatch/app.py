@@ -121,6 +121,11 @@ def resolve_api_key(manifest: Manifest) -> str:
             f"no API key: set the environment variable {name} (the manifest's api.key_env), "
             "or try the built-in simulator with --simulate"
         )
+    if not all("!" <= char <= "~" for char in key):  # never echoed: it would leak the key
+        raise UsageError(
+            f"the API key in {name} holds a character an HTTP header cannot carry (a space, a"
+            " control character or a non-ASCII letter); copy it again. Nothing was sent."
+        )
     return key
 
 
