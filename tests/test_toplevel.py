@@ -112,13 +112,12 @@ def test_a_stream_closed_from_the_start_is_no_console(
     """`wanbatch run ... 2>&-` (Python then has no sys.stderr at all) or `>&-`: the run goes on."""
     sim = make_sim(generation_seconds=0.1)
     manifest = write_manifest(tmp_path, jobs=3)
-    other = subprocess.DEVNULL
     child = subprocess.Popen(
         run_argv(manifest, sim.base_url, "--poll-interval", "0.02"),
         env=child_env(sim),
-        stdout=other,
-        stderr=other,
-        preexec_fn=lambda: os.close(fd),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: os.close(fd),  # after the redirections: the child starts without it
     )
     assert child.wait(timeout=60) == 0
     all_downloaded(manifest, 3)
