@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -26,7 +27,7 @@ from wanbatch.backoff import PollPolicy
 from wanbatch.client import VideoFetcher, WanApi, check_base_url
 from wanbatch.errors import UsageError, WanbatchError
 from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, gallery_lines, retry_manifest
-from wanbatch.journal import Journal, Replay, read_journal, state_dir
+from wanbatch.journal import Journal, Replay, read_journal, state_dir, without_userinfo
 from wanbatch.manifest import Overrides, load_manifest
 from wanbatch.models import (
     BASE_URL_ENV,
@@ -86,16 +87,30 @@ def load(options: CommonOptions) -> Manifest:
         concurrency=options.concurrency,
         requests_per_second=options.requests_per_second,
     )
-    return load_manifest(options.manifest, overrides)
+    manifest = load_manifest(options.manifest, overrides)
+    if manifest.api.base_url is not None:  # it is copied into retry.yaml, even when overridden
+        _refuse_credentials(manifest.api.base_url, manifest.api.key_env)
+    return manifest
 
 
 def resolve_base_url(options: CommonOptions, manifest: Manifest) -> str:
-    return (
-        options.base_url
-        or os.environ.get(BASE_URL_ENV)
-        or manifest.api.base_url
-        or DEFAULT_BASE_URL
-    )
+    url = options.base_url or os.environ.get(BASE_URL_ENV) or manifest.api.base_url
+    return _refuse_credentials(url or DEFAULT_BASE_URL, manifest.api.key_env)
+
+
+def _refuse_credentials(url: str, key_env: str) -> str:
+    """``url``, unless it holds a user name or password: they would be stored (journal, logs,
+    retry.yaml), and httpx would send them in place of the key's Authorization header."""
+    try:
+        credentials = bool(urlsplit(url).netloc.rpartition("@")[0])
+    except ValueError:
+        raise UsageError(f"the API base URL {without_userinfo(url)!r} is not a URL") from None
+    if credentials:
+        raise UsageError(
+            f"the API base URL {without_userinfo(url)} holds a user name or password (...@);"
+            f" remove them: the only credential wanbatch sends is the key from ${key_env}"
+        )
+    return url
 
 
 def resolve_api_key(manifest: Manifest) -> str:
@@ -105,6 +120,11 @@ def resolve_api_key(manifest: Manifest) -> str:
         raise UsageError(
             f"no API key: set the environment variable {name} (the manifest's api.key_env), "
             "or try the built-in simulator with --simulate"
+        )
+    if not all("!" <= char <= "~" for char in key):  # never echoed: it would leak the key
+        raise UsageError(
+            f"the API key in {name} holds a character an HTTP header cannot carry (a space, a"
+            " control character or a non-ASCII letter); copy it again. Nothing was sent."
         )
     return key
 

@@ -1,23 +1,26 @@
 """Command line: argv -> options -> the command -> an exit code. Thin on purpose.
 
 ``main(argv) -> int`` is what the tests call; ``entrypoint()`` is the console script. Every
-wanbatch error is printed as one clear message (no traceback) and mapped to its exit code.
+wanbatch error is printed as one clear message (no traceback) and mapped to its exit code; an
+exception group (from a task group) is unwrapped first, and the most severe of its errors is
+reported. Anything else is a bug: one line names it and the file that holds its traceback, and
+the exit code is ``INTERNAL_ERROR``. ``main`` guards stdout and stderr, so a reader who leaves
+early (``| head``) or a terminal that closes stops nothing (``logs.guarded_console``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from wanbatch import __version__, app
-from wanbatch.errors import WanbatchError
+from wanbatch import __version__, app, logs
+from wanbatch.errors import JournalError, WanbatchError
 from wanbatch.models import Manifest
-from wanbatch.stops import EXIT_CODES
+from wanbatch.stops import EXIT_CODES, INTERNAL_ERROR, severity
 
 EPILOG = (
     "exit codes: "
@@ -160,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # `wanbatch run ... 2>&1 | head`: once the reader leaves, console output is dropped; the
+    # run goes on and exits with its own code.
+    with logs.guarded_console():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["sim"]:
         from wanbatch.simulator.cli import main as sim_main
@@ -168,19 +178,53 @@ def main(argv: Sequence[str] | None = None) -> int:
             return sim_main(arguments[1:])
         except SystemExit as exc:  # its argparse: --help, or a usage error
             return int(exc.code or 0)
+        except OSError as exc:  # the port is taken, or not ours to bind
+            print(f"wanbatch sim: {exc}", file=sys.stderr)
+            return 2
+        except (Exception, KeyboardInterrupt, BaseExceptionGroup) as exc:
+            return _report_error(exc)
     parser = build_parser()
     try:
         args = parser.parse_args(arguments)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help/--version
         return int(exc.code or 0)
+    logs.forget_log()
     try:
         return _dispatch(args)
-    except WanbatchError as exc:
-        print(f"wanbatch: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
+    except (Exception, KeyboardInterrupt, BaseExceptionGroup) as exc:
+        return _report_error(exc)
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    """The errors an exception group holds, however deeply nested; [error] for a plain one."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+def _report_error(error: BaseException) -> int:
+    """One clear line (or message) for an error that reached the top, and its exit code."""
+    leaves = _leaves(error)
+    unexpected = [e for e in leaves if not isinstance(e, WanbatchError | KeyboardInterrupt)]
+    if unexpected:
+        where = logs.record_crash(error)
+        first = unexpected[0]
+        text = " ".join(str(first).split())
+        text = text if len(text) <= 300 else text[:297] + "..."
+        place = f"the traceback is in {where}" if where else "the traceback could not be written"
+        print(
+            f"wanbatch: internal error (a bug in wanbatch): {type(first).__name__}: {text}"
+            f" ({place})",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR
+    if any(isinstance(e, KeyboardInterrupt) for e in leaves):
         print("wanbatch: interrupted", file=sys.stderr)
         return 130
+    ours = [e for e in leaves if isinstance(e, WanbatchError)]
+    worst = max(ours, key=lambda e: severity(e.exit_code, journal=isinstance(e, JournalError)))
+    print(f"wanbatch: {worst}", file=sys.stderr)
+    return worst.exit_code
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -297,10 +341,4 @@ def _positive_float(text: str) -> float:
 
 
 def entrypoint() -> None:
-    try:
-        code = main()
-        sys.stdout.flush()
-    except BrokenPipeError:  # `wanbatch validate --list | head`: the reader left; not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 0
-    sys.exit(code)
+    sys.exit(main())

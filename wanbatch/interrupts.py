@@ -1,4 +1,10 @@
-"""Ctrl-C and SIGTERM: stop cleanly, keep the journal whole, exit 130; a second signal leaves now.
+"""Ctrl-C, SIGTERM and SIGHUP: stop cleanly, keep the journal whole, print the summary, exit
+130; a second signal leaves now.
+
+SIGHUP (the terminal closed, the ssh session dropped) is a stop like the others: by default it
+would kill the process before the summary and the report. Under ``nohup`` (SIGHUP ignored) it is
+left ignored. The console it leaves behind is
+dropped by ``logs.guarded_console``; the log file and the journal are still written.
 
 A create in flight and its journal line are shielded from the stop for a short grace period
 (``RunOptions.stop_grace_seconds``), so a task the server made is not forgotten.
@@ -15,6 +21,13 @@ import anyio
 
 from wanbatch.runcontext import RunContext
 from wanbatch.stops import StopReason
+
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """SIGINT, SIGTERM and SIGHUP; not SIGHUP when it is ignored (``nohup``): a run started so
+    must outlive its terminal, as the user asked."""
+    hangup = () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
+    return (signal.SIGINT, signal.SIGTERM, *hangup)
 
 
 class Interrupts:
@@ -39,7 +52,7 @@ class Interrupts:
             self._shields.discard(scope)
 
     async def watch(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.open_signal_receiver(*stop_signals()) as signals:
             async for signum in signals:
                 if self._signalled:
                     os._exit(130)  # second signal: leave now; the journal is already whole

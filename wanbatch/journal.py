@@ -28,6 +28,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
@@ -77,13 +78,24 @@ def encode_event(event: JobEvent) -> bytes:
     return _seal(record)
 
 
+def without_userinfo(url: str) -> str:
+    """``url`` without a ``user:password@`` part: what the journal records and compares."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.rpartition("@")[2]
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def encode_run_header(base_url: str, manifest: str) -> bytes:
     return _seal(
         {
             "v": FORMAT_VERSION,
             "at": round(time.time(), 3),
             "ev": "run",
-            "base_url": base_url,
+            "base_url": without_userinfo(base_url),
             "manifest": manifest,
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -156,7 +168,7 @@ def replay_bytes(data: bytes, path: str) -> Replay:
         try:
             record = _unseal(data[offset:end])
             if record.get("ev") == "run":
-                base_url = str(record["base_url"])
+                base_url = without_userinfo(str(record["base_url"]))
                 if result.base_url is None:
                     result.base_url = base_url
                 result.runs += 1
@@ -218,6 +230,7 @@ class Journal:
             path = directory / JOURNAL_NAME
             data = path.read_bytes() if path.exists() else b""
             replay = replay_bytes(data, str(path))
+            base_url = without_userinfo(base_url)
             if replay.base_url is not None and replay.base_url != base_url:
                 raise JournalMismatchError(
                     f"{path} was written against {replay.base_url}, not {base_url}. "

@@ -3,18 +3,32 @@
 Every event goes as one JSON line to ``<output>/.wanbatch/log.jsonl`` and, unless quiet, as a
 readable line to the console (stderr). With ``--json-logs`` the console gets the JSON lines too.
 Modules call ``structlog.get_logger()`` and log stable dotted event names with fields.
+
+The console is only a view: ``guarded_console`` wraps stdout and stderr so that a reader who left
+(``wanbatch run ... | head``: EPIPE) or a terminal that went away (EIO) drops what is written to
+it, and the run goes on. The log file and the journal are written all the same.
+
+``record_crash`` puts the traceback of an unexpected error into the run's log file (or, for a
+command that keeps no log, into a file of its own) so the console gets one line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import sys
+import tempfile
 import time
-from collections.abc import Mapping, MutableMapping
+import traceback
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import structlog
+
+_log_path: Path | None = None  # the log file of this process's run, once configured
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _HIDDEN_ON_CONSOLE = {"timestamp", "level", "event", "logger"}
@@ -93,7 +107,9 @@ def configure(
 
     ``verbosity``: -1 quiet (errors only), 0 milestones (info), 1 and more: debug.
     """
+    global _log_path
     handle: TextIO | None = None
+    _log_path = log_path
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - lives for the whole run
@@ -124,3 +140,115 @@ def reset() -> None:
         logger_factory=structlog.ReturnLoggerFactory(),
         cache_logger_on_first_use=False,
     )
+
+
+def forget_log() -> None:
+    """A new command begins: a crash from now on is not the last run's."""
+    global _log_path
+    _log_path = None
+
+
+class DroppingStream:
+    """A console stream that drops output once writing to it fails (a closed pipe, a terminal
+    gone, a full disk behind a redirect) or from the start when there is none (a descriptor
+    closed before Python started): the console is a view and never stops a run.
+
+    On the first failure the file descriptor is pointed at ``/dev/null``, so that whatever the
+    stream still buffers (and the interpreter's flush at exit) goes nowhere instead of failing.
+    """
+
+    def __init__(self, stream: TextIO | None) -> None:
+        # None: Python was started with the descriptor closed (`2>&-`); there is no console
+        self._stream: TextIO = io.StringIO() if stream is None else stream
+        self.dropped = stream is None
+
+    def write(self, text: str, /) -> int:
+        if not self.dropped:
+            try:
+                self._stream.write(text)
+            except BlockingIOError:  # a non-blocking pipe that is full: lose this, not all
+                pass
+            except (OSError, ValueError):
+                self._drop()
+        return len(text)
+
+    def writelines(self, lines: Any, /) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if not self.dropped:
+            try:
+                self._stream.flush()
+            except BlockingIOError:
+                pass
+            except (OSError, ValueError):
+                self._drop()
+
+    def isatty(self) -> bool:
+        if self.dropped:
+            return False
+        try:
+            return self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def _drop(self) -> None:
+        self.dropped = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()  # what was buffered now goes to /dev/null
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, buffer ... of the real stream
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def guarded_console() -> Iterator[None]:
+    """While it lasts, ``sys.stdout`` and ``sys.stderr`` are ``DroppingStream``s; at its end they
+    are flushed (a failure drops what was left) and put back."""
+    saved = sys.stdout, sys.stderr
+    guards = [
+        stream if isinstance(stream, DroppingStream) else DroppingStream(stream) for stream in saved
+    ]
+    sys.stdout, sys.stderr = guards
+    try:
+        yield
+    finally:
+        for guard in guards:
+            guard.flush()
+        sys.stdout, sys.stderr = saved
+
+
+def record_crash(error: BaseException) -> Path | None:
+    """Write ``error``'s traceback where the user can find it; the path, or None if nowhere.
+
+    A run's crash goes into its log file as a ``run.crashed`` event; a command without a log
+    writes ``wanbatch-crash-*.txt`` in the temporary folder.
+    """
+    text = "".join(traceback.format_exception(error))
+    if _log_path is not None:
+        event = {
+            "event": "run.crashed",
+            "level": "critical",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": text,
+        }
+        try:
+            with open(_log_path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+            return _log_path
+        except OSError:
+            pass
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="wanbatch-crash-", suffix=".txt", delete=False, encoding="utf-8"
+        ) as crash_file:
+            crash_file.write(text)
+        return Path(crash_file.name)
+    except OSError:
+        return None

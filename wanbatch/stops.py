@@ -18,7 +18,7 @@ class StopReason(enum.StrEnum):
 
     AUTH = "auth"  # the key was rejected
     CREDITS = "credits"  # the server said the credits ran out (402)
-    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
+    INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM or SIGHUP
     JOURNAL = "journal"  # the journal cannot be written or trusted
 
     @property
@@ -35,8 +35,25 @@ EXIT_CODES: dict[int, str] = {
     4: "credits ran out; in-flight jobs were finished; top up and rerun",
     5: "stopped with work left (a cost cap, retries used up, stalled jobs, the journal or the"
     " output tree locked); rerun resumes",
+    70: "internal error (a bug in wanbatch): a one-line reason, the traceback in the log or a"
+    " file it names; the journal is kept, rerun resumes",
     130: "interrupted; rerun resumes",
 }
+
+INTERNAL_ERROR = 70  # an exception wanbatch did not expect reached the top
+
+# When several errors end a command at once (a task group's exception group), the one reported
+# is a journal error if there is one (it outranks all, as in StopController), else the first of
+# these exit codes: a rejected key, credits out, work left, usage.
+_SEVERITY = (3, 4, 5, 2, 1)
+
+
+def severity(exit_code: int, *, journal: bool = False) -> tuple[bool, int]:
+    """How much an error outranks others (higher: reported first); ``journal``: the journal
+    cannot be used or trusted."""
+    rank = len(_SEVERITY) - _SEVERITY.index(exit_code) if exit_code in _SEVERITY else 0
+    return journal, rank
+
 
 _REASON_EXIT = {
     StopReason.AUTH: 3,
