@@ -449,7 +449,6 @@ class ApiApp:
         job.add_done_callback(self._webhooks.discard)
 
     async def _admin(self, method: str, path: str, body: bytes, send: Send) -> None:
-        state = self.state
         try:
             data = json.loads(body) if body else {}
         except ValueError:
