@@ -126,7 +126,7 @@ def test_a_video_without_sidecar_or_record_is_not_overwritten(
     capsys.readouterr()
     assert run_cli("run", manifest, sim) == 2
     err = capsys.readouterr().err
-    assert "job-0" in err and "move" in err
+    assert "job-0" in err and "move" in err.lower()
     assert stats(sim)["requests_total"] == requests
     assert video.read_bytes() == kept
     video.rename(tmp_path / "aside.mp4")  # the way out the message names

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_journal import ev, write_sample
 
 from wanbatch import cli
 from wanbatch.journal import journal_path, read_journal, replay_bytes, state_dir
 from wanbatch.models import EventKind, JobState
 from wanbatch.salvage import repair
 
-from test_journal import ev, write_sample
 from test_runner import out_dir, run_cli, stats, videos, write_manifest
 
 __all__ = ["run_cli"]  # the fixture, shared with test_runner
