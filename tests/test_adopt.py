@@ -12,7 +12,7 @@ from typing import Any
 
 from wanbatch import cli
 from wanbatch.journal import journal_path, read_journal
-from wanbatch.models import JobState
+from wanbatch.models import JobEvent, JobState
 
 from test_runner import out_dir, run_cli, stats, videos, write_manifest
 
@@ -132,3 +132,94 @@ def test_a_video_without_sidecar_or_record_is_not_overwritten(
     video.rename(tmp_path / "aside.mp4")  # the way out the message names
     assert run_cli("run", manifest, sim) == 0
     assert stats(sim)["creates_total"] == 3  # job-0 rendered anew, job-1 adopted
+
+
+# --- the rules, pure -------------------------------------------------------------------------
+
+
+def _job() -> Any:
+    from wanbatch.models import JobSpec
+
+    return JobSpec(
+        id="a", prompt="p", model="wan-2-2", duration=5, aspect_ratio="16:9", output_path="a.mp4"
+    )
+
+
+def _sidecar(**changes: Any) -> dict[str, Any]:
+    job = _job()
+    data = {
+        "id": "a",
+        "fields": job.fields(),
+        "task_id": "gen_1",
+        "idempotency_key": "k1",
+        "submitted_at": "2026-01-01T00:00:00.000+00:00",
+        "size": 10,
+        "sha256": "0" * 64,
+    }
+    data.update(changes)
+    return data
+
+
+def test_adoption_rules() -> None:
+    """The table in recovery.py, case by case; adopted events fold through the lifecycle."""
+    from wanbatch.lifecycle import replay
+    from wanbatch.models import EventKind, JobRecord
+    from wanbatch.recovery import Evidence, Sidecar, Verdict, adopt, parse_sidecar
+
+    job = _job()
+    sidecar = parse_sidecar(_sidecar())
+    assert isinstance(sidecar, Sidecar) and sidecar.fingerprint == job.fingerprint()
+
+    def verdict(record: JobRecord | None, evidence: Evidence) -> Any:
+        return adopt(job, record, evidence, sidecar_name="a.json", now=5.0)
+
+    done = verdict(None, Evidence(sidecar, None, 10, "0" * 64))
+    assert done.verdict is Verdict.DOWNLOADED
+    record = replay(list(done.events))["a"]
+    assert record.state is JobState.DOWNLOADED and record.task_id == "gen_1"
+    assert record.idempotency_key == "k1" and record.fingerprint == job.fingerprint()
+    assert record.submitted_at == 1767225600.0
+    assert all(event.reason == "adopted from a.json" for event in done.events)
+    # The bytes are not the sidecar's, or the video is gone: poll the task, no create.
+    for evidence in (
+        Evidence(sidecar, None, 10, "1" * 64),
+        Evidence(sidecar, None, 9),
+        Evidence(sidecar),
+    ):
+        created = verdict(None, evidence)
+        assert created.verdict is Verdict.CREATED
+        assert replay(list(created.events))["a"].state is JobState.SUBMITTED
+    # A create whose answer was lost, with this very key: the sidecar gives the answer.
+    submitting = replay([JobEvent(EventKind.INTENT, "a", 1.0, idempotency_key="k1")])["a"]
+    answered = verdict(submitting, Evidence(sidecar, None, 10))
+    assert [event.kind for event in answered.events] == [
+        EventKind.CREATED,
+        EventKind.SUCCEEDED,
+        EventKind.DOWNLOADED,
+    ]
+    other_attempt = replay([JobEvent(EventKind.INTENT, "a", 1.0, idempotency_key="k2")])["a"]
+    assert verdict(other_attempt, Evidence(sidecar, None, 10)).verdict is Verdict.NONE
+    # What the journal settles is never overridden.
+    assert verdict(record, Evidence(sidecar, None, 10)).verdict is Verdict.NONE
+    # A video nobody accounts for is refused; a broken sidecar alone is ignored.
+    assert verdict(None, Evidence(None, None, 10)).verdict is Verdict.UNCLAIMED
+    unreadable = verdict(None, Evidence(None, "not a JSON object", 10))
+    assert unreadable.verdict is Verdict.UNCLAIMED and "not a JSON object" in unreadable.note
+    assert verdict(None, Evidence(None, "not a JSON object")).verdict is Verdict.NONE
+    foreign = parse_sidecar(_sidecar(id="b"))
+    assert isinstance(foreign, Sidecar)
+    stranger = verdict(None, Evidence(foreign, None, 10))
+    assert stranger.verdict is Verdict.UNCLAIMED and "'b'" in stranger.note
+    assert verdict(None, Evidence()).verdict is Verdict.NONE
+
+
+def test_unusable_sidecars_are_named() -> None:
+    from wanbatch.recovery import parse_sidecar
+
+    assert parse_sidecar([]) == "not a JSON object"
+    assert parse_sidecar(_sidecar(task_id="gen\n1")) == "no usable task id"
+    assert parse_sidecar(_sidecar(task_id=7)) == "no usable task id"
+    assert parse_sidecar(_sidecar(size="10")) == "no video size"
+    assert parse_sidecar(_sidecar(size=True)) == "no video size"
+    assert parse_sidecar(_sidecar(sha256="xyz")) == "a malformed sha256"
+    assert parse_sidecar(_sidecar(fields=None)) == "no job fields"

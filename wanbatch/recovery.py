@@ -340,6 +340,8 @@ def _reanchor(plan: SalvagePlan, record: JobRecord, tail: list[Line]) -> None:
             record = apply(record, event)
             plan.output.append(event)
         told = f"re-anchored at task {first.event.task_id}"
+        if fingerprint is None:
+            told += " (the fields it was asked with are unknown: an edit to it goes unnoticed)"
     else:
         told = "re-anchored at its last requeue"
     dropped = [line.number for line in tail[:anchor]]

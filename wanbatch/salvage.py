@@ -58,18 +58,21 @@ def gather(
     manifest: Manifest, records: dict[str, JobRecord], *, hash_videos: bool
 ) -> list[Adoption]:
     """The adoptions the disk supports for jobs the journal does not settle (``may_adopt``)."""
-    listings: dict[Path, frozenset[str]] = {}
+    listings: dict[str, frozenset[str]] = {}  # folder (relative) -> the names in it
     out: list[Adoption] = []
     now = time.time()
     for job in manifest.jobs:
         record = records.get(job.id)
         if not may_adopt(record):
             continue
+        folder = os.path.dirname(job.output_path)
+        names = listings.get(folder)
+        if names is None:
+            names = listings[folder] = _listing(manifest.output_dir / folder)
+        if not names:  # a fresh output tree: no Path built per job
+            continue
         target = manifest.output_dir / job.output_path
         sidecar = sidecar_path(target)
-        names = listings.get(target.parent)
-        if names is None:
-            names = listings[target.parent] = _listing(target.parent)
         has_video, has_sidecar = target.name in names, sidecar.name in names
         if not (has_video or has_sidecar):
             continue
