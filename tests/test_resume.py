@@ -195,3 +195,24 @@ def test_journal_deleted_after_a_kill_adopts_the_sidecars(tmp_path: Path, make_s
     for sidecar in sidecars:
         assert creates[sidecar["idempotency_key"]]["requests"] == 1, sidecar["id"]
     assert stats(sim)["creates_total"] == 6  # 4 first, then the 2 jobs without a sidecar
+
+
+def test_journal_deleted_while_the_run_goes_then_rerun_pays_nothing(
+    tmp_path: Path, make_sim: Any
+) -> None:
+    """The journal unlinked under a running run: that run finishes (it writes to the open file);
+    the next run finds no journal and adopts every job from its sidecar, creating nothing."""
+    sim = make_sim(generation_seconds=0.3, honour_idempotency=False)
+    manifest = write_manifest(tmp_path, jobs=4, concurrency=4)
+    child = start_runner(manifest, sim)
+    wait_for(lambda: created_count(manifest) >= 2)
+    journal_path(out_dir(manifest)).unlink()
+    code, out, err = finish(child)
+    assert code == 0, out + err
+    assert not journal_path(out_dir(manifest)).exists()
+    creates = stats(sim)["creates_total"]
+    code, out, err = finish(start_runner(manifest, sim))
+    assert code == 0, out + err
+    assert stats(sim)["creates_total"] == creates == 4
+    assert "adopted 4 job(s)" in out
+    assert_whole_and_paid_once(manifest, sim, 4)
