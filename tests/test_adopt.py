@@ -223,3 +223,21 @@ def test_unusable_sidecars_are_named() -> None:
     assert parse_sidecar(_sidecar(size=True)) == "no video size"
     assert parse_sidecar(_sidecar(sha256="xyz")) == "a malformed sha256"
     assert parse_sidecar(_sidecar(fields=None)) == "no job fields"
+
+
+def test_hostile_sidecars_are_unusable_not_fatal(
+    tmp_path: Path, make_sim: Any, run_cli: Any, capsys: Any
+) -> None:
+    """A sidecar nested too deep or not UTF-8 is named as unusable; the run refuses to overwrite
+    the video beside it (exit 2), with no traceback."""
+    sim = make_sim()
+    manifest = write_manifest(tmp_path, jobs=2)
+    assert run_cli("run", manifest, sim) == 0
+    journal_path(out_dir(manifest)).unlink()
+    (out_dir(manifest) / "job-0.json").write_text("[" * 100_000)
+    (out_dir(manifest) / "job-1.json").write_bytes(b'{"id": "\xff"}')
+    capsys.readouterr()
+    assert run_cli("run", manifest, sim) == 2
+    err = capsys.readouterr().err
+    assert "job-0" in err and "job-1" in err and "unreadable" in err
+    assert stats(sim)["creates_total"] == 2

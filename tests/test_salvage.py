@@ -161,3 +161,11 @@ def test_salvage_names_the_uncertain_jobs(
     out = capsys.readouterr().out
     assert job in out and "adopted" in out
     assert stats(sim)["creates_total"] == 3
+
+
+def test_a_damaged_lines_job_is_named_only_when_printable() -> None:
+    from wanbatch.recovery import job_hint
+
+    assert job_hint(b'{"v":1,"ev":"created","job":"job-3","crc":"zz"}') == "job-3"
+    assert job_hint(b'{"v":1,"ev":"created","job":"a\x1b[2Jb","crc":"zz"}') is None
+    assert job_hint(b"\x00\x01garbage") is None

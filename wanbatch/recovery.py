@@ -391,4 +391,5 @@ def job_hint(raw: bytes) -> str | None:
     found = re.search(rb'"job":"([^"\\]{1,200})"', raw)
     if found is None:
         return None
-    return found.group(1).decode("utf-8", "replace")
+    hint = found.group(1).decode("utf-8", "replace")
+    return hint if hint.isprintable() else None  # it is printed: no control characters

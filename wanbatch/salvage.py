@@ -102,7 +102,7 @@ def _evidence(
             if len(data) > _MAX_SIDECAR_BYTES:
                 raise ValueError("far too large for a sidecar")
             found = parse_sidecar(json.loads(data))
-        except (OSError, ValueError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        except (OSError, ValueError, RecursionError) as exc:  # bad JSON or UTF-8; nesting too deep
             found = f"unreadable ({exc})"
         if isinstance(found, str):
             problem = found
