@@ -7,7 +7,8 @@ a ``JobEvent``. Replay folds the job events through ``lifecycle.apply``.
 
 - A torn last line (no newline: the machine died mid-write) is cut off when the journal is
   opened for writing, and ignored when it is only read.
-- Any other damaged line is refused with its line number (``JournalCorruptError``).
+- Any other damaged line is refused with its line number (``JournalCorruptError``, exit 2);
+  ``run --salvage-journal`` repairs it (``salvage.py``, under the lock: ``locked``).
 - Appends are buffered and written together (group commit); ``durable=True`` returns only after
   the line is written and fsynced. A failed write or fsync breaks the journal for good: every later
   append raises ``JournalWriteError``, so the run stops and nothing further is sent.
