@@ -173,3 +173,46 @@ def test_a_second_ctrl_c_leaves_at_once(tmp_path: Path) -> None:
     # The watcher ended it, not a KeyboardInterrupt torn through the event loop (the CLI's
     # last resort, which says "interrupted" and may land inside a journal write).
     assert "interrupted" not in err
+
+
+def test_journal_deleted_after_a_kill_adopts_the_sidecars(tmp_path: Path, make_sim: Any) -> None:
+    """Killed mid-run, then the journal deleted: the jobs whose sidecars are on disk are adopted
+    with no create at all; the rest are asked for again (with the same Idempotency-Key)."""
+    import json
+
+    sim = make_sim()
+    manifest = write_manifest(tmp_path, jobs=4, concurrency=2, downloads=1)
+    env = {"WANBATCH_TEST_CRASH_AT": "before_download:3"}
+    code, _, err = finish(start_runner(manifest, sim, env=env))
+    assert code == -signal.SIGKILL, err
+    sidecars = [json.loads(path.read_text()) for path in out_dir(manifest).glob("job-*.json")]
+    assert len(sidecars) == 2
+    journal_path(out_dir(manifest)).unlink()
+    code, out, err = finish(start_runner(manifest, sim))
+    assert code == 0, out + err
+    assert_whole_and_paid_once(manifest, sim, 4)
+    creates = stats(sim)["creates_by_idempotency_key"]
+    for sidecar in sidecars:
+        assert creates[sidecar["idempotency_key"]]["requests"] == 1, sidecar["id"]
+    assert stats(sim)["creates_total"] == 6  # 4 first, then the 2 jobs without a sidecar
+
+
+def test_journal_deleted_while_the_run_goes_then_rerun_pays_nothing(
+    tmp_path: Path, make_sim: Any
+) -> None:
+    """The journal unlinked under a running run: that run finishes (it writes to the open file);
+    the next run finds no journal and adopts every job from its sidecar, creating nothing."""
+    sim = make_sim(generation_seconds=0.3, honour_idempotency=False)
+    manifest = write_manifest(tmp_path, jobs=4, concurrency=4)
+    child = start_runner(manifest, sim)
+    wait_for(lambda: created_count(manifest) >= 2)
+    journal_path(out_dir(manifest)).unlink()
+    code, out, err = finish(child)
+    assert code == 0, out + err
+    assert not journal_path(out_dir(manifest)).exists()
+    creates = stats(sim)["creates_total"]
+    code, out, err = finish(start_runner(manifest, sim))
+    assert code == 0, out + err
+    assert stats(sim)["creates_total"] == creates == 4
+    assert "adopted 4 job(s)" in out
+    assert_whole_and_paid_once(manifest, sim, 4)

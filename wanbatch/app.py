@@ -40,6 +40,7 @@ from wanbatch.models import (
     Manifest,
 )
 from wanbatch.progress import LiveProgress, PlainProgress
+from wanbatch.salvage import adopt_into, adopted_view, describe_adoptions, salvage_journal
 from wanbatch.scheduler import FaultHook, Runner, RunOptions, RunSummary
 from wanbatch.stops import EXIT_CODES
 
@@ -76,6 +77,7 @@ class RunFlags:
     max_videos: int | None = None  # cost guard: new tasks this run may create
     max_credits: float | None = None  # cost guard: estimated credits this run may spend
     progress_every: float = 30.0  # seconds between progress lines when not on a terminal
+    salvage_journal: bool = False  # repair a damaged journal (kept aside) before running
 
 
 def load(options: CommonOptions) -> Manifest:
@@ -192,6 +194,9 @@ def _run_manifest(
             "(credits per second of video, per model)"
         )
     with _api_endpoint(options, manifest, flags) as (base_url, journal_base, api_key):
+        salvaged = salvage_journal(manifest.output_dir) if flags.salvage_journal else None
+        if salvaged is not None:
+            print("\n".join(salvaged.lines()), file=out)
         journal = Journal.open(
             manifest.output_dir, base_url=journal_base, manifest=str(manifest.path)
         )
@@ -203,6 +208,9 @@ def _run_manifest(
             console=view.stream if isinstance(view, LiveProgress) else None,
         )
         try:
+            adopted = adopt_into(journal, manifest)  # sidecars of jobs the journal lacks
+            if adopted:
+                print("\n".join(describe_adoptions(adopted)), file=out)
             run_options = RunOptions(
                 resubmit_changed=flags.resubmit_changed,
                 keep_changed=flags.keep_changed,
@@ -482,7 +490,7 @@ def status(options: CommonOptions, *, as_json: bool = False, out: TextIO | None 
     """``wanbatch status``: each job's state from the journal; sends nothing."""
     out = out or sys.stdout
     manifest = load(options)
-    replay = read_journal(manifest.output_dir)
+    replay = adopted_view(manifest, read_journal(manifest.output_dir))
     rows = [_status_row(job.id, replay.records.get(job.id)) for job in manifest.jobs]
     counts = Counter(row["state"] for row in rows)
     if as_json:
@@ -524,7 +532,7 @@ def plan(options: CommonOptions, *, as_json: bool = False, out: TextIO | None = 
     """``wanbatch plan``: the manifest against the journal, and what a run would submit."""
     out = out or sys.stdout
     manifest = load(options)
-    replay = read_journal(manifest.output_dir)
+    replay = adopted_view(manifest, read_journal(manifest.output_dir))
     groups: dict[str, list[str]] = {
         name: [] for name in ("new", "changed", "done", "to_download", "failed", "in_flight")
     }

@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="render every job; running it again resumes")
     run.add_argument("manifest")
     _run_flags(run)
+    run.add_argument(
+        "--salvage-journal",
+        action="store_true",
+        help="repair a damaged journal first: keep every record that still makes sense, keep the"
+        " damaged file aside, take task ids from the sidecars, and list what was lost",
+    )
 
     validate = sub.add_parser(
         "validate",
@@ -258,6 +264,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             max_videos=args.max_videos,
             max_credits=args.max_credits,
             progress_every=args.progress_every,
+            salvage_journal=getattr(args, "salvage_journal", False),
         )
         if args.command == "run":
             return app.run(options, flags)

@@ -9,8 +9,10 @@ for the disk), with ``raise ... from exc`` so the cause is kept.
     ├── ManifestError              one or more problems in a manifest; nothing was sent (exit 2)
     ├── InsecureURLError           plain http:// to a host other than loopback (exit 2)
     ├── ManifestChangedError       jobs edited since they were submitted; the user must choose (exit 2)
+    ├── UnclaimedVideoError        videos on disk no record or sidecar accounts for (exit 2)
     ├── JournalError               the state journal cannot be trusted or used
-    │   ├── JournalCorruptError    a damaged record before the last line (names the line)
+    │   ├── JournalCorruptError    a damaged record before the last line (names the line and
+    │   │                          `--salvage-journal`; exit 2: the user must choose)
     │   ├── JournalLockedError     another runner holds the output tree (names the holder)
     │   ├── JournalMismatchError   the journal belongs to another API base URL
     │   └── JournalWriteError      append or fsync failed; the run stops, nothing more is sent
@@ -107,6 +109,13 @@ class ManifestChangedError(WanbatchError):
         super().__init__(message)
 
 
+class UnclaimedVideoError(WanbatchError):
+    """Videos on disk that neither the journal nor a sidecar accounts for: creating their jobs
+    would pay again and overwrite them, so the run refuses until the user moves them."""
+
+    exit_code = 2
+
+
 class JournalError(WanbatchError):
     """The state journal cannot be used."""
 
@@ -114,14 +123,19 @@ class JournalError(WanbatchError):
 
 
 class JournalCorruptError(JournalError):
-    """A record before the last line does not parse; the journal is not trusted."""
+    """A record before the last line does not parse; the journal is not trusted. A rerun
+    cannot resume past it, so the user must choose (exit 2): salvage, or move it aside."""
+
+    exit_code = 2
 
     def __init__(self, path: str, line: int, detail: str) -> None:
         self.path = path
         self.line = line
         super().__init__(
-            f"{path}: line {line} is damaged ({detail}); the journal is refused. "
-            "Move it aside to start afresh (jobs already submitted would then be paid again)."
+            f"{path}: line {line} is damaged ({detail}); the journal is refused and nothing "
+            "was sent. `wanbatch run MANIFEST --salvage-journal` keeps every record that still "
+            "makes sense, moves the damaged file aside (it is never deleted), takes task ids "
+            "from the videos' sidecars and lists what was lost."
         )
 
 

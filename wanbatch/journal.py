@@ -7,7 +7,8 @@ a ``JobEvent``. Replay folds the job events through ``lifecycle.apply``.
 
 - A torn last line (no newline: the machine died mid-write) is cut off when the journal is
   opened for writing, and ignored when it is only read.
-- Any other damaged line is refused with its line number (``JournalCorruptError``).
+- Any other damaged line is refused with its line number (``JournalCorruptError``, exit 2);
+  ``run --salvage-journal`` repairs it (``salvage.py``, under the lock: ``locked``).
 - Appends are buffered and written together (group commit); ``durable=True`` returns only after
   the line is written and fsynced. A failed write or fsync breaks the journal for good: every later
   append raises ``JournalWriteError``, so the run stops and nothing further is sent.
@@ -25,6 +26,7 @@ import os
 import socket
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,7 @@ from wanbatch.models import STATE_DIR_NAME, EventKind, JobEvent, JobRecord
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "lock"
 FORMAT_VERSION = 1
-# The optional fields of JobEvent, in its field order (``_decode_event`` passes them so).
+# The optional fields of JobEvent, in its field order (``decode_event`` passes them so).
 _EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(JobEvent))[3:]
 _decode_json = json.JSONDecoder().decode
 _CRC_SUFFIX_LEN = len(',"crc":"00000000"}')
@@ -104,7 +106,7 @@ def encode_run_header(base_url: str, manifest: str) -> bytes:
     )
 
 
-def _unseal(line: bytes) -> dict[str, Any]:
+def unseal(line: bytes) -> dict[str, Any]:
     """Parse one line and check its CRC; raises ValueError with a short reason."""
     if len(line) < _CRC_SUFFIX_LEN or not line.endswith(b'"}'):
         raise ValueError("not a sealed record")
@@ -124,7 +126,7 @@ def _unseal(line: bytes) -> dict[str, Any]:
     return value
 
 
-def _decode_event(record: dict[str, Any]) -> JobEvent:
+def decode_event(record: dict[str, Any]) -> JobEvent:
     get = record.get
     return JobEvent(
         EventKind(record["ev"]),
@@ -166,7 +168,7 @@ def replay_bytes(data: bytes, path: str) -> Replay:
             result.torn_tail = True
             break
         try:
-            record = _unseal(data[offset:end])
+            record = unseal(data[offset:end])
             if record.get("ev") == "run":
                 base_url = without_userinfo(str(record["base_url"]))
                 if result.base_url is None:
@@ -176,7 +178,7 @@ def replay_bytes(data: bytes, path: str) -> Replay:
                 if isinstance(manifest, str) and manifest not in result.manifests:
                     result.manifests.append(manifest)
             else:
-                event = _decode_event(record)
+                event = decode_event(record)
                 job_id = event.job_id
                 current = records.get(job_id)
                 records[job_id] = apply(current or JobRecord(job_id=job_id), event)
@@ -250,6 +252,19 @@ class Journal:
     def record(self, job_id: str) -> JobRecord:
         return self.records.get(job_id) or JobRecord(job_id=job_id)
 
+    def append_now(self, events: list[JobEvent]) -> None:
+        """Apply and journal ``events`` at once, fsynced, before a run starts (no event loop)."""
+        if self._broken is not None:
+            raise self._broken
+        if not events:
+            return
+        folded: dict[str, JobRecord] = {}
+        for event in events:
+            job_id = event.job_id
+            folded[job_id] = apply(folded.get(job_id) or self.record(job_id), event)
+        self._write_now(b"".join(map(encode_event, events)))
+        self.records.update(folded)
+
     async def append(self, event: JobEvent, *, durable: bool = True) -> JobRecord:
         """Apply ``event`` and journal it; with ``durable``, return once it is fsynced."""
         if self._broken is not None:
@@ -299,6 +314,18 @@ class Journal:
             os.close(self._lock_fd)
             self.records = {}  # the file is the truth now; free the memory for what follows
             self.replay.records = self.records
+
+
+@contextlib.contextmanager
+def locked(output_dir: Path) -> Iterator[None]:
+    """Hold the output tree's lock (for work on the journal outside a run, e.g. salvage)."""
+    directory = state_dir(output_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = _acquire_lock(directory / LOCK_NAME)
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def _acquire_lock(path: Path) -> int:

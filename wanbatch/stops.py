@@ -30,7 +30,8 @@ class StopReason(enum.StrEnum):
 EXIT_CODES: dict[int, str] = {
     0: "every job rendered and downloaded",
     1: "finished, but some jobs failed for good",
-    2: "usage or manifest error, changed jobs, insecure URL or missing key: nothing was sent",
+    2: "usage or manifest error, changed jobs, a damaged journal, unclaimed videos, insecure URL"
+    " or missing key: nothing was sent",
     3: "the key was rejected; nothing more was sent",
     4: "credits ran out; in-flight jobs were finished; top up and rerun",
     5: "stopped with work left (a cost cap, retries used up, stalled jobs, the journal or the"
