@@ -24,7 +24,7 @@ from anyio.abc import SocketStream
 
 from wanbatch import cli, outtree
 from wanbatch.client import VideoFetcher
-from wanbatch.download import Pace, download_video, part_path
+from wanbatch.download import Pace, download_video
 from wanbatch.errors import TransientDownloadError, UnusableVideoUrlError
 from wanbatch.journal import read_journal
 from wanbatch.models import JobState
@@ -169,7 +169,7 @@ def trickling(head: bytes, body: bytes, every: float) -> Iterator[int]:
 
 
 def test_a_trickling_cdn_is_cut_off_over_a_real_socket(tmp_path: Path) -> None:
-    """One byte every 10 ms against a floor of 10 KiB/s over 0.2 s: cut off, the part kept."""
+    """One byte every 10 ms against a floor of 10 KiB/s over 0.2 s: cut off, not saved."""
     head = f'HTTP/1.1 200 OK\r\nContent-Length: {len(VIDEO)}\r\nETag: "t"\r\n\r\n'.encode()
     target = tmp_path / "v.mp4"
     pace = Pace(min_bytes_per_second=10 * 1024, window_seconds=0.2)
@@ -181,7 +181,7 @@ def test_a_trickling_cdn_is_cut_off_over_a_real_socket(tmp_path: Path) -> None:
 
     with trickling(head, VIDEO, 0.01) as port, pytest.raises(TransientDownloadError, match="slow"):
         anyio.run(go)
-    assert not target.exists() and 8 <= part_path(target).stat().st_size < len(VIDEO)
+    assert not target.exists()  # what arrived stays in the .part (see test_download.py)
 
 
 def test_a_stalled_cdn_hits_the_read_timeout(tmp_path: Path) -> None:
