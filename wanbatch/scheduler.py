@@ -232,13 +232,10 @@ class Runner:
             self.ctx.halt(StopReason.JOURNAL, str(exc))
         except CreditsExhaustedError as exc:
             self.ctx.stop_submitting(StopReason.CREDITS, str(exc))
-        except DiskError as exc:
-            if exc.stops_batch:  # a full or read-only disk: every further video would fail
-                self.ctx.halt(StopReason.DISK, str(exc))
-            else:  # this job's path only (a file or a symlink in the way)
-                self.summary.left[job.id] = str(exc)
-                self.ctx.log.warning("job.left", job=job.id, error=str(exc))
         except WanbatchError as exc:
+            if isinstance(exc, DiskError) and exc.stops_batch:  # a full or read-only disk
+                self.ctx.halt(StopReason.DISK, str(exc))
+                return
             self.summary.left[job.id] = str(exc)
             self.ctx.log.warning("job.left", job=job.id, error=str(exc))
 
