@@ -206,14 +206,17 @@ def run_sim(manifest: Path, sim: Any, monkeypatch: pytest.MonkeyPatch) -> int:
     return cli.main(argv)
 
 
+@pytest.mark.parametrize("written", ["video", "part.json", "sidecar"])
 def test_a_full_disk_stops_the_run_with_a_summary_then_the_rerun_resumes(
-    tmp_path: Path, make_sim: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    tmp_path: Path, make_sim: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any, written: str
 ) -> None:
-    """ENOSPC while a video is written: exit 5, one line, the report written; no task repaid."""
+    """ENOSPC while a video, its .part.json or its sidecar is written: exit 5, one line, the
+    report written; the rerun finishes and no task is paid twice."""
     real = outtree.write_all
+    suffix = {"video": ".mp4.part", "part.json": ".mp4.part.json", "sidecar": "-0.json"}[written]
 
     def full(fd: int, data: bytes, path: Path) -> None:
-        if path.name.endswith(".part"):
+        if path.name.endswith(suffix):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(fd, data, path)
 
@@ -225,7 +228,7 @@ def test_a_full_disk_stops_the_run_with_a_summary_then_the_rerun_resumes(
     assert "stopped: " in out.out and "No space left on device" in out.out
     assert "exit code 5" in out.out and "Traceback" not in out.err + out.out
     assert (tmp_path / "out" / "report.html").exists()
-    assert list((tmp_path / "out").glob("*.mp4")) == []
+    assert not (tmp_path / "out" / "job-0.json").exists()
 
     monkeypatch.setattr(outtree, "write_all", real)  # the disk was freed
     assert run_sim(manifest, sim, monkeypatch) == 0
