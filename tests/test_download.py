@@ -286,6 +286,26 @@ def test_a_cut_gzip_answer_fails_and_is_started_over_not_resumed(tmp_path: Path)
     assert target.read_bytes() == VIDEO and result.resumed_from == 0
 
 
+def test_a_compressed_206_to_a_resume_is_not_appended(tmp_path: Path) -> None:
+    """A compressed 206 is never appended (its range may count compressed bytes): start over."""
+    cdn = Cdn()
+    cdn.cut_first_at = 4000
+    target = tmp_path / "v.mp4"
+    with pytest.raises(TransientDownloadError):
+        fetch(cdn, target)
+    cdn.answer = httpx.Response(
+        206,
+        content=gzip.compress(VIDEO[4000:]),
+        headers={"Content-Encoding": "gzip", "Content-Range": f"bytes 4000-10239/{len(VIDEO)}"},
+    )
+    with pytest.raises(TransientDownloadError, match="starting over"):
+        fetch(cdn, target)
+    assert not part_path(target).exists()
+    cdn.answer = None
+    fetch(cdn, target)
+    assert target.read_bytes() == VIDEO
+
+
 # --- a trickle is cut off (item 10) ---------------------------------------------------------------
 
 
