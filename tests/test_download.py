@@ -486,3 +486,21 @@ def test_a_symlinked_output_folder_is_followed(tmp_path: Path) -> None:
     out.symlink_to(real)
     fetch(Cdn(), out / "a" / "v.mp4", root=out)
     assert (real / "a" / "v.mp4").read_bytes() == VIDEO
+
+
+@pytest.mark.parametrize("name", ["v.mp4", "v.json", "v.json.tmp"])
+def test_links_where_the_video_or_its_sidecar_go_are_replaced_not_followed(
+    tmp_path: Path, name: str
+) -> None:
+    """A planted link at the video, its sidecar or the sidecar's temporary file: the link is
+    replaced (or removed), its target never written."""
+    precious = tmp_path / "precious.txt"
+    precious.write_bytes(b"keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).symlink_to(precious)
+    fetch(Cdn(), out / "v.mp4", root=out)
+    anyio.run(write_sidecar, out / "v.mp4", {"id": "v"})
+    assert precious.read_bytes() == b"keep me"
+    assert (out / "v.mp4").read_bytes() == VIDEO and not (out / "v.mp4").is_symlink()
+    assert json.loads((out / "v.json").read_text()) == {"id": "v"}
