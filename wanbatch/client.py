@@ -7,6 +7,9 @@ that holds no credentials at all, so the key cannot follow a redirect or reach t
 
 Every httpx exception is translated here (``_map_transport_errors``), ``raise ... from exc``;
 messages never contain the key.
+
+Over 400 lines on purpose: this is the one module allowed to import httpx, so both adapters (the
+API and the video host, with the rules that read a video answer's head) live here.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from wanbatch.errors import (
     ApiError,
     AuthError,
     CreditsExhaustedError,
+    DownloadError,
     InsecureURLError,
     JobRejectedError,
     NotSentError,
     RateLimitedError,
     TransientApiError,
     TransientDownloadError,
+    UnusableVideoUrlError,
     VideoUrlExpiredError,
 )
 from wanbatch.models import JobSpec, TaskStatus, TaskView, VideoChunkHeader
@@ -241,23 +246,92 @@ def _request_id(response: httpx.Response) -> str | None:
     return None
 
 
+# The video host. These rules read only a response's head; ``download.py`` checks the bytes.
+VIDEO_READ_TIMEOUT_SECONDS = 30.0  # the longest silence while a video streams in
+VIDEO_TIMEOUT_SECONDS = 60.0  # connecting, and waiting for the answer's head
+_URL_SHOWN = 80  # characters of a refused URL that an error message shows
+# Answers that are a page or a document, never a video (an error page served with 200).
+_NOT_VIDEO_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+
+
+def check_video_url(url: str) -> str:
+    """``url`` if it is an absolute http(s) URL, else ``UnusableVideoUrlError`` naming it.
+
+    Plain ``http://`` to any host is allowed: this client holds no credentials to expose, and
+    the bytes are checked (MP4 signature, length) and hashed into the sidecar.
+    """
+    try:
+        parts = urlsplit(url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        if usable:
+            httpx.URL(url)  # control characters, bad ports, bad hosts
+    except (ValueError, httpx.InvalidURL):
+        usable = False
+    if not usable:
+        raise UnusableVideoUrlError(
+            f"the video URL {shorten_url(url)} is not an absolute http(s) URL; it was not fetched"
+        )
+    return url
+
+
+def shorten_url(url: str) -> str:
+    """``url`` quoted for a message: control characters escaped, at most ``_URL_SHOWN`` shown."""
+    shown = url[:_URL_SHOWN] + ("..." if len(url) > _URL_SHOWN else "")
+    return repr(shown)
+
+
+def video_answer_problem(
+    status: int, *, asked_range: bool, content_type: str | None, length: int | None
+) -> DownloadError | None:
+    """What is wrong with a 200/206 head from the video host, before any byte is read."""
+    if status == 206 and not asked_range:
+        return TransientDownloadError(
+            "the video host answered 206 (a part) to a request for the whole video"
+        )
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media.startswith(_NOT_VIDEO_TYPES) or media.endswith(("+json", "+xml", "/html")):
+        return VideoUrlExpiredError(
+            f"the video host answered {status} with {media}, not a video;"
+            " asking the task for a fresh URL"
+        )
+    if length == 0:
+        return TransientDownloadError(f"the video host answered {status} with an empty body")
+    return None
+
+
 @dataclass(slots=True)
 class VideoBody:
-    """An open video response: its head and its byte stream."""
+    """An open video response: its head and its byte stream.
+
+    An answer with a ``Content-Encoding`` (we ask for ``identity``; a CDN may compress anyway)
+    is decoded here; its head then announces no length and no validator, since those describe
+    the encoded bytes, so it is neither checked against ``Content-Length`` nor resumed with
+    ``Range``. Its encoded length is checked here instead, to catch a cut body.
+    """
 
     head: VideoChunkHeader
     _response: httpx.Response
+    _encoded_length: int | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        response = self._response
         try:
-            async for chunk in self._response.aiter_bytes(1 << 16):
+            # Each read as it arrives (no re-chunking), so that a trickle is seen and timed.
+            async for chunk in response.aiter_bytes():
                 yield chunk
         except httpx.TimeoutException as exc:
             raise TransientDownloadError("the video download timed out") from exc
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise TransientDownloadError(
                 f"the video download broke off: {type(exc).__name__}"
             ) from exc
+        expected, got = self._encoded_length, response.num_bytes_downloaded
+        # ``got`` is 0 for a body httpx held whole before we read it (nothing could be cut);
+        # an empty body fails the MP4 check in download.py anyway.
+        if expected is not None and got and got != expected:
+            raise TransientDownloadError(
+                f"the compressed video stopped at {got} of {expected} bytes; it will start over"
+            )
 
 
 class VideoFetcher:
@@ -267,12 +341,14 @@ class VideoFetcher:
         self,
         *,
         max_connections: int = 4,
-        timeout_seconds: float = 60.0,
+        timeout_seconds: float = VIDEO_TIMEOUT_SECONDS,
+        read_timeout_seconds: float = VIDEO_READ_TIMEOUT_SECONDS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(
-            headers={"User-Agent": USER_AGENT},
-            timeout=httpx.Timeout(timeout_seconds),
+            # identity: a compressed body's Content-Length is not the video's, nor its ranges.
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+            timeout=httpx.Timeout(timeout_seconds, read=read_timeout_seconds),
             limits=httpx.Limits(max_connections=max_connections),
             follow_redirects=True,  # safe: this client has no credentials to leak
             transport=transport,
@@ -289,20 +365,23 @@ class VideoFetcher:
     async def open(
         self, url: str, *, offset: int = 0, if_range: str | None = None
     ) -> AsyncIterator[VideoBody]:
-        """Open ``url`` from byte ``offset``; raises for expired URLs and transient failures."""
+        """Open ``url`` from byte ``offset``; raises for unusable or expired URLs, answers that
+        are not a video, and transient failures."""
         headers: dict[str, str] = {}
         if offset > 0:
             headers["Range"] = f"bytes={offset}-"
             if if_range:
                 headers["If-Range"] = if_range
-        try:
-            request = self._http.build_request("GET", url, headers=headers)
-        except httpx.InvalidURL as exc:
-            raise VideoUrlExpiredError(f"the video URL is not usable: {exc}") from exc
+        request = self._http.build_request("GET", check_video_url(url), headers=headers)
         try:
             response = await self._http.send(request, stream=True)
         except httpx.TimeoutException as exc:
             raise TransientDownloadError("the video host timed out") from exc
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:  # a redirect to file: ...
+            raise UnusableVideoUrlError(
+                f"the video host redirected {shorten_url(url)} to a URL that is not an"
+                " absolute http(s) URL"
+            ) from exc
         except (httpx.TransportError, httpx.TooManyRedirects) as exc:
             raise TransientDownloadError(f"the video host failed: {type(exc).__name__}") from exc
         try:
@@ -311,9 +390,27 @@ class VideoFetcher:
                 raise VideoUrlExpiredError(f"the video host answered {status}; the URL has expired")
             if status not in (200, 206):
                 raise TransientDownloadError(f"the video host answered {status}")
-            yield VideoBody(head=_video_head(response), _response=response)
+            head = _video_head(response)
+            problem = video_answer_problem(
+                status,
+                asked_range=offset > 0,
+                content_type=response.headers.get("Content-Type"),
+                length=head.content_length,
+            )
+            if problem is not None:
+                raise problem
+            body = VideoBody(head=head, _response=response)
+            if _encoded(response):  # lengths and ranges are of the encoded bytes: none apply
+                body = VideoBody(VideoChunkHeader(status, None, None, None, None), response)
+                body._encoded_length = head.content_length
+            yield body
         finally:
             await response.aclose()
+
+
+def _encoded(response: httpx.Response) -> bool:
+    coding = response.headers.get("Content-Encoding", "").strip().lower()
+    return coding not in ("", "identity")
 
 
 def _video_head(response: httpx.Response) -> VideoChunkHeader:

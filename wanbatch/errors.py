@@ -1,8 +1,8 @@
 """Every error a wanbatch user can meet, in one hierarchy.
 
 This module imports nothing of ours. Third-party exceptions (httpx, OS errors) are translated
-into these at one boundary each (``client.py`` for the wire, ``journal.py`` and ``download.py``
-for the disk), with ``raise ... from exc`` so the cause is kept.
+into these at one boundary each (``client.py`` for the wire, ``journal.py`` and ``outtree.py``
+(for ``download.py``) for the disk), with ``raise ... from exc`` so the cause is kept.
 
     WanbatchError
     ├── UsageError                 bad flags or environment; nothing was sent (exit 2)
@@ -23,9 +23,13 @@ for the disk), with ``raise ... from exc`` so the cause is kept.
     │   ├── JobRejectedError       400: this job fails with the server's message; the batch goes on
     │   ├── AuthError              401: the key was rejected; stop at once (exit 3)
     │   └── CreditsExhaustedError  402: stop submitting, finish what is in flight (exit 4)
-    └── DownloadError              fetching a finished video
-        ├── VideoUrlExpiredError   403/404/410 from the video host: refresh the task for a new URL
-        └── TransientDownloadError short body, reset, 5xx: resume or retry
+    ├── DownloadError              fetching a finished video
+    │   ├── VideoUrlExpiredError   403/404/410 (or a web page, not a video): refresh the task's URL
+    │   ├── TransientDownloadError short body, reset, 5xx, not an MP4, too slow: resume or retry
+    │   └── UnusableVideoUrlError  not an absolute http(s) URL: never fetched, never retried
+    └── DiskError                  the output tree cannot be written (``download.py``): a full or
+                                   read-only disk stops the run (exit 5); a path problem of one
+                                   job (a file in the way, a symlink) leaves that job only
 
 Each ``ApiError`` carries the HTTP status, the server's message, the request id, ``retry_after``
 and its ``disposition``: transient, fatal to the job, or fatal to the batch. Messages never hold
@@ -230,3 +234,23 @@ class VideoUrlExpiredError(DownloadError):
 
 class TransientDownloadError(DownloadError):
     """A short body, a reset or a 5xx from the video host; resume or retry."""
+
+
+class UnusableVideoUrlError(DownloadError):
+    """The task's video URL is not an absolute http(s) URL (``javascript:``, ``file:``, a
+    relative path...): it is never fetched and not retried; the job is left with the reason."""
+
+
+class DiskError(WanbatchError):
+    """Writing into the output tree failed (``download.py`` translates ``OSError`` here).
+
+    ``stops_batch``: the disk is full or read-only, or permission is denied, so every further
+    download would fail too and the run stops (exit 5). Otherwise the fault is one job's path
+    (a file where its folder should be, a symlink refused): that job is left, the batch goes on.
+    """
+
+    exit_code = 5
+
+    def __init__(self, message: str, *, stops_batch: bool = True) -> None:
+        super().__init__(message)
+        self.stops_batch = stops_batch

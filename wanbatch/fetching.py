@@ -3,6 +3,9 @@
 The video URL may have expired (or been forgotten by a crash): the task is then fetched again
 for a fresh one (``refresh_url``). Bytes go to ``.part`` and are renamed into place only when
 whole (``download.download_video``); the sidecar and the journal's ``downloaded`` follow.
+A URL that is not an absolute http(s) URL is never fetched nor retried: the job is left with
+that reason, and the URL is forgotten so that the next run asks the task again. A ``DiskError``
+is not retried here: the scheduler stops the run (a full disk) or leaves the job (its path).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from wanbatch.errors import (
     JobRejectedError,
     TransientApiError,
     TransientDownloadError,
+    UnusableVideoUrlError,
     VideoUrlExpiredError,
 )
 from wanbatch.models import EventKind, JobRecord, JobSpec, JobState, TaskStatus
@@ -45,9 +49,18 @@ class DownloadStage:
                     url = await self.refresh_url(job)
                 ctx.fault("before_download", job.id)
                 result = await download_video(
-                    self.videos, url, target, checkpoint=lambda point: ctx.fault(point, job.id)
+                    self.videos,
+                    url,
+                    target,
+                    root=ctx.manifest.output_dir,
+                    checkpoint=lambda point: ctx.fault(point, job.id),
                 )
                 break
+            except UnusableVideoUrlError as exc:
+                ctx.log.warning("download.unusable_url", job=job.id, detail=str(exc))
+                await self._forget_url(job)
+                ctx.summary.left[job.id] = str(exc)
+                return
             except VideoUrlExpiredError as exc:
                 ctx.log.info("download.url_expired", job=job.id, detail=str(exc))
                 await self._forget_url(job)

@@ -226,11 +226,17 @@ class Journal:
     def open(cls, output_dir: Path, *, base_url: str, manifest: str) -> Journal:
         """Lock the output tree, replay the journal, cut a torn tail, write a ``run`` record."""
         directory = state_dir(output_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        lock_fd = _acquire_lock(directory / LOCK_NAME)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            lock_fd = _acquire_lock(directory / LOCK_NAME)
+        except OSError as exc:
+            raise _open_error(directory / JOURNAL_NAME, exc) from exc
         try:
             path = directory / JOURNAL_NAME
-            data = path.read_bytes() if path.exists() else b""
+            try:
+                data = path.read_bytes() if path.exists() else b""
+            except OSError as exc:
+                raise _open_error(path, exc) from exc
             replay = replay_bytes(data, str(path))
             base_url = without_userinfo(base_url)
             if replay.base_url is not None and replay.base_url != base_url:
@@ -239,9 +245,12 @@ class Journal:
                     "Resuming against another API would lose track of the tasks already paid "
                     f"for. Use --base-url {replay.base_url}, or a different --output folder."
                 )
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            if replay.torn_tail:
-                os.ftruncate(fd, replay.valid_bytes)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                if replay.torn_tail:
+                    os.ftruncate(fd, replay.valid_bytes)
+            except OSError as exc:
+                raise _open_error(path, exc) from exc
             journal = cls(output_dir, replay, fd, lock_fd)
             journal._write_now(encode_run_header(base_url, manifest))
             return journal
@@ -326,6 +335,13 @@ def locked(output_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _open_error(path: Path, exc: OSError) -> JournalWriteError:
+    return JournalWriteError(
+        f"cannot open the journal {path}: {exc.strerror or exc}. Nothing was sent; make the"
+        " output folder writable and rerun."
+    )
 
 
 def _acquire_lock(path: Path) -> int:

@@ -32,6 +32,7 @@ from wanbatch.download import VideoSource, file_matches
 from wanbatch.errors import (
     AuthError,
     CreditsExhaustedError,
+    DiskError,
     JournalError,
     WanbatchError,
 )
@@ -232,6 +233,9 @@ class Runner:
         except CreditsExhaustedError as exc:
             self.ctx.stop_submitting(StopReason.CREDITS, str(exc))
         except WanbatchError as exc:
+            if isinstance(exc, DiskError) and exc.stops_batch:  # a full or read-only disk
+                self.ctx.halt(StopReason.DISK, str(exc))
+                return
             self.summary.left[job.id] = str(exc)
             self.ctx.log.warning("job.left", job=job.id, error=str(exc))
 

@@ -20,6 +20,7 @@ class StopReason(enum.StrEnum):
     CREDITS = "credits"  # the server said the credits ran out (402)
     INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM or SIGHUP
     JOURNAL = "journal"  # the journal cannot be written or trusted
+    DISK = "disk"  # the output tree cannot be written (full, read-only, permission refused)
 
     @property
     def exit_code(self) -> int:
@@ -34,8 +35,8 @@ EXIT_CODES: dict[int, str] = {
     " or missing key: nothing was sent",
     3: "the key was rejected; nothing more was sent",
     4: "credits ran out; in-flight jobs were finished; top up and rerun",
-    5: "stopped with work left (a cost cap, retries used up, stalled jobs, the journal or the"
-    " output tree locked); rerun resumes",
+    5: "stopped with work left (a cost cap, retries used up, stalled jobs, a disk or folder"
+    " fault, the journal or the output tree locked); rerun resumes",
     70: "internal error (a bug in wanbatch): a one-line reason, the traceback in the log or a"
     " file it names; the journal is kept, rerun resumes",
     130: "interrupted; rerun resumes",
@@ -61,6 +62,7 @@ _REASON_EXIT = {
     StopReason.CREDITS: 4,
     StopReason.INTERRUPTED: 130,
     StopReason.JOURNAL: 5,
+    StopReason.DISK: 5,
 }
 
 
