@@ -75,13 +75,13 @@ def test_missing_manifest_is_a_clear_error(tmp_path: Path, capsys: Any) -> None:
     assert "file not found" in capsys.readouterr().err
 
 
-def test_report_before_any_run_shows_every_job_queued(tmp_path: Path, capsys: Any) -> None:
-    """`report` with no journal yet: a gallery of queued cards, no retry.yaml; sends nothing."""
+def test_report_before_any_run_shows_every_job_new(tmp_path: Path, capsys: Any) -> None:
+    """`report` with no journal yet: a gallery of new cards, no retry.yaml; sends nothing."""
     output = tmp_path / "out"
     assert cli.main(["report", CAMPAIGN, "--output", str(output)]) == 0
     assert "no failed jobs" in capsys.readouterr().out
     html = (output / "report.html").read_text()
-    assert html.count('class="card"') == 14 and html.count('data-state="planned"') == 14
+    assert html.count('class="card"') == 14 and html.count('data-state="new"') == 14
     assert not (output / "retry.yaml").exists()
 
 

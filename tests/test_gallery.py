@@ -22,6 +22,7 @@ from wanbatch.gallery import (
     render_gallery,
     retry_manifest,
 )
+from wanbatch.jobstate import of_state
 from wanbatch.manifest import load_manifest
 from wanbatch.models import JobRecord, JobState, Manifest
 
@@ -191,7 +192,7 @@ def test_one_card_per_job_in_order_with_filter_attributes(
     assert [card["data-job"] for card in cards] == [spec.id for spec in manifest.jobs]
     for card, spec in zip(cards, manifest.jobs, strict=True):
         assert card["class"] == "card"
-        assert card["data-state"] == STATES.get(spec.id, JobState.PLANNED).value
+        assert card["data-state"] == of_state(STATES.get(spec.id, JobState.PLANNED)).value
         assert card["data-model"] == spec.model
         assert card["data-aspect"] == spec.aspect_ratio
     assert "gone-job" not in page_text
@@ -210,7 +211,7 @@ def test_videos_for_downloaded_jobs_only_at_quoted_relative_paths(
         assert "controls" in video and "muted" in video
         assert video["preload"] in ("metadata", "none")
     text = " ".join(page.data)
-    for label in ("rendering", "submitted", "queued", "rendered, not downloaded", "failed"):
+    for label in ("rendering", "new", "to download", "failed"):
         assert label in text
 
 
@@ -267,7 +268,7 @@ def test_summary_counts_seconds_and_credits(manifest: Manifest, page_text: str) 
         return found.group(1)
 
     assert stat("done") == "3" and stat("failed") == "2"
-    assert stat("in-flight") == "3" and stat("queued") == "2"
+    assert stat("in-flight") == "2" and stat("to-download") == "1" and stat("new") == "2"
     assert stat("seconds") == f"18 / {manifest.total_seconds}"  # 5 + 5 + 8 of 53
     assert stat("credits") == f"{10 * 5 + 6 * 5 + 10 * 8} / {manifest.estimate_credits():,.0f}"
     unpriced = load(manifest.path.parent, MANIFEST.replace("pricing:", "# pricing:"))
@@ -278,11 +279,10 @@ def test_filters_offer_every_state_model_and_aspect(page_text: str) -> None:
     selects = Page(page_text).selects
     assert selects["filter-state"] == [
         "all",
-        "planned",
-        "submitted",
-        "running",
-        "succeeded",
-        "downloaded",
+        "new",
+        "in_flight",
+        "to_download",
+        "done",
         "failed",
     ]
     assert selects["filter-model"] == ["all", "wan-2-1", "wan-2-2"]

@@ -107,7 +107,7 @@ def test_live_view_in_a_terminal_shows_counts_and_failures(tmp_path: Path, make_
     records = read_journal(out_dir(manifest)).records
     failed = sorted(job for job, rec in records.items() if rec.state is JobState.FAILED)
     assert failed and code == 1
-    for word in ("queued", "rendering", "downloading", "done", "failed", "ETA", "jobs/min"):
+    for word in ("new", "rendering", "downloading", "done", "failed", "ETA", "jobs/min"):
         assert word in text, word
     assert "6/6" in text and "100%" in text
     assert "latest failures" in text
@@ -127,7 +127,7 @@ def test_no_color_and_quiet_are_respected(tmp_path: Path, make_sim: Any) -> None
         sim_argv(manifest, sim), child_env(sim, TERM="xterm-256color", NO_COLOR="1")
     )
     assert code == 0
-    assert b"3/3" in output and b"queued" in output
+    assert b"3/3" in output and b"downloading" in output
     assert not SGR_COLOUR.search(output)
     other = tmp_path / "again"
     other.mkdir()
@@ -136,7 +136,7 @@ def test_no_color_and_quiet_are_respected(tmp_path: Path, make_sim: Any) -> None
         sim_argv(quiet_manifest, sim, "-q"), child_env(sim, TERM="xterm-256color")
     )
     assert code == 0
-    assert b"queued" not in output and b"jobs/min" not in output
+    assert b"downloading" not in output and b"jobs/min" not in output
     assert b"2/2 videos" in output
 
 
@@ -154,7 +154,7 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path: Path, make_sim: Any)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if "run.progress" in line]
     assert len(lines) >= 2
-    assert re.search(r"done=\d/4 queued=\d rendering=\d downloading=\d failed=0", lines[0])
+    assert re.search(r"done=\d/4 new=\d rendering=\d downloading=\d failed=0", lines[0])
     assert "\x1b[" not in done.stderr
     assert "jobs_per_minute=" in lines[-1] and "eta=" in lines[-1]
 
@@ -171,7 +171,7 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path: Path, make_sim: Any)
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     progress = [event for event in events if event["event"] == "run.progress"]
-    assert progress and {"done", "queued", "rendering", "eta"} <= set(progress[-1])
+    assert progress and {"done", "new", "rendering", "eta"} <= set(progress[-1])
 
 
 # --- the log -----------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def write_journal(folder: Path, base_url: str, events: list[JobEvent]) -> None:
 
 def states_journal(manifest: Path, base_url: str) -> None:
     """job-0 new, job-1 unknown create, job-2 submitted, job-3 running, job-4 rendered,
-    job-5 downloaded, job-6 failed, job-7 changed after submission."""
+    job-5 downloaded (its 1-byte video on disk), job-6 failed, job-7 changed after submission."""
     jobs = {job.id: job for job in load_manifest(manifest).jobs}
     events: list[JobEvent] = []
 
@@ -241,6 +241,7 @@ def states_journal(manifest: Path, base_url: str) -> None:
     intent("job-7", fingerprint="0000000000000000")
     events.append(JobEvent(EventKind.CREATED, "job-7", 2.0, task_id="gen_job-7"))
     write_journal(out_dir(manifest), base_url, events)
+    (out_dir(manifest) / "job-5.mp4").write_bytes(b"v")
 
 
 def test_plan_against_a_journal_in_every_state(tmp_path: Path, capsys: Any) -> None:
@@ -252,10 +253,11 @@ def test_plan_against_a_journal_in_every_state(tmp_path: Path, capsys: Any) -> N
     assert plan["jobs"] == {
         "new": ["job-0"],
         "changed": ["job-7"],
-        "done": ["job-5"],
+        "unconfirmed": ["job-1"],
+        "in_flight": ["job-2", "job-3"],
         "to_download": ["job-4"],
+        "done": ["job-5"],
         "failed": ["job-6"],
-        "in_flight": ["job-1", "job-2", "job-3"],
     }
     assert plan["to_submit"] == {"jobs": 1, "seconds": 5, "credits": 10.0}
     assert cli.main(["plan", str(manifest)]) == 0
@@ -389,7 +391,7 @@ def test_every_run_writes_the_gallery_and_retry_manifest(
     argv = ["retry", str(retry_file), "--base-url", sim.base_url, "--poll-interval", "0.02", "-q"]
     assert cli.main([*argv, "--yes"]) == 0
     assert not retry_file.exists()
-    assert (folder / "report.html").read_text().count('data-state="downloaded"') == 6
+    assert (folder / "report.html").read_text().count('data-state="done"') == 6
     capsys.readouterr()
     (folder / "report.html").unlink()
     assert cli.main(["report", str(manifest)]) == 0

@@ -25,8 +25,19 @@ import anyio
 from wanbatch import logs
 from wanbatch.backoff import PollPolicy
 from wanbatch.client import VideoFetcher, WanApi, check_base_url
+from wanbatch.download import file_matches, sidecar_path
 from wanbatch.errors import UsageError, WanbatchError
 from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, gallery_lines, retry_manifest
+from wanbatch.jobstate import (
+    MISSING_VIDEO,
+    NEXT_RUN,
+    Standing,
+    VideoCheck,
+    as_rendered,
+    standing,
+    video_missing,
+    video_path,
+)
 from wanbatch.journal import Journal, Replay, read_journal, state_dir, without_userinfo
 from wanbatch.manifest import Overrides, load_manifest
 from wanbatch.models import (
@@ -431,12 +442,18 @@ def write_report(manifest: Manifest, replay: Replay | None = None) -> tuple[Path
     """
     if replay is None:
         replay = read_journal(manifest.output_dir)
-    whole = _whole_batch(manifest, replay.manifests)
+    sources = _sources(manifest, replay.manifests)
+    whole = _whole_batch(manifest, sources)
     folder = manifest.output_dir
     folder.mkdir(parents=True, exist_ok=True)
     html = folder / GALLERY_NAME
-    _replace_file(html, gallery_lines(whole, replay.records, generated_at=time.time()))
-    retry_text = retry_manifest(whole, replay.records)
+    intact = video_check(folder)
+    asked = _asked_for(whole, sources, replay.records)
+    lines = gallery_lines(
+        whole, replay.records, generated_at=time.time(), video_intact=intact, rendered=asked
+    )
+    _replace_file(html, lines)
+    retry_text = retry_manifest(whole, replay.records, asked)
     retry_file = folder / RETRY_NAME
     if retry_text is None:
         retry_file.unlink(missing_ok=True)
@@ -445,12 +462,10 @@ def write_report(manifest: Manifest, replay: Replay | None = None) -> tuple[Path
     return html, retry_file
 
 
-def _whole_batch(manifest: Manifest, recorded: list[str]) -> Manifest:
-    """Every job of the output tree: the manifests earlier runs used (the first one first,
-    e.g. the campaign before its retry.yaml), then ``manifest``'s own jobs not among them.
-
-    An earlier manifest that was moved or no longer loads is left out.
-    """
+def _sources(manifest: Manifest, recorded: list[str]) -> list[Manifest]:
+    """The manifests earlier runs used (the first one first, e.g. the campaign before its
+    retry.yaml), then ``manifest`` if it is not among them. One that was moved or no longer
+    loads is left out."""
     sources: list[Manifest] = []
     for text in recorded:
         path = Path(text)
@@ -463,6 +478,11 @@ def _whole_batch(manifest: Manifest, recorded: list[str]) -> Manifest:
             continue
     if manifest not in sources:
         sources.append(manifest)
+    return sources
+
+
+def _whole_batch(manifest: Manifest, sources: list[Manifest]) -> Manifest:
+    """Every job of the output tree: the jobs of ``sources``, the first manifest's first."""
     jobs: dict[str, JobSpec] = {}
     for source in sources:
         for job in source.jobs:
@@ -474,6 +494,47 @@ def _whole_batch(manifest: Manifest, recorded: list[str]) -> Manifest:
         pricing=first.pricing or manifest.pricing,
         jobs=tuple(jobs.values()),
     )
+
+
+def video_check(output_dir: Path) -> VideoCheck:
+    """The disk fact the views ask (as the run does): is a job's video there, whole."""
+    return lambda job, record: file_matches(output_dir / video_path(job, record), record.size)
+
+
+def _asked_for(
+    whole: Manifest, sources: list[Manifest], records: dict[str, JobRecord]
+) -> dict[str, JobSpec | None]:
+    """For each job whose task was asked for other fields than ``whole`` holds (a retry.yaml
+    edited, --keep-changed): those fields, from the manifest of the tree with that fingerprint,
+    else from the video's sidecar; None where neither has them."""
+    asked: dict[str, JobSpec | None] = {}
+    by_fingerprint: dict[tuple[str, str], JobSpec] | None = None
+    for job in whole.jobs:
+        record = records.get(job.id)
+        if record is None or record.state is JobState.PLANNED or record.fingerprint is None:
+            continue
+        if record.fingerprint == job.fingerprint():
+            continue
+        if by_fingerprint is None:  # built only when some job was edited
+            by_fingerprint = {
+                (other.id, other.fingerprint()): other
+                for source in sources
+                for other in source.jobs
+            }
+        found = by_fingerprint.get((job.id, record.fingerprint))
+        if found is None:
+            found = as_rendered(job, _sidecar_fields(whole, job, record), record.fingerprint)
+        asked[job.id] = found
+    return asked
+
+
+def _sidecar_fields(manifest: Manifest, job: JobSpec, record: JobRecord) -> object:
+    try:
+        text = sidecar_path(manifest.output_dir / video_path(job, record)).read_text("utf-8")
+        data = json.loads(text)
+    except (OSError, ValueError):
+        return None
+    return data.get("fields") if isinstance(data, dict) else None
 
 
 def _replace_file(path: Path, lines: Iterable[str]) -> None:
@@ -491,7 +552,8 @@ def status(options: CommonOptions, *, as_json: bool = False, out: TextIO | None 
     out = out or sys.stdout
     manifest = load(options)
     replay = adopted_view(manifest, read_journal(manifest.output_dir))
-    rows = [_status_row(job.id, replay.records.get(job.id)) for job in manifest.jobs]
+    intact = video_check(manifest.output_dir)
+    rows = [_status_row(job, replay.records.get(job.id), intact) for job in manifest.jobs]
     counts = Counter(row["state"] for row in rows)
     if as_json:
         payload = {
@@ -505,27 +567,44 @@ def status(options: CommonOptions, *, as_json: bool = False, out: TextIO | None 
     width = max([len(row["id"]) for row in rows] + [2])
     print(f"{'id':<{width}}  {'state':<11}  task / detail", file=out)
     for row in rows:
-        detail = row.get("reason") or row.get("task_id") or ""
+        detail = row.get("note") or row.get("reason") or row.get("task_id") or ""
         print(f"{row['id']:<{width}}  {row['state']:<11}  {detail}", file=out)
     summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
     print(f"\n{len(rows)} jobs: {summary}", file=out)
     return 0
 
 
-def _status_row(job_id: str, record: JobRecord | None) -> dict[str, Any]:
+def _status_row(job: JobSpec, record: JobRecord | None, intact: VideoCheck) -> dict[str, Any]:
+    """One job for ``status``: where it stands (``jobstate.standing``, the words of plan and the
+    gallery), the journal's own state and fields, and a note on what a run does with it."""
+    found = standing(job, record, intact)
+    row: dict[str, Any] = {"id": job.id, "state": str(found)}
     if record is None:
-        return {"id": job_id, "state": str(JobState.PLANNED)}
-    row: dict[str, Any] = {"id": job_id, "state": str(record.state)}
+        return row
+    row["journal_state"] = str(record.state)
     for name in ("task_id", "reason", "path", "size", "sha256"):
         value = getattr(record, name)
         if value is not None:
             row[name] = value
-    if record.state is JobState.SUBMITTING:
-        row["reason"] = "create sent, answer unknown: the next run asks again with the same key"
+    if video_missing(record, found):
+        row["note"] = MISSING_VIDEO
+    elif found in (Standing.UNCONFIRMED, Standing.CHANGED):
+        row["note"] = NEXT_RUN[found]
     return row
 
 
 # --- plan -------------------------------------------------------------------------------------
+
+
+_PLAN_LABELS: dict[str, str] = {  # the groups of ``plan``: ``jobstate.Standing``, in this order
+    Standing.NEW: "new (a run submits them)",
+    Standing.CHANGED: "changed since submitted (a run stops and asks: --resubmit-changed or --keep-changed)",
+    Standing.UNCONFIRMED: "create sent, answer unknown (a run asks again with the same key)",
+    Standing.IN_FLIGHT: "in flight (a run polls them)",
+    Standing.TO_DOWNLOAD: "rendered, to download (a run downloads them; also videos gone from disk)",
+    Standing.DONE: "done",
+    Standing.FAILED: "failed (`wanbatch retry` resubmits them)",
+}
 
 
 def plan(options: CommonOptions, *, as_json: bool = False, out: TextIO | None = None) -> int:
@@ -533,30 +612,14 @@ def plan(options: CommonOptions, *, as_json: bool = False, out: TextIO | None = 
     out = out or sys.stdout
     manifest = load(options)
     replay = adopted_view(manifest, read_journal(manifest.output_dir))
-    groups: dict[str, list[str]] = {
-        name: [] for name in ("new", "changed", "done", "to_download", "failed", "in_flight")
-    }
+    intact = video_check(manifest.output_dir)
+    groups: dict[str, list[str]] = {name: [] for name in _PLAN_LABELS}
     submit = []
     for job in manifest.jobs:
-        record = replay.records.get(job.id)
-        state = record.state if record else JobState.PLANNED
-        if (
-            record
-            and state is not JobState.PLANNED
-            and record.fingerprint not in (None, job.fingerprint())
-        ):
-            groups["changed"].append(job.id)
-        elif state is JobState.PLANNED:
-            groups["new"].append(job.id)
+        found = standing(job, replay.records.get(job.id), intact)
+        groups[found].append(job.id)
+        if found is Standing.NEW:
             submit.append(job)
-        elif state is JobState.DOWNLOADED:
-            groups["done"].append(job.id)
-        elif state is JobState.SUCCEEDED:
-            groups["to_download"].append(job.id)
-        elif state is JobState.FAILED:
-            groups["failed"].append(job.id)
-        else:
-            groups["in_flight"].append(job.id)
     credits = manifest.estimate_credits(tuple(submit))
     seconds = sum(job.duration for job in submit)
     if as_json:
@@ -570,17 +633,9 @@ def plan(options: CommonOptions, *, as_json: bool = False, out: TextIO | None = 
         print(json.dumps(payload, indent=2), file=out)
         return 0
     print(f"{manifest.path} against {manifest.output_dir}:", file=out)
-    labels = {
-        "new": "new (a run submits them)",
-        "changed": "changed since submitted (a run stops and asks: --resubmit-changed or --keep-changed)",
-        "done": "done",
-        "to_download": "rendered, to download",
-        "failed": "failed (`wanbatch retry` resubmits them)",
-        "in_flight": "in flight (a run polls them)",
-    }
     for name, ids in groups.items():
         shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
-        print(f"  {len(ids):>6}  {labels[name]}" + (f": {shown}" if ids else ""), file=out)
+        print(f"  {len(ids):>6}  {_PLAN_LABELS[name]}" + (f": {shown}" if ids else ""), file=out)
     cost = f", about {credits:g} credits" if credits is not None else ""
     print(f"A run would submit {len(submit)} job(s): {seconds} s of video{cost}.", file=out)
     return 0

@@ -3,6 +3,10 @@
 ``render_gallery`` turns a manifest and the journal's records into ``<output>/report.html``: one
 card per job in manifest order, each with its video playing in place (downloaded jobs), its
 prompt and fields, its state, render and download times, and for failures the server's reason.
+A card's state is ``jobstate.standing``, the word plan and status use; a video gone from disk
+is "to download", not done. A card shows the fields its task was asked for (``rendered``, given
+by the caller for jobs whose manifest entry was edited since), and notes what the manifest says
+now where that differs.
 Three selects filter the cards by state, model and aspect ratio. The page has inline CSS and
 JavaScript only, a system font stack and no URL other than the videos' relative paths, so it
 opens from disk with no network. Every piece of manifest or server text is HTML-escaped.
@@ -10,7 +14,8 @@ opens from disk with no network. Every piece of manifest or server text is HTML-
 ``retry_manifest`` writes a YAML manifest (to be saved as ``<output>/retry.yaml``) that renders
 exactly the failed jobs again, with the same ids, fields and output paths.
 
-This module does no I/O: callers write the returned text.
+This module does no I/O: callers write the returned text. It runs past 400 lines because the
+page's own CSS and JavaScript (about 200 lines) live here with the markup they style.
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ from urllib.parse import quote
 
 import yaml
 
-from wanbatch.models import KNOWN_MODELS, JobRecord, JobSpec, JobState, Limits, Manifest
+from wanbatch.jobstate import LABELS, Standing, VideoCheck, is_changed, standing, video_path
+from wanbatch.models import (
+    KNOWN_MODELS,
+    JobRecord,
+    JobSpec,
+    JobState,
+    Limits,
+    Manifest,
+)
 
 GALLERY_NAME = "report.html"
 RETRY_NAME = "retry.yaml"
@@ -35,16 +48,8 @@ RETRY_NAME = "retry.yaml"
 EAGER_METADATA_LIMIT = 120
 _REASON_COMMENT_CHARS = 300
 
-_STATE_LABELS: dict[JobState, str] = {
-    JobState.PLANNED: "queued",
-    JobState.SUBMITTING: "submitting",
-    JobState.SUBMITTED: "submitted",
-    JobState.RUNNING: "rendering",
-    JobState.SUCCEEDED: "rendered, not downloaded",
-    JobState.DOWNLOADED: "downloaded",
-    JobState.FAILED: "failed",
-}
-_IN_FLIGHT = (JobState.SUBMITTING, JobState.SUBMITTED, JobState.RUNNING, JobState.SUCCEEDED)
+_IN_FLIGHT = (Standing.UNCONFIRMED, Standing.IN_FLIGHT)
+UNKNOWN_FIELDS = None  # in ``rendered``: the job was rendered from fields no longer known
 
 
 # --- the gallery -----------------------------------------------------------------------------
@@ -52,18 +57,38 @@ _IN_FLIGHT = (JobState.SUBMITTING, JobState.SUBMITTED, JobState.RUNNING, JobStat
 
 @dataclass(frozen=True, slots=True)
 class _Card:
-    spec: JobSpec
+    spec: JobSpec  # what the card shows: the fields its task was asked for
     record: JobRecord | None
-
-    @property
-    def state(self) -> JobState:
-        return self.record.state if self.record is not None else JobState.PLANNED
+    state: Standing
+    has_video: bool  # its video is on disk: it plays on the card
+    manifest_spec: JobSpec  # what the manifest says now
+    fields_known: bool = True  # False: rendered from fields the manifest no longer holds
 
     @property
     def path(self) -> str:
-        if self.record is not None and self.record.path:
-            return self.record.path
-        return self.spec.output_path
+        return video_path(self.spec, self.record)
+
+
+def _make_card(
+    spec: JobSpec,
+    record: JobRecord | None,
+    video_intact: VideoCheck,
+    rendered: Mapping[str, JobSpec | None] | None,
+) -> _Card:
+    rendered_spec = spec if rendered is None else rendered.get(spec.id, spec)
+    base = standing(spec, record, video_intact, check_changed=False)
+    # Only a job asked for other fields than the manifest's can be changed: with ``rendered``
+    # given, the others are not hashed again (a fingerprint per job of a 100,000-job page).
+    edited = rendered is None or spec.id in rendered
+    state = Standing.CHANGED if edited and is_changed(spec, record) else base
+    return _Card(
+        spec=rendered_spec if rendered_spec is not None else spec,
+        record=record,
+        state=state,
+        has_video=base is Standing.DONE,
+        manifest_spec=spec,
+        fields_known=rendered_spec is not None,
+    )
 
 
 def render_gallery(
@@ -72,9 +97,20 @@ def render_gallery(
     *,
     generated_at: float,
     title: str | None = None,
+    video_intact: VideoCheck | None = None,
+    rendered: Mapping[str, JobSpec | None] | None = None,
 ) -> str:
     """The whole page as one string (see ``gallery_lines``)."""
-    return "".join(gallery_lines(manifest, records, generated_at=generated_at, title=title))
+    return "".join(
+        gallery_lines(
+            manifest,
+            records,
+            generated_at=generated_at,
+            title=title,
+            video_intact=video_intact,
+            rendered=rendered,
+        )
+    )
 
 
 def gallery_lines(
@@ -83,16 +119,21 @@ def gallery_lines(
     *,
     generated_at: float,
     title: str | None = None,
+    video_intact: VideoCheck | None = None,
+    rendered: Mapping[str, JobSpec | None] | None = None,
 ) -> Iterator[str]:
     """The lines of the HTML page for ``<output_dir>/report.html``: one card per job.
 
-    ``records`` maps job id to its journal record; a job without one is queued. ``generated_at``
-    (epoch seconds) is printed in the header; times are shown in UTC so the page is the same
-    wherever it was made.
+    ``records`` maps job id to its journal record; a job without one is new. ``video_intact``
+    is the disk check (None: the journal is believed). ``rendered`` maps the id of every job
+    whose task was asked for other fields than the manifest's to those (``UNKNOWN_FIELDS`` if
+    they are not known); None: the manifest's fields are shown, and edits found by hashing. ``generated_at`` (epoch seconds) is printed in the header; times are shown in UTC
+    so the page is the same wherever it was made.
     """
-    cards = [_Card(spec, records.get(spec.id)) for spec in manifest.jobs]
+    check = video_intact or (lambda spec, record: True)
+    cards = [_make_card(spec, records.get(spec.id), check, rendered) for spec in manifest.jobs]
     page_title = title if title is not None else f"{manifest.name}: wanbatch gallery"
-    videos = sum(1 for card in cards if card.state is JobState.DOWNLOADED)
+    videos = sum(1 for card in cards if card.has_video)
     preload = "metadata" if videos <= EAGER_METADATA_LIMIT else "none"
     head = [
         "<!DOCTYPE html>",
@@ -182,18 +223,23 @@ def _header_line(manifest: Manifest, generated_at: float) -> str:
 
 
 def _summary(manifest: Manifest, cards: Sequence[_Card]) -> str:
-    done = [card.spec for card in cards if card.state is JobState.DOWNLOADED]
-    failed = sum(1 for card in cards if card.state is JobState.FAILED)
+    done = [card.spec for card in cards if card.has_video]
+    failed = sum(1 for card in cards if card.state is Standing.FAILED)
     in_flight = sum(1 for card in cards if card.state in _IN_FLIGHT)
-    queued = sum(1 for card in cards if card.state is JobState.PLANNED)
+    to_download = sum(1 for card in cards if card.state is Standing.TO_DOWNLOAD)
+    new = sum(1 for card in cards if card.state is Standing.NEW)
+    changed = sum(1 for card in cards if card.state is Standing.CHANGED)
     done_seconds = sum(spec.duration for spec in done)
     stats = [
         ("done", f"{len(done):,}", "done"),
         ("failed", f"{failed:,}", "failed"),
         ("in-flight", f"{in_flight:,}", "in flight"),
-        ("queued", f"{queued:,}", "queued"),
-        ("seconds", f"{done_seconds:,} / {manifest.total_seconds:,}", "seconds of video"),
+        ("to-download", f"{to_download:,}", LABELS[Standing.TO_DOWNLOAD]),
+        ("new", f"{new:,}", LABELS[Standing.NEW]),
     ]
+    if changed:
+        stats.append(("changed", f"{changed:,}", LABELS[Standing.CHANGED]))
+    stats.append(("seconds", f"{done_seconds:,} / {manifest.total_seconds:,}", "seconds of video"))
     credits = manifest.estimate_credits(tuple(done))
     if credits is not None:
         total = manifest.estimate_credits()
@@ -208,11 +254,11 @@ def _summary(manifest: Manifest, cards: Sequence[_Card]) -> str:
 
 
 def _filters(cards: Sequence[_Card]) -> str:
-    states = [state for state in JobState if any(card.state is state for card in cards)]
+    states = [state for state in Standing if any(card.state is state for card in cards)]
     models = list(dict.fromkeys(card.spec.model for card in cards))
     aspects = list(dict.fromkeys(card.spec.aspect_ratio for card in cards))
     selects = [
-        _select("filter-state", "State", [(s.value, _STATE_LABELS[s]) for s in states]),
+        _select("filter-state", "State", [(s.value, LABELS[s]) for s in states]),
         _select("filter-model", "Model", [(m, m) for m in sorted(models)]),
         _select("filter-aspect", "Aspect ratio", [(a, a) for a in aspects]),
     ]
@@ -240,7 +286,7 @@ def _card(card: _Card, preload: str) -> str:
     spec, record, state = card.spec, card.record, card.state
     width, _, height = spec.aspect_ratio.partition(":")
     ratio = f"{int(width)} / {int(height)}" if width.isdigit() and height.isdigit() else "16 / 9"
-    if state is JobState.DOWNLOADED:
+    if card.has_video:
         media = (
             f'<video controls muted playsinline preload="{preload}" src="{_e(_src(card.path))}"'
             f' style="aspect-ratio: {ratio}"></video>'
@@ -248,7 +294,7 @@ def _card(card: _Card, preload: str) -> str:
     else:
         media = (
             f'<div class="placeholder" style="aspect-ratio: {ratio}">'
-            f"<span>{_e(_STATE_LABELS[state])}</span></div>"
+            f"<span>{_e(LABELS[state])}</span></div>"
         )
     rows: list[tuple[str, str]] = [
         ("model", _e(spec.model)),
@@ -280,28 +326,59 @@ def _card(card: _Card, preload: str) -> str:
         if record.attempt:
             rows.append(("attempt", str(record.attempt + 1)))
     fields = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
-    failure = ""
-    if state is JobState.FAILED:
+    failure = _changed_note(card)
+    if state is Standing.FAILED:
         reason = record.reason if record is not None and record.reason else "no reason given"
         code = (
             f' <code class="code">{_e(record.code)}</code>'
             if record is not None and record.code
             else ""
         )
-        failure = f'<p class="reason" role="note"><strong>failed:</strong> {_e(reason)}{code}</p>'
+        failure += f'<p class="reason" role="note"><strong>failed:</strong> {_e(reason)}{code}</p>'
     return (
         f'<article class="card" data-state="{_e(state.value)}" data-model="{_e(spec.model)}"'
         f' data-aspect="{_e(spec.aspect_ratio)}" data-job="{_e(spec.id)}">'
         f'<div class="media">{media}</div>'
         '<div class="body">'
         f'<h2><span class="job-id">{_e(spec.id)}</span>'
-        f'<span class="badge badge-{_e(state.value)}">{_e(_STATE_LABELS[state])}</span></h2>'
+        f'<span class="badge badge-{_e(state.value)}">{_e(LABELS[state])}</span></h2>'
         f'<p class="prompt">{_e(spec.prompt)}</p>'
         f"{failure}"
         f"<dl>{fields}</dl>"
         "</div>"
         "</article>"
     )
+
+
+_NOTED_FIELDS = ("prompt", "model", "duration", "aspect_ratio", "image", "extra")
+
+
+def _changed_note(card: _Card) -> str:
+    """What the manifest says now where it differs from what the card shows (the fields the
+    task was asked for)."""
+    if not card.fields_known:
+        return (
+            '<p class="changed" role="note"><strong>edited since:</strong> this job was'
+            " submitted with other fields than the manifest's, no longer known here; the"
+            " manifest's are shown.</p>"
+        )
+    now, then = card.manifest_spec.fields(), card.spec.fields()
+    differ = [name for name in _NOTED_FIELDS if now.get(name) != then.get(name)]
+    if not differ:
+        return ""
+    items = "".join(f"<dt>{name}</dt><dd>{_e(_plain_value(now.get(name)))}</dd>" for name in differ)
+    return (
+        '<div class="changed" role="note"><p><strong>the manifest now says</strong> (the card'
+        f" shows what the task was asked for):</p><dl>{items}</dl></div>"
+    )
+
+
+def _plain_value(value: object) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return str(value)
 
 
 _CSS = """
@@ -351,8 +428,11 @@ justify-content:space-between}
 .job-id{font-weight:600;word-break:break-all}
 .badge{flex:none;font-size:11px;font-weight:600;padding:1px 8px;border-radius:99px;
 background:var(--panel2);color:var(--idle)}
-.badge-downloaded{color:var(--ok)}.badge-failed{color:var(--bad)}
-.badge-submitting,.badge-submitted,.badge-running,.badge-succeeded{color:var(--warn)}
+.badge-done{color:var(--ok)}.badge-failed{color:var(--bad)}
+.badge-unconfirmed,.badge-in_flight,.badge-to_download,.badge-changed{color:var(--warn)}
+.changed{margin:0 0 8px;padding:6px 8px;border-left:3px solid var(--warn);
+background:var(--panel2);border-radius:4px;overflow-wrap:anywhere}
+.changed p{margin:0 0 4px}
 .prompt{margin:0 0 8px;white-space:pre-wrap;overflow-wrap:anywhere}
 .reason{margin:0 0 8px;padding:6px 8px;border-left:3px solid var(--bad);background:var(--panel2);
 border-radius:4px;overflow-wrap:anywhere}
@@ -418,16 +498,24 @@ _JS = """
 # --- the retry manifest ----------------------------------------------------------------------
 
 
-def retry_manifest(manifest: Manifest, records: Mapping[str, JobRecord]) -> str | None:
+def retry_manifest(
+    manifest: Manifest,
+    records: Mapping[str, JobRecord],
+    rendered: Mapping[str, JobSpec | None] | None = None,
+) -> str | None:
     """A YAML manifest that renders exactly the failed jobs again, or None if none failed.
+
+    A job is written with the fields its failed task was asked for (``rendered``, as for the
+    gallery), so that an edit made in an earlier retry.yaml is not lost.
 
     It is meant to be saved in the output dir (as ``retry.yaml``): its ``output.dir`` is ``.``,
     so every video lands where the original run would have put it, and it shares the original
     run's journal there. Ids, prompts and fields are written out in full (no defaults, no matrix),
     so the loader gives back the same jobs; api, pricing and limits are kept.
     """
+    asked = rendered or {}
     failed = [
-        spec
+        asked.get(spec.id) or spec
         for spec in manifest.jobs
         if (record := records.get(spec.id)) is not None and record.state is JobState.FAILED
     ]

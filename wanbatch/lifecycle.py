@@ -43,6 +43,9 @@ TRANSITIONS: dict[tuple[JobState, EventKind], JobState] = {
 # Requeue is allowed from every state: `retry` takes failed jobs, --resubmit-changed takes any.
 for _state in JobState:
     TRANSITIONS[(_state, _E.REQUEUED)] = _S.PLANNED
+# --keep-changed moves nothing: it notes that the video stands for the edited fields too.
+for _state in JobState:
+    TRANSITIONS[(_state, _E.KEPT)] = _state
 
 
 class IllegalTransition(ValueError):
@@ -90,6 +93,7 @@ def apply(record: JobRecord, event: JobEvent) -> JobRecord:
             idempotency_key=event.idempotency_key,
             fingerprint=event.fingerprint,
             intents=1 if first else record.intents + 1,
+            kept_fingerprint=None,  # a new create: what was kept is no longer rendered
             task_id=None,
             video_url=None,
             reason=None,
@@ -117,6 +121,8 @@ def apply(record: JobRecord, event: JobEvent) -> JobRecord:
             sha256=event.sha256,
             downloaded_at=event.at,
         )
+    if kind is _E.KEPT:
+        return replace(record, kept_fingerprint=event.fingerprint)
     # REQUEUED: a fresh attempt; the old task is forgotten (its video, if any, stays on disk).
     return JobRecord(
         job_id=record.job_id, attempt=record.attempt + 1, fingerprint=event.fingerprint

@@ -160,6 +160,7 @@ class EventKind(enum.StrEnum):
     FAILED = "failed"  # rejected (400) or failed generation; carries the reason
     DOWNLOADED = "downloaded"  # the video is in place (path, size, sha256)
     REQUEUED = "requeued"  # `wanbatch retry` or --resubmit-changed: render it anew
+    KEPT = "kept"  # --keep-changed: the video stands for the manifest's new fields (fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,7 @@ class JobRecord:
     size: int | None = None
     sha256: str | None = None
     intents: int = 0  # intents recorded for the current attempt; >1 means a resubmission
+    kept_fingerprint: str | None = None  # --keep-changed accepted this manifest fingerprint
     submitted_at: float | None = None  # when the server answered the create
     finished_at: float | None = None  # when it was first seen rendered (or failed)
     downloaded_at: float | None = None  # when the video was put in place

@@ -29,7 +29,7 @@ from wanbatch.scheduler import ProgressSnapshot
 Snapshot = Callable[[], ProgressSnapshot]
 
 _STATES = (
-    ("queued", "bright_black"),
+    ("new", "bright_black"),
     ("rendering", "yellow"),
     ("downloading", "cyan"),
     ("done", "green"),
@@ -49,7 +49,7 @@ def fields(snap: ProgressSnapshot) -> dict[str, Any]:
     """The snapshot as flat log fields (the ``run.progress`` event)."""
     out: dict[str, Any] = {
         "done": f"{snap.done}/{snap.total}",
-        "queued": snap.queued,
+        "new": snap.new,
         "rendering": snap.rendering,
         "downloading": snap.downloading,
         "failed": snap.failed,

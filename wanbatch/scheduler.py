@@ -131,6 +131,10 @@ class Runner:
             self.summary.already_done = plan.already_done
             self.summary.failed.update(plan.failed)
             for job_id in plan.missing_videos:
+                # The journal says rendered, not downloaded, as the disk does: every view agrees.
+                await self.journal.append(
+                    self.ctx.event(EventKind.SUCCEEDED, job_id, video_url=None), durable=False
+                )
                 log.info("job.video_missing", job=job_id)
             log.info(
                 "run.started",
@@ -272,16 +276,18 @@ class Runner:
 
     async def _apply_changes(self) -> None:
         changed = changed_jobs(self.manifest.jobs, self.journal.records)
-        if not changed or self.ctx.options.keep_changed:
+        if not changed:
             return
-        if not self.ctx.options.resubmit_changed:
+        options = self.ctx.options
+        if not options.resubmit_changed and not options.keep_changed:
             raise changed_error(changed, self.manifest.estimate_credits(tuple(changed)))
+        # --keep-changed is journaled, so that the next run does not ask again for these edits.
+        kind = EventKind.REQUEUED if options.resubmit_changed else EventKind.KEPT
         for job in changed:
             await self.journal.append(
-                self.ctx.event(EventKind.REQUEUED, job.id, fingerprint=job.fingerprint()),
-                durable=False,
+                self.ctx.event(kind, job.id, fingerprint=job.fingerprint()), durable=False
             )
-            self.ctx.log.info("job.requeued_changed", job=job.id)
+            self.ctx.log.info(f"job.{kind}_changed", job=job.id)
         await self.journal.flush()
 
     def _account_unfinished(self) -> None:

@@ -82,18 +82,26 @@ class SubmitStage:
             return Submitted.SKIPPED
         cap = self.guard.reserve(job.id, self.cost(job))
         if cap is not None:
-            if ctx.stops.cap_reached(cap.message):
-                ctx.log.warning(
-                    "run.cap_reached",
-                    detail=cap.message,
-                    videos_submitted=self.guard.videos,
-                    credits_submitted=self.guard.credits_submitted,
-                )
+            ctx.stops.cap_reached(cap.message)
+            self._announce_cap()
             return Submitted.SKIPPED
         try:
             return await self._send(job, key, unknown)
         finally:
             self.guard.release(job.id)
+            self._announce_cap()
+
+    def _announce_cap(self) -> None:
+        """Log the cap once the creates it let through are settled: the counts are then final,
+        the guard's own, which the summary shows too."""
+        cap = self.guard.cap_to_announce()
+        if cap is not None:
+            self.ctx.log.warning(
+                "run.cap_reached",
+                detail=cap.message,
+                videos_submitted=self.guard.videos,
+                credits_submitted=self.guard.credits_submitted,
+            )
 
     async def _send(self, job: JobSpec, key: str, unknown: bool) -> Submitted:
         ctx = self.ctx

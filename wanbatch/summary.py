@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from wanbatch.jobstate import Standing, of_state
 from wanbatch.models import JobRecord, JobSpec, JobState
 from wanbatch.stops import StopReason, exit_code_for
 
@@ -15,7 +16,7 @@ class ProgressSnapshot:
     """Where a run stands, for a progress display. Counts are over the manifest's jobs."""
 
     total: int
-    queued: int  # nothing sent yet
+    new: int  # nothing sent yet (``jobstate.Standing``: the words of plan, status, the gallery)
     rendering: int  # submitted, not yet rendered (or the create's answer not yet known)
     downloading: int  # rendered, the video not yet on disk
     done: int
@@ -74,15 +75,17 @@ def progress_snapshot(
     total = sum(states.values())
     elapsed = max(1e-9, elapsed_seconds)
     rate = finished_this_run / elapsed if finished_this_run else None
-    done, failed = states[JobState.DOWNLOADED], states[JobState.FAILED]
+    # The journal's states through the one classification (the run settled disk and edits).
+    standings: Counter[Standing] = Counter()
+    for state, count in states.items():
+        standings[of_state(state)] += count
+    done, failed = standings[Standing.DONE], standings[Standing.FAILED]
     render_total, render_count = render_seconds
     return ProgressSnapshot(
         total=total,
-        queued=states[JobState.PLANNED],
-        rendering=states[JobState.SUBMITTING]
-        + states[JobState.SUBMITTED]
-        + states[JobState.RUNNING],
-        downloading=states[JobState.SUCCEEDED],
+        new=standings[Standing.NEW],
+        rendering=standings[Standing.UNCONFIRMED] + standings[Standing.IN_FLIGHT],
+        downloading=standings[Standing.TO_DOWNLOAD],
         done=done,
         failed=failed,
         elapsed_seconds=elapsed,

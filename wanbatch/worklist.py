@@ -6,11 +6,12 @@ edited since they were submitted; what is left of each job at the end is ``summa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from wanbatch.errors import ManifestChangedError
-from wanbatch.models import JobRecord, JobSpec, JobState
+from wanbatch.jobstate import Standing, is_changed, standing, video_missing
+from wanbatch.models import JobRecord, JobSpec
 
 
 @dataclass(slots=True)
@@ -28,24 +29,25 @@ def plan_work(
     record_of: Callable[[str], JobRecord],
     video_intact: Callable[[JobSpec, JobRecord], bool],
 ) -> WorkPlan:
+    """Sort ``jobs`` by where each stands (``jobstate.standing``, the views' classification).
+
+    Edits are settled before (``changed_jobs``): a job is taken by its journal state here."""
     plan = WorkPlan()
     unknown: list[JobSpec] = []
     for job in jobs:
         record = record_of(job.id)
-        state = record.state
-        if state is JobState.DOWNLOADED:
-            if video_intact(job, record):
-                plan.already_done += 1
-            else:
+        found = standing(job, record, video_intact, check_changed=False)
+        if found is Standing.DONE:
+            plan.already_done += 1
+        elif found is Standing.TO_DOWNLOAD:
+            if video_missing(record, found):
                 plan.missing_videos.append(job.id)
-                plan.to_download.append(job)
-        elif state is JobState.SUCCEEDED:
             plan.to_download.append(job)
-        elif state in (JobState.SUBMITTED, JobState.RUNNING):
+        elif found is Standing.IN_FLIGHT:
             plan.to_poll.append(job)
-        elif state is JobState.SUBMITTING:
+        elif found is Standing.UNCONFIRMED:
             unknown.append(job)
-        elif state is JobState.FAILED:
+        elif found is Standing.FAILED:
             plan.failed[job.id] = record.reason or "failed"
         else:
             plan.to_create.append(job)
@@ -55,16 +57,9 @@ def plan_work(
     return plan
 
 
-def changed_jobs(jobs: Iterable[JobSpec], records: dict[str, JobRecord]) -> list[JobSpec]:
-    """Jobs whose fields changed since their task was asked for."""
-    return [
-        job
-        for job in jobs
-        if (record := records.get(job.id)) is not None
-        and record.state is not JobState.PLANNED
-        and record.fingerprint is not None
-        and record.fingerprint != job.fingerprint()
-    ]
+def changed_jobs(jobs: Iterable[JobSpec], records: Mapping[str, JobRecord]) -> list[JobSpec]:
+    """Jobs whose fields changed since their task was asked for (and were not kept)."""
+    return [job for job in jobs if is_changed(job, records.get(job.id))]
 
 
 def changed_error(changed: list[JobSpec], credits: float | None) -> ManifestChangedError:
