@@ -12,6 +12,7 @@ import errno
 import gzip
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,63 @@ def test_a_file_where_the_output_folder_should_be_is_one_line_not_a_traceback(
     printed = capsys.readouterr()
     assert "cannot open the journal" in printed.err and "Not a directory" in printed.err
     assert stats(sim)["requests_total"] == 0
+
+
+@contextlib.contextmanager
+def small_file_system(where: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` mounted at ``where`` (root only, as CI runs), unmounted after;
+    the test is skipped where nothing can be mounted."""
+    where.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a file system needs root")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_really_full_disk_stops_the_run_in_one_line_then_the_rerun_resumes(
+    tmp_path: Path, make_sim: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A real file system that fills up mid-run (videos, sidecars, the journal and the log all
+    on it): one line and exit 5, no traceback, no half-written video in place; once there is
+    room again the rerun finishes and no task is paid twice."""
+    sim = make_sim(video_size=120_000)
+    with small_file_system(tmp_path / "out", "400k") as out:
+        manifest = manifest_at(tmp_path, jobs=6)
+        assert run_sim(manifest, sim, monkeypatch) == 5
+        printed = capsys.readouterr()
+        assert "No space left on device" in printed.out + printed.err
+        assert "Traceback" not in printed.out + printed.err
+        for video in out.glob("*.mp4"):  # whatever was renamed into place is whole
+            sidecar = json.loads(video.with_suffix(".json").read_text())
+            assert video.stat().st_size == sidecar["size"] == 120_000
+        subprocess.run(["mount", "-o", "remount,size=4m", str(out)], check=True)
+        assert run_sim(manifest, sim, monkeypatch) == 0
+        assert len(list(out.glob("*.mp4"))) == 6
+    assert stats(sim)["tasks_created"] == 6
+
+
+def test_a_really_read_only_output_tree_stops_the_run_in_one_line(
+    tmp_path: Path, make_sim: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """The output tree on a file system mounted read-only (what a root user meets, where
+    chmod does not stop root): one line naming the cause, exit 5, nothing sent."""
+    sim = make_sim()
+    with small_file_system(tmp_path / "out", "1m") as out:
+        (out / ".wanbatch").mkdir()
+        subprocess.run(["mount", "-o", "remount,ro", str(out)], check=True)
+        manifest = manifest_at(tmp_path, jobs=2)
+        assert run_sim(manifest, sim, monkeypatch) == 5
+        printed = capsys.readouterr()
+        assert "Read-only file system" in printed.out + printed.err
+        assert "Traceback" not in printed.out + printed.err
+    assert stats(sim)["tasks_created"] == 0
