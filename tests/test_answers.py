@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import pytest
 import structlog
+from test_submit import run_once
 
 from wanbatch import app, cli, polling
 from wanbatch.backoff import PollPolicy
@@ -22,7 +23,6 @@ from wanbatch.manifest import load_manifest
 from wanbatch.models import EventKind, JobEvent, JobState
 
 from hostile import Answer, http_response, json_response, serve
-from test_submit import run_once
 
 VIDEO = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 4
 FAST_POLLS = PollPolicy(initial_seconds=0.01, factor=1.0, cap_seconds=0.01, jitter=0.0)

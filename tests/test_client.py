@@ -348,3 +348,12 @@ def trickle(head: bytes, body: bytes, *, every: float) -> Iterator[int]:
         finally:
             serving.cancel()
             portal.call(listener.aclose)
+
+
+def test_a_key_at_the_cut_of_a_long_error_body_is_not_half_kept() -> None:
+    """A plain-text error body is cut short for the message only after the key is redacted,
+    so no prefix of the key survives the cut."""
+    body = ("e" * 190 + KEY + "tail").encode()
+    with pytest.raises(TransientApiError) as caught:
+        call(http_response(503, body))
+    assert KEY[:8] not in str(caught.value)

@@ -319,8 +319,8 @@ class WanApi:
         status = response.status_code
         payload = _json_object(response)
         message, code = _error_fields(payload.get("error") if payload else None)
-        if message is None:
-            text = response.text.strip()[:200]
+        if message is None:  # a body that is not an error object: its start (after redaction)
+            text = _server_text(response.text.strip(), self._key, 200)
             message = text or response.reason_phrase or "no message"
         message = f"{what}: {self._text(message, MAX_SERVER_TEXT)}"
         asked = parse_retry_after(response.headers.get("Retry-After"), time.time())
