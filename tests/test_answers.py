@@ -300,3 +300,13 @@ def test_a_failure_message_echoing_the_key_is_redacted_everywhere(tmp_path: Path
     assert "sk-wan-test" not in json.dumps(summary.failed)
     written = (tmp_path / "out" / ".wanbatch" / "journal.jsonl").read_bytes()
     assert b"denied" in written and b"sk-wan-test" not in written
+
+
+def test_the_lost_rule_needs_age_a_streak_and_misses() -> None:
+    """A 404 is believed only past the grace after the create, for a streak of time and of
+    polls; each alone is not enough."""
+    rule = polling.LostRule()
+    assert rule.lost(age=400, streak=61, misses=3)
+    assert not rule.lost(age=100, streak=61, misses=9)  # too soon after the create
+    assert not rule.lost(age=400, streak=10, misses=9)  # 404s for a moment only
+    assert not rule.lost(age=400, streak=120, misses=2)  # too few polls

@@ -357,3 +357,18 @@ def test_a_key_at_the_cut_of_a_long_error_body_is_not_half_kept() -> None:
     with pytest.raises(TransientApiError) as caught:
         call(http_response(503, body))
     assert KEY[:8] not in str(caught.value)
+
+
+def test_an_invalid_url_inside_the_client_is_a_job_error() -> None:
+    """Whatever ``httpx.InvalidURL`` the wire meets becomes a wanbatch error for one job
+    (nothing was sent), never a traceback, and the key is redacted from it."""
+    import httpx
+
+    from wanbatch.client import _map_transport_errors
+
+    with (
+        pytest.raises(JobRejectedError, match="not valid") as caught,
+        _map_transport_errors("poll", KEY),
+    ):
+        raise httpx.InvalidURL("bad " + KEY)
+    assert KEY not in str(caught.value)
