@@ -63,3 +63,12 @@ def test_retry_after_never_raises(text: str) -> None:
     """Arbitrary header text never raises and never gives a negative wait."""
     value = parse_retry_after(text, 1_000_000.0)
     assert value is None or value >= 0
+
+
+def test_retry_after_is_capped() -> None:
+    """A server may ask for days; wanbatch waits at most MAX_RETRY_AFTER_SECONDS at a time."""
+    from wanbatch.backoff import MAX_RETRY_AFTER_SECONDS, cap_retry_after
+
+    assert cap_retry_after(None) is None
+    assert cap_retry_after(5.0) == 5.0
+    assert cap_retry_after(999999.0) == MAX_RETRY_AFTER_SECONDS == 900.0

@@ -71,3 +71,17 @@ def test_every_state_is_reachable_and_requeue_is_total() -> None:
     assert set(JobState) <= targets | {JobState.PLANNED}
     for state in JobState:
         assert (state, EventKind.REQUEUED) in TRANSITIONS
+
+
+def test_an_unknown_status_word_is_kept_while_running_and_cleared_on_success() -> None:
+    """A `running` event may carry the server's unknown status word (for `status`); a later
+    `running` without one clears it, and so does success."""
+    events = [
+        ev(EventKind.INTENT, idempotency_key="k", fingerprint="f"),
+        ev(EventKind.CREATED, task_id="gen_1"),
+        ev(EventKind.RUNNING, reason="the server says 'dreaming'"),
+    ]
+    assert replay(events)["a"].reason == "the server says 'dreaming'"
+    assert replay([*events, ev(EventKind.RUNNING)])["a"].reason is None
+    rendered = replay([*events, ev(EventKind.SUCCEEDED, video_url="https://cdn/x.mp4")])["a"]
+    assert rendered.state is JobState.SUCCEEDED and rendered.reason is None

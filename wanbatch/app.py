@@ -43,6 +43,7 @@ from wanbatch.manifest import Overrides, load_manifest
 from wanbatch.models import (
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
+    LOST_CODE,
     EventKind,
     JobEvent,
     JobRecord,
@@ -89,6 +90,7 @@ class RunFlags:
     max_credits: float | None = None  # cost guard: estimated credits this run may spend
     progress_every: float = 30.0  # seconds between progress lines when not on a terminal
     salvage_journal: bool = False  # repair a damaged journal (kept aside) before running
+    include_lost: bool = False  # `retry` also resubmits tasks the server lost (pays again)
 
 
 def load(options: CommonOptions) -> Manifest:
@@ -162,6 +164,14 @@ def retry(options: CommonOptions, flags: RunFlags, *, out: TextIO | None = None)
         for job in manifest.jobs
         if (record := replay.records.get(job.id)) and record.state is JobState.FAILED
     ]
+    lost = [job for job in failed if replay.records[job.id].code == LOST_CODE]
+    if lost and not flags.include_lost:
+        failed = [job for job in failed if job not in lost]
+        print(
+            f"{len(lost)} lost task(s) not resubmitted (the server may still render them; pass"
+            f" --include-lost to create them anew and pay again): {', '.join(j.id for j in lost)}",
+            file=out,
+        )
     if not failed:
         print("No failed jobs to retry.", file=out)
         return 0
@@ -379,6 +389,7 @@ def print_summary(
     if summary.stalled:
         lines.append(
             f"  stalled past the deadline: {len(summary.stalled)}: {', '.join(summary.stalled)}"
+            " (the next run asks again; wait longer with --job-deadline S)"
         )
     if summary.left:
         lines.append(f"  not finished: {len(summary.left)} (run again to resume)")

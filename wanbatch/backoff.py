@@ -14,6 +14,9 @@ from dataclasses import dataclass
 Random = Callable[[], float]  # returns a float in [0, 1)
 
 _MAX_EXPONENT = 60  # 2**60 already dwarfs any cap; larger attempts reuse it
+# The longest wait a ``Retry-After`` may impose at once (15 minutes). A server that wants more
+# answers 429 again when asked after this; one that sends 999999 does not freeze a run for days.
+MAX_RETRY_AFTER_SECONDS = 900.0
 
 
 def compute_backoff(attempt: int, *, base: float, cap: float, random: Random) -> float:
@@ -84,3 +87,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if when.tzinfo is None:
         return None
     return max(0.0, when.timestamp() - now)
+
+
+def cap_retry_after(asked: float | None) -> float | None:
+    """The wait for a ``Retry-After`` of ``asked`` seconds: at most ``MAX_RETRY_AFTER_SECONDS``."""
+    return None if asked is None else min(asked, MAX_RETRY_AFTER_SECONDS)

@@ -142,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("manifest")
     retry.add_argument("--yes", action="store_true", help="do not ask")
+    retry.add_argument(
+        "--include-lost",
+        action="store_true",
+        help="also resubmit tasks the server lost (404 for minutes); each is paid again",
+    )
     _run_flags(retry)
 
     plan = sub.add_parser(
@@ -265,6 +270,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             max_credits=args.max_credits,
             progress_every=args.progress_every,
             salvage_journal=getattr(args, "salvage_journal", False),
+            include_lost=getattr(args, "include_lost", False),
         )
         if args.command == "run":
             return app.run(options, flags)

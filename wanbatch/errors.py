@@ -19,8 +19,11 @@ into these at one boundary each (``client.py`` for the wire, ``journal.py`` and 
     ├── ApiError                   an answer (or no answer) from the API host
     │   ├── TransientApiError      429, 5xx, timeouts, resets, garbled bodies: retry with backoff
     │   │   ├── RateLimitedError   429, carries ``retry_after_seconds`` when the server gave one
-    │   │   └── NotSentError       no connection was made (refused, DNS): the host never saw it
+    │   │   ├── NotSentError       no connection was made (refused, DNS): the host never saw it
+    │   │   ├── AnswerUnknownError a 2xx to a create that names no usable task: not resent
+    │   │   └── TaskNotFoundError  404 for a task we created: waited out, then the task is lost
     │   ├── JobRejectedError       400: this job fails with the server's message; the batch goes on
+    │   │   └── BadTaskIdError     a task id that cannot be put in a URL: that job fails
     │   ├── AuthError              401: the key was rejected; stop at once (exit 3)
     │   └── CreditsExhaustedError  402: stop submitting, finish what is in flight (exit 4)
     ├── DownloadError              fetching a finished video
@@ -204,10 +207,26 @@ class NotSentError(TransientApiError):
     certainly did not arrive, so a create that met this made no task."""
 
 
+class AnswerUnknownError(TransientApiError):
+    """A create answered 2xx with no usable task (not JSON, no id, an id that cannot be used):
+    the server took the request and may have made a task we cannot name. The create is not
+    resent in this run; the job is left with its outcome unknown."""
+
+
+class TaskNotFoundError(TransientApiError):
+    """404 for a task we created: servers may not know a new task at once (eventual
+    consistency), so this is waited out for a while before the task is called lost."""
+
+
 class JobRejectedError(ApiError):
     """400: the server refused this job; retrying the same request cannot help."""
 
     disposition = Disposition.JOB
+
+
+class BadTaskIdError(JobRejectedError):
+    """A task id that cannot be used in a URL (from an answer or an old journal): that job
+    fails with this reason; nothing is sent with it."""
 
 
 class AuthError(ApiError):

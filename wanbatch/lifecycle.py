@@ -5,6 +5,11 @@ of the journal use the same ``apply``; replay is a fold of the journal's events.
 makes no sense in the current state raises ``IllegalTransition``: the journal is then not
 trusted rather than guessed at.
 
+A ``failed`` event with code ``lost`` (``models.LOST_CODE``) is a task the server stopped
+knowing (404 past the grace of ``polling.LostRule``): failed like any other, but ``retry``
+resubmits it only when told ``--include-lost``. A ``running`` event may carry the server's
+status word as ``reason`` when wanbatch does not know the word.
+
     planned ──intent──> submitting ──created──> submitted ──running──> running
        ^                 │  ^   │                   │                    │
        │   not_created ──┘  └───┘ intent            └──── succeeded ─────┤──> succeeded ──downloaded──> downloaded
@@ -31,6 +36,7 @@ TRANSITIONS: dict[tuple[JobState, EventKind], JobState] = {
     (_S.SUBMITTING, _E.CREATED): _S.SUBMITTED,
     (_S.SUBMITTING, _E.FAILED): _S.FAILED,
     (_S.SUBMITTED, _E.RUNNING): _S.RUNNING,
+    (_S.RUNNING, _E.RUNNING): _S.RUNNING,  # the server's status word changed
     (_S.SUBMITTED, _E.SUCCEEDED): _S.SUCCEEDED,
     (_S.SUBMITTED, _E.FAILED): _S.FAILED,
     (_S.RUNNING, _E.SUCCEEDED): _S.SUCCEEDED,
@@ -104,10 +110,13 @@ def apply(record: JobRecord, event: JobEvent) -> JobRecord:
     if kind is _E.CREATED:
         return replace(record, state=new_state, task_id=event.task_id, submitted_at=event.at)
     if kind is _E.RUNNING:
-        return replace(record, state=new_state)
+        # ``reason`` holds a status word wanbatch does not know, for `status` to show.
+        return replace(record, state=new_state, reason=event.reason)
     if kind is _E.SUCCEEDED:
         finished = record.finished_at if record.finished_at is not None else event.at
-        return replace(record, state=new_state, video_url=event.video_url, finished_at=finished)
+        return replace(
+            record, state=new_state, video_url=event.video_url, finished_at=finished, reason=None
+        )
     if kind is _E.FAILED:
         return replace(
             record, state=new_state, reason=event.reason, code=event.code, finished_at=event.at

@@ -32,6 +32,13 @@ DEFAULT_OUTPUT_ROOT = "renders"
 MAX_JOB_ID_LENGTH = 100
 PATH_TEMPLATE_FIELDS: tuple[str, ...] = ("id", "name", "model", "aspect_ratio", "duration", "index")
 STATE_DIR_NAME = ".wanbatch"
+# What the API host may send us: a whole answer within this many seconds (each read has its
+# own, shorter timeout); task ids of at most this many characters; server text kept this long.
+DEFAULT_ANSWER_SECONDS = 120.0
+MAX_TASK_ID_LENGTH = 128
+MAX_SERVER_TEXT = 1000  # an error message from the server
+MAX_SERVER_WORD = 100  # a status word, an error code, a request id
+LOST_CODE = "lost"  # the code of a failure whose task the server no longer knows
 
 
 # --- the manifest, validated --------------------------------------------------------------
@@ -223,6 +230,7 @@ class TaskView:
     video_url: str | None = None
     error_message: str | None = None
     error_code: str | None = None
+    unrecognised_status: bool = False  # a status word the adapter does not know (taken as running)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,18 +4,23 @@ Timing is the pure ``planner.PollPlanner``'s; this stage only sleeps until the p
 asks, journals what it heard and tells the planner. Plans move when the planner learns (its
 ``version`` changes): sleepers are then woken to ask for their time again. With a fixed
 ``--poll-interval`` the planner is not used and each task is asked on that interval.
+
+A task is asked at least once in every run, however old: the job deadline ends the waiting,
+never the collecting (a run resumed an hour later still picks up what finished meanwhile).
+A 404 for a task we created is waited out (``LostRule``) before the task is called lost.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Hashable
+from dataclasses import dataclass
 
 import anyio
 
 from wanbatch.admission import POLL, Admission, after_refusal
-from wanbatch.errors import JobRejectedError, TransientApiError
-from wanbatch.models import EventKind, JobSpec, JobState, TaskStatus, TaskView
+from wanbatch.errors import JobRejectedError, TaskNotFoundError, TransientApiError
+from wanbatch.models import LOST_CODE, EventKind, JobSpec, JobState, TaskStatus, TaskView
 from wanbatch.planner import PollPlanner, Seen, budget_lateness
 from wanbatch.retrying import RetryState
 from wanbatch.runcontext import RunContext, TaskReader
@@ -28,6 +33,48 @@ class Polled(enum.Enum):
     FAILED = "failed"  # the render failed (journaled)
     STALLED = "stalled"  # past the job deadline
     LEFT = "left"  # polling kept failing; a later run asks again
+
+
+@dataclass(frozen=True, slots=True)
+class LostRule:
+    """When a task the server answers 404 for is lost rather than not known yet. Pure.
+
+    Servers may not know a task for a while after creating it (eventual consistency), so a
+    404 is believed only when the task is ``grace_seconds`` past its create and the 404s have
+    lasted ``streak_seconds`` in a row, ``misses`` polls at least. Until then it is asked again
+    with backoff. A lost task is journaled as failed with code ``lost``; ``retry`` leaves it
+    alone unless told ``--include-lost`` (a new task is paid again).
+    """
+
+    grace_seconds: float = 300.0
+    streak_seconds: float = 60.0
+    misses: int = 3
+
+    def lost(self, age: float, streak: float, misses: int) -> bool:
+        return age >= self.grace_seconds and streak >= self.streak_seconds and misses >= self.misses
+
+
+LOST = LostRule()
+
+
+def stalled_hint(deadline: float) -> str:
+    """How to wait longer for a task past its deadline."""
+    return (
+        f"still rendering on the server after the {deadline:g} s job deadline; the next run asks"
+        " again. To wait longer: --job-deadline S, or limits.job_deadline_seconds in the manifest"
+    )
+
+
+def lost_reason(task_id: str, streak: float, misses: int) -> str:
+    return (
+        f"task lost: the server has not known task {task_id} for {streak:.0f} s"
+        f" ({misses} polls in a row answered 404); `wanbatch retry --include-lost` creates it"
+        " anew (and pays again)"
+    )
+
+
+def unknown_status_note(word: str) -> str:
+    return f"the server says {word!r}, a status wanbatch does not know; taken as still rendering"
 
 
 _SEEN = {
@@ -82,6 +129,7 @@ class PollStage:
         self.api = api
         self.admission = admission
         self.board = board
+        self._unknown_words: set[str] = set()  # status words already warned about
 
     async def until_done(self, job: JobSpec) -> Polled:
         ctx = self.ctx
@@ -98,6 +146,8 @@ class PollStage:
         polls = 0
         retries = RetryState(ctx.options.retry)
         deadline = ctx.manifest.limits.job_deadline_seconds
+        missing_since: float | None = None  # the first 404 of the current run of 404s
+        misses = 0
         while True:
             record = ctx.journal.record(job.id)
             if record.state is JobState.SUCCEEDED:
@@ -106,10 +156,15 @@ class PollStage:
                 return Polled.FAILED
             assert record.task_id is not None
             submitted = record.submitted_at or ctx.timing.wall()
-            if ctx.timing.wall() - submitted > deadline:
+            # Asked at least once in this run before the deadline counts: it ends waiting.
+            if polls and ctx.timing.wall() - submitted > deadline:
                 ctx.summary.stalled.append(job.id)
                 ctx.log.warning(
-                    "job.stalled", job=job.id, task_id=record.task_id, deadline=deadline
+                    "job.stalled",
+                    job=job.id,
+                    task_id=record.task_id,
+                    deadline=deadline,
+                    hint=stalled_hint(deadline),
                 )
                 return Polled.STALLED
             planned = await self._wait_turn(job.id, polls)
@@ -117,6 +172,18 @@ class PollStage:
             ctx.summary.requests["poll"] += 1
             try:
                 view = await self.api.get(record.task_id)
+            except TaskNotFoundError as exc:
+                now = ctx.timing.wall()
+                missing_since = now if missing_since is None else missing_since
+                misses += 1
+                if LOST.lost(now - submitted, now - missing_since, misses):
+                    await ctx.fail(
+                        job, lost_reason(record.task_id, now - missing_since, misses), LOST_CODE
+                    )
+                    return Polled.FAILED
+                ctx.log.info("job.not_found_yet", job=job.id, misses=misses, error=str(exc))
+                await ctx.timing.sleep(ctx.options.retry.delay(misses - 1, ctx.timing.random))
+                continue
             except JobRejectedError as exc:
                 await ctx.fail(job, exc.server_message, exc.code)
                 return Polled.FAILED
@@ -125,6 +192,7 @@ class PollStage:
                     ctx.summary.left[job.id] = f"polling failed {retries.attempts} times: {exc}"
                     return Polled.LEFT
                 continue
+            missing_since, misses = None, 0
             await self._heard(job, view, planned)
 
     async def _wait_turn(self, job_id: str, polls: int) -> float:
@@ -159,8 +227,17 @@ class PollStage:
             ctx.log.warning("job.succeeded_without_url", job=job.id, task_id=view.task_id)
             status = TaskStatus.RUNNING  # poll again: some servers fill the URL in a moment later
         self.board.observe(job.id, ctx.timing.clock(), _SEEN[status])
-        if status is TaskStatus.RUNNING and record.state is JobState.SUBMITTED:
-            await ctx.journal.append(ctx.event(EventKind.RUNNING, job.id), durable=False)
+        note = unknown_status_note(view.raw_status) if view.unrecognised_status else None
+        if note is not None and view.raw_status not in self._unknown_words:
+            self._unknown_words.add(view.raw_status)
+            ctx.log.warning("api.unknown_status", status=view.raw_status, job=job.id, detail=note)
+        if status is TaskStatus.RUNNING and (
+            record.state is JobState.SUBMITTED or record.reason != note
+        ):
+            # The word is kept (``reason``) so that `status` shows what the server says.
+            await ctx.journal.append(
+                ctx.event(EventKind.RUNNING, job.id, reason=note), durable=False
+            )
         elif status is TaskStatus.SUCCEEDED:
             await ctx.journal.append(
                 ctx.event(EventKind.SUCCEEDED, job.id, video_url=view.video_url)

@@ -4,7 +4,9 @@ An ``intent`` record (with the job's ``Idempotency-Key``) is fsynced before ever
 task id right after it. A create the server refused for certain (401, 402, 400, 429s only,
 connections refused) is journaled ``not_created`` or ``failed``, so the next run knows no task
 exists; one whose answer was lost stays ``submitting`` and the next run resends it with the same
-key and reports it as a possible duplicate. ``create`` returns an outcome, never raises for one.
+key and reports it as a possible duplicate. A 2xx that names no usable task (``AnswerUnknownError``)
+is not resent in the same run at all: the server took it, and may not dedupe. ``create``
+returns an outcome, never raises for one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import anyio
 from wanbatch.admission import CREATE, Admission, after_refusal
 from wanbatch.costguard import CostGuard
 from wanbatch.errors import (
+    AnswerUnknownError,
     AuthError,
     CreditsExhaustedError,
     JobRejectedError,
@@ -143,6 +146,16 @@ class SubmitStage:
             except JobRejectedError as exc:
                 await ctx.fail(job, exc.server_message, exc.code)
                 return Submitted.FAILED
+            except AnswerUnknownError as exc:
+                # The server took the create and may have made a task we cannot name: sending
+                # it again would pay twice where Idempotency-Key is ignored. Counted as spent.
+                self.guard.commit(job.id)
+                ctx.summary.left[job.id] = (
+                    f"create sent, answer unknown: {exc} (not resent in this run; the next run"
+                    " sends it again with the same Idempotency-Key)"
+                )
+                ctx.log.warning("job.answer_unknown", job=job.id, error=str(exc))
+                return Submitted.UNKNOWN
             except AuthError as exc:
                 outcome = await self._not_created(job, str(exc), certain=not maybe_created)
                 ctx.halt(StopReason.AUTH, str(exc))
