@@ -170,6 +170,9 @@ def test_a_task_that_stays_unknown_is_lost_and_retry_leaves_it_alone(
         assert record.state is JobState.FAILED and record.code == "lost"
         assert "lost" in summary.failed["job-0"] and "--include-lost" in summary.failed["job-0"]
         assert len(polls(server)) >= 3
+        planned = io.StringIO()
+        app.plan(app.CommonOptions(manifest=str(path)), out=planned)
+        assert "lost" in planned.getvalue() and "--include-lost" in planned.getvalue()
         monkeypatch.setenv("WAN_API_KEY", "sk-wan-test")
         argv = ["retry", str(path), "--yes", "--base-url", server.base_url, "-q"]
         assert cli.main(argv) == 0

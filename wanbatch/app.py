@@ -631,6 +631,10 @@ def plan(options: CommonOptions, *, as_json: bool = False, out: TextIO | None = 
         groups[found].append(job.id)
         if found is Standing.NEW:
             submit.append(job)
+    # Failed jobs whose task the server lost: `retry` leaves them alone unless --include-lost.
+    lost = [
+        job_id for job_id in groups[Standing.FAILED] if replay.records[job_id].code == LOST_CODE
+    ]
     credits = manifest.estimate_credits(tuple(submit))
     seconds = sum(job.duration for job in submit)
     if as_json:
@@ -639,6 +643,7 @@ def plan(options: CommonOptions, *, as_json: bool = False, out: TextIO | None = 
             "output_dir": str(manifest.output_dir),
             "counts": {name: len(ids) for name, ids in groups.items()},
             "jobs": groups,
+            "lost": lost,
             "to_submit": {"jobs": len(submit), "seconds": seconds, "credits": credits},
         }
         print(json.dumps(payload, indent=2), file=out)
@@ -647,6 +652,13 @@ def plan(options: CommonOptions, *, as_json: bool = False, out: TextIO | None = 
     for name, ids in groups.items():
         shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
         print(f"  {len(ids):>6}  {_PLAN_LABELS[name]}" + (f": {shown}" if ids else ""), file=out)
+        if name is Standing.FAILED and lost:
+            shown = ", ".join(lost[:5]) + (" ..." if len(lost) > 5 else "")
+            print(
+                f"  {'':>6}  of which {len(lost)} lost by the server (`wanbatch retry` leaves"
+                f" them alone unless --include-lost): {shown}",
+                file=out,
+            )
     cost = f", about {credits:g} credits" if credits is not None else ""
     print(f"A run would submit {len(submit)} job(s): {seconds} s of video{cost}.", file=out)
     return 0
