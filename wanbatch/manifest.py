@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from wanbatch import yamlsafe
 from wanbatch.errors import ManifestError, ManifestProblem
 from wanbatch.models import (
     DEFAULT_ASPECT_RATIO,
@@ -127,13 +128,18 @@ def _read_text(path: Path, problems: _Problems, key: str = "") -> str | None:
 
 
 def _load_yaml(text: str, problems: _Problems, prefix: str = "") -> Any:
+    """The document's value, or None with problems added: syntax, bounds (``yamlsafe``) and
+    values a manifest may not hold, each with its line and key."""
     try:
-        loader = yaml.SafeLoader(text)
+        loader, node = yamlsafe.compose(text)
         try:
-            node = loader.get_single_node()
             value = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+    except yamlsafe.BoundsError as exc:
+        key = f"{prefix}.{exc.key}" if prefix and exc.key else prefix or exc.key
+        problems.add(key, str(exc.problem), location=f"line {exc.problem_mark.line + 1}")
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = f"line {mark.line + 1}" if mark is not None else ""
@@ -144,7 +150,10 @@ def _load_yaml(text: str, problems: _Problems, prefix: str = "") -> Any:
         return None
     if node is not None:
         _record_lines(node, prefix, problems)
-    return value
+    before = len(problems.found)
+    for key, line, message in yamlsafe.bad_values(value, prefix):
+        problems.add(key, message, location=None if line is None else f"line {line}")
+    return None if len(problems.found) != before else value
 
 
 def _record_lines(node: yaml.Node, path: str, problems: _Problems) -> None:
