@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from wanbatch import yamlsafe
+from wanbatch import outputnames, yamlsafe
 from wanbatch.errors import ManifestError, ManifestProblem
 from wanbatch.models import (
     DEFAULT_ASPECT_RATIO,
@@ -391,7 +391,7 @@ def _build(
 
     jobs: list[JobSpec] = []
     sources: dict[str, str] = {}
-    paths: dict[str, str] = {}
+    keys: dict[str, tuple[str, _Problems]] = {}  # job id -> its key and problem collector
     for key, entry, source, where in entries:
         for spec in _expand(entry, key, source, base, matrix, api.models, where):
             index = len(jobs)
@@ -399,16 +399,12 @@ def _build(
                 where.add(f"{key}.id", f"id '{spec.id}' is used twice (also by {sources[spec.id]})")
                 continue
             sources[spec.id] = source
+            keys[spec.id] = (key, where)
             output_path = ""
             if template_ok:
                 output_path = _render_path(str(template), spec, index, name, key, problems) or ""
-                if output_path and output_path in paths:
-                    problems.add(
-                        "output.path",
-                        f"jobs {paths[output_path]} and {spec.id} would both write {output_path}",
-                    )
-                paths.setdefault(output_path, spec.id)
             jobs.append(_replace(spec, index=index, output_path=output_path))
+    _check_collisions(jobs, keys, problems)
     if not jobs and not problems.all():
         problems.add("jobs", "the manifest has no jobs (give `jobs:` or `jobs_from:`)")
     if problems.all():
@@ -744,6 +740,20 @@ def _check_template(template: Any, problems: _Problems) -> bool:
         problems.add("output.path", "must contain {id} or {index} so every job gets its own file")
         ok = False
     return ok
+
+
+def _check_collisions(
+    jobs: list[JobSpec], keys: dict[str, tuple[str, _Problems]], problems: _Problems
+) -> None:
+    """Output paths that would meet each other or wanbatch's own files (``outputnames``); named
+    at ``output.path`` when the manifest gives it, else at the job (the default template)."""
+    rendered = [(job.id, job.output_path) for job in jobs if job.output_path]
+    for job_id, message in outputnames.collisions(rendered):
+        if "output.path" in problems.lines:
+            problems.add("output.path", message)
+        else:
+            key, where = keys[job_id]
+            where.add(key, message)
 
 
 def _render_path(
