@@ -138,7 +138,8 @@ def _load_yaml(text: str, problems: _Problems, prefix: str = "") -> Any:
             loader.dispose()
     except yamlsafe.BoundsError as exc:
         key = f"{prefix}.{exc.key}" if prefix and exc.key else prefix or exc.key
-        problems.add(key, str(exc.problem), location=f"line {exc.problem_mark.line + 1}")
+        mark = exc.problem_mark
+        problems.add(key, str(exc.problem), location=f"line {mark.line + 1}" if mark else "")
         return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -68,13 +68,13 @@ class BoundedLoader(yaml.SafeLoader):
         self._expanded = 0  # nodes brought in again by aliases
         self._keys: list[str] = [""]  # dotted key of each node being composed, outermost first
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         key = _key_of(self._keys[-1], parent, index)
-        event = self.peek_event()
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent):
-            anchor = str(event.anchor)
-            if anchor in self._open_anchors:
-                raise BoundsError(key, f"the alias *{anchor} refers to itself", event.start_mark)
+            name = str(event.anchor)
+            if name in self._open_anchors:
+                raise BoundsError(key, f"the alias *{name} refers to itself", event.start_mark)
             node = super().compose_node(parent, index)
             self._expanded += self._sizes.get(id(node), 1)
             allowed = MAX_ALIAS_EXPANSION + ALIAS_FACTOR * self._written
@@ -89,18 +89,21 @@ class BoundedLoader(yaml.SafeLoader):
             raise BoundsError(
                 key, f"values nested more than {MAX_DEPTH} levels deep", event.start_mark
             )
-        anchor = getattr(event, "anchor", None)
+        anchor: str | None = getattr(event, "anchor", None)
         if anchor is not None:
-            self._open_anchors.add(str(anchor))
+            self._open_anchors.add(anchor)
         self._keys.append(key)
         try:
             node = super().compose_node(parent, index)
         finally:
             self._keys.pop()
             if anchor is not None:
-                self._open_anchors.discard(str(anchor))
+                self._open_anchors.discard(anchor)
         self._written += 1
-        self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
+        size = 1
+        for child in _children(node):
+            size += self._sizes.get(id(child), 1)
+        self._sizes[id(node)] = size
         return node
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
@@ -120,7 +123,7 @@ def _key_of(outer: str, parent: yaml.Node | None, index: Any) -> str:
     return outer
 
 
-def _children(node: yaml.Node) -> list[yaml.Node]:
+def _children(node: yaml.Node | None) -> list[yaml.Node]:
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
     if isinstance(node, yaml.MappingNode):
