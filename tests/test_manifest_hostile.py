@@ -278,3 +278,21 @@ def test_reserved_names_are_the_names_wanbatch_writes(tmp_path: Path) -> None:
             assert str(made.with_name(made.name + ".tmp")) in written
     roots = {name for name, _ in outputnames.ROOT_FILES}
     assert {gallery.GALLERY_NAME, gallery.RETRY_NAME, STATE_DIR_NAME} <= roots
+
+
+def test_a_merge_key_is_overridden_by_the_jobs_own_key(tmp_path: Path, capsys: Any) -> None:
+    """YAML merge keys: a key written in the job wins over the merged one, and is no duplicate."""
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "defaults: {model: wan-2-2}\n"
+        "jobs:\n"
+        "  - &base {id: a, prompt: p, duration: 4, model: wan-2-1}\n"
+        "  - {<<: *base, id: b, duration: 5}\n"
+        "  - <<: [*base]\n"
+        "    id: c\n"
+        "    duraton: 6\n"
+    )
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "duplicate" not in err and "1 problem" in err, err
+    assert f"{path}:line 7: jobs[2].duraton: unknown key" in err, err

@@ -64,6 +64,7 @@ _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SLUG_WORDS = 6
 _SLUG_CHARS = 40
 _ID_HASH_DIGITS = 12
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,8 @@ def _load_yaml(text: str, problems: _Problems, prefix: str = "") -> Any:
     try:
         loader, node = yamlsafe.compose(text)
         try:
+            if node is not None:  # before construction, which folds merge keys into mappings
+                _record_lines(node, prefix, problems)
             value = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -149,8 +152,6 @@ def _load_yaml(text: str, problems: _Problems, prefix: str = "") -> Any:
     except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
         problems.add(prefix, f"YAML cannot be read: {exc}")
         return None
-    if node is not None:
-        _record_lines(node, prefix, problems)
     before = len(problems.found)
     for key, line, message in yamlsafe.bad_values(value, prefix):
         problems.add(key, message, location=None if line is None else f"line {line}")
@@ -158,10 +159,17 @@ def _load_yaml(text: str, problems: _Problems, prefix: str = "") -> Any:
 
 
 def _record_lines(node: yaml.Node, path: str, problems: _Problems) -> None:
-    """Remember the line of every key and list item; flag duplicate keys."""
+    """Remember the line of every key and list item; flag duplicate keys. The keys a merge key
+    (``<<: *base``) brings in come after the mapping's own, which win over them."""
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
+        merged: list[yaml.Node] = []
         for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged += (
+                    value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                )
+                continue
             key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
             child = f"{path}.{key}" if path else key
             line = key_node.start_mark.line + 1
@@ -170,6 +178,9 @@ def _record_lines(node: yaml.Node, path: str, problems: _Problems) -> None:
             seen.add(key)
             problems.lines.setdefault(child, line)
             _record_lines(value_node, child, problems)
+        for source in merged:
+            if isinstance(source, yaml.MappingNode):
+                _record_lines(source, path, problems)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             child = f"{path}[{index}]"
