@@ -10,6 +10,10 @@ the first 12 hex digits of the sha256 of the job's normalised fields (model, pro
 aspect_ratio, image, extra), so the same manifest yields the same ids everywhere. A matrix
 appends one readable suffix per axis that has more than one value: ``-9x16``, ``-wan-2-1``,
 ``-8s``.
+
+YAML is read within bounds and its values checked by ``yamlsafe``; output paths are checked
+against the files wanbatch writes by ``outputnames``. This file is over 400 lines on purpose:
+the whole schema (every key, its check and its message) is kept in one place.
 """
 
 from __future__ import annotations
