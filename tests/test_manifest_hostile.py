@@ -108,12 +108,14 @@ def test_dates_in_quotes_and_finite_numbers_still_load(tmp_path: Path, capsys: A
     assert cli.main(["validate", str(path), "--list"]) == 0, capsys.readouterr().err
 
 
-def billion_laughs(levels: int = 9, width: int = 9) -> str:
-    """The classic alias bomb: each level lists the previous one `width` times."""
-    lines = ["a0: &a0 [lol]"]
+def billion_laughs(levels: int = 9, width: int = 9, *, merge: bool = False) -> str:
+    """The classic alias bomb: each level lists the previous one `width` times (or merges it
+    `width` times with `<<:`, which PyYAML copies into every mapping that merges it)."""
+    lines = ["a0: &a0 {k: v}" if merge else "a0: &a0 [lol]"]
     for level in range(1, levels + 1):
         refs = ", ".join([f"*a{level - 1}"] * width)
-        lines.append(f"a{level}: &a{level} [{refs}]")
+        body = f"{{<<: [{refs}], k{level}: v}}" if merge else f"[{refs}]"
+        lines.append(f"a{level}: &a{level} {body}")
     lines.append("jobs:\n  - prompt: p\n    extra:")
     lines.append(f"      bomb: *a{levels}")
     return "\n".join(lines) + "\n"
@@ -124,11 +126,12 @@ def _limit_memory() -> None:  # pragma: no cover - runs in the child
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def test_alias_bomb_is_refused_within_bounded_memory(tmp_path: Path) -> None:
+@pytest.mark.parametrize("merge", [False, True], ids=["lists", "merge-keys"])
+def test_alias_bomb_is_refused_within_bounded_memory(tmp_path: Path, merge: bool) -> None:
     """9**9 expanded nodes from 11 lines: refused naming the alias' line, in a child process held
     to 1 GiB (the loader used to walk every expanded path: 20 s and 2 GB, or a MemoryError here)."""
     path = tmp_path / "bomb.yaml"
-    path.write_text(billion_laughs(), encoding="utf-8")
+    path.write_text(billion_laughs(merge=merge), encoding="utf-8")
     child = subprocess.run(
         [sys.executable, "-m", "wanbatch", "validate", str(path)],
         capture_output=True,
@@ -139,9 +142,9 @@ def test_alias_bomb_is_refused_within_bounded_memory(tmp_path: Path) -> None:
     )
     assert child.returncode == 2, child.stderr[-2000:]
     assert "Traceback" not in child.stderr
-    assert re.search(rf"{re.escape(str(path))}:line \d+: a\d\[\d\]: .*alias bomb", child.stderr), (
-        child.stderr[-2000:]
-    )
+    assert re.search(
+        rf"{re.escape(str(path))}:line \d+: a\d(\.<<)?\[\d\]: .*alias bomb", child.stderr
+    ), child.stderr[-2000:]
 
 
 def test_many_small_aliases_are_fine(tmp_path: Path, capsys: Any) -> None:
