@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wanbatch import cli
 
@@ -268,7 +270,7 @@ def test_reserved_names_are_the_names_wanbatch_writes(tmp_path: Path) -> None:
     from wanbatch import download, gallery, outputnames
     from wanbatch.models import STATE_DIR_NAME
 
-    for name in ("v.mp4", "v", "a.b.c", "dir/v.mp4"):
+    for name in ("v.mp4", "v", "a.b.c", "dir/v.mp4", "a.", "a..b", "x.json", "d.e/f", "d/e.f/g.h"):
         target = tmp_path / name
         written = {str(tmp_path / p) for p, _ in outputnames.job_files(name)}
         for made in (
@@ -299,3 +301,46 @@ def test_a_merge_key_is_overridden_by_the_jobs_own_key(tmp_path: Path, capsys: A
     err = capsys.readouterr().err
     assert "duplicate" not in err and "1 problem" in err, err
     assert f"{path}:line 7: jobs[2].duraton: unknown key" in err, err
+
+
+def _brute_force_collisions(paths: list[tuple[str, str]]) -> list[str]:
+    """The ids `collisions` must name, found the slow way: every file of every job kept."""
+    from wanbatch import outputnames
+
+    files = {name.casefold() for name, _ in outputnames.ROOT_FILES}
+    folders: set[str] = set()
+    refused: list[str] = []
+    for job_id, output_path in paths:
+        mine = {name.casefold() for name, _ in outputnames.job_files(output_path)}
+        parts = output_path.casefold().split("/")
+        parents = {"/".join(parts[:depth]) for depth in range(1, len(parts))}
+        sidecar = outputnames.job_files(output_path)[3][0]
+        if mine & files or mine & folders or parents & files or sidecar == output_path:
+            refused.append(job_id)
+            continue
+        files |= mine
+        folders |= parents
+    return refused
+
+
+SEGMENTS = ["a", "A", "a.json", "a.mp4", "a.part", "a.part.json", "a.tmp", "a.json.tmp"]
+SEGMENTS += ["a.mp4.part", "a.mp4.part.json", "b.x", "b.json", "report.html", "retry.yaml.tmp"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=3).map("/".join),
+        max_size=8,
+    )
+)
+def test_collisions_agree_with_the_brute_force_check(outputs: list[str]) -> None:
+    """The lean check (a video and a sidecar kept per job) refuses exactly the jobs that a check
+    keeping every file of every job refuses."""
+    from wanbatch import outputnames
+
+    paths = [(f"j{index}", path) for index, path in enumerate(outputs)]
+    found = outputnames.collisions(paths)
+    assert [job_id for job_id, _ in found] == _brute_force_collisions(paths)
+    for job_id, message in found:
+        assert job_id in message
