@@ -66,37 +66,43 @@ class BoundedLoader(yaml.SafeLoader):
         self._sizes: dict[int, int] = {}  # id(node) -> values in it, aliases expanded
         self._written = 0  # nodes written out in the text
         self._expanded = 0  # nodes brought in again by aliases
-        self._keys: list[str] = [""]  # dotted key of each node being composed, outermost first
+        # (parent, index) of each node being composed, outermost first: its key, when needed
+        self._where: list[tuple[yaml.Node | None, Any]] = []
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        key = _key_of(self._keys[-1], parent, index)
         event: Any = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent):
             name = str(event.anchor)
             if name in self._open_anchors:
-                raise BoundsError(key, f"the alias *{name} refers to itself", event.start_mark)
+                raise BoundsError(
+                    self._key(parent, index),
+                    f"the alias *{name} refers to itself",
+                    event.start_mark,
+                )
             node = super().compose_node(parent, index)
             self._expanded += self._sizes.get(id(node), 1)
             allowed = MAX_ALIAS_EXPANSION + ALIAS_FACTOR * self._written
             if self._expanded > allowed:
                 raise BoundsError(
-                    key,
+                    self._key(parent, index),
                     f"aliases expand this document past {allowed:,} values (an alias bomb?)",
                     event.start_mark,
                 )
             return node
-        if len(self._keys) > MAX_DEPTH:
+        if len(self._where) >= MAX_DEPTH:
             raise BoundsError(
-                key, f"values nested more than {MAX_DEPTH} levels deep", event.start_mark
+                self._key(parent, index),
+                f"values nested more than {MAX_DEPTH} levels deep",
+                event.start_mark,
             )
         anchor: str | None = getattr(event, "anchor", None)
         if anchor is not None:
             self._open_anchors.add(anchor)
-        self._keys.append(key)
+        self._where.append((parent, index))
         try:
             node = super().compose_node(parent, index)
         finally:
-            self._keys.pop()
+            self._where.pop()
             if anchor is not None:
                 self._open_anchors.discard(anchor)
         self._written += 1
@@ -112,15 +118,16 @@ class BoundedLoader(yaml.SafeLoader):
         except (ValueError, TypeError, OverflowError) as exc:  # !!int abc, 5,000-digit numbers
             raise ConstructorError(None, None, str(exc), node.start_mark) from exc
 
-
-def _key_of(outer: str, parent: yaml.Node | None, index: Any) -> str:
-    """The dotted key of a node composed at ``index`` of ``parent`` (a mapping key: its own)."""
-    if isinstance(parent, yaml.MappingNode) and isinstance(index, yaml.ScalarNode):
-        name = printable(str(index.value))
-        return f"{outer}.{name}" if outer else name
-    if isinstance(parent, yaml.SequenceNode) and isinstance(index, int):
-        return f"{outer}[{index}]"
-    return outer
+    def _key(self, parent: yaml.Node | None, index: Any) -> str:
+        """The dotted key of the node about to be composed at ``index`` of ``parent``."""
+        key = ""
+        for outer, at in [*self._where, (parent, index)]:
+            if isinstance(outer, yaml.MappingNode) and isinstance(at, yaml.ScalarNode):
+                name = printable(str(at.value))
+                key = f"{key}.{name}" if key else name
+            elif isinstance(outer, yaml.SequenceNode) and isinstance(at, int):
+                key = f"{key}[{at}]"
+        return key
 
 
 def _children(node: yaml.Node | None) -> list[yaml.Node]:
