@@ -218,8 +218,8 @@ def _run_manifest(
         salvaged = salvage_journal(manifest.output_dir) if flags.salvage_journal else None
         if salvaged is not None:
             print("\n".join(salvaged.lines()), file=out)
-        journal = Journal.open(
-            manifest.output_dir, base_url=journal_base, manifest=str(manifest.path)
+        journal = Journal.open(  # the path resolved: `report` may run from another folder
+            manifest.output_dir, base_url=journal_base, manifest=str(manifest.path.resolve())
         )
         view = _progress_view(manifest, options, flags)
         log_file = logs.configure(
@@ -453,7 +453,9 @@ def write_report(manifest: Manifest, replay: Replay | None = None) -> tuple[Path
     """
     if replay is None:
         replay = read_journal(manifest.output_dir)
-    sources = _sources(manifest, replay.manifests)
+    sources, missing = _sources(manifest, replay.manifests)
+    for note in missing:
+        print(f"wanbatch: {note}", file=sys.stderr)
     whole = _whole_batch(manifest, sources)
     folder = manifest.output_dir
     folder.mkdir(parents=True, exist_ok=True)
@@ -473,23 +475,24 @@ def write_report(manifest: Manifest, replay: Replay | None = None) -> tuple[Path
     return html, retry_file
 
 
-def _sources(manifest: Manifest, recorded: list[str]) -> list[Manifest]:
+def _sources(manifest: Manifest, recorded: list[str]) -> tuple[list[Manifest], list[str]]:
     """The manifests earlier runs used (the first one first, e.g. the campaign before its
-    retry.yaml), then ``manifest`` if it is not among them. One that was moved or no longer
-    loads is left out."""
+    retry.yaml), then ``manifest`` if it is not among them; and a note for each earlier
+    manifest that was moved or no longer loads, which is left out."""
     sources: list[Manifest] = []
+    missing: list[str] = []
     for text in recorded:
-        path = Path(text)
-        if path.resolve() == manifest.path.resolve():
-            sources.append(manifest)
-            continue
-        try:
-            sources.append(load_manifest(path))
-        except WanbatchError:
-            continue
+        found = _recorded_manifest(text, manifest)
+        if isinstance(found, str):
+            missing.append(
+                f"the gallery leaves out the jobs of {text}, which an earlier run in "
+                f"{manifest.output_dir} used: {found}"
+            )
+        else:
+            sources.append(found)
     if manifest not in sources:
         sources.append(manifest)
-    return sources
+    return sources, missing
 
 
 def _whole_batch(manifest: Manifest, sources: list[Manifest]) -> Manifest:
@@ -505,6 +508,34 @@ def _whole_batch(manifest: Manifest, sources: list[Manifest]) -> Manifest:
         pricing=first.pricing or manifest.pricing,
         jobs=tuple(jobs.values()),
     )
+
+
+def _recorded_manifest(text: str, manifest: Manifest) -> Manifest | str:
+    """The manifest a run header names, or why it cannot be had.
+
+    Journals name it by absolute path; older ones kept it as typed, relative to a folder no
+    longer known: it is looked for from the working directory, the output dir and each folder
+    above it, and a copy whose output dir is this one wins over one that merely exists.
+    """
+    path = Path(text)
+    bases = [Path.cwd(), manifest.output_dir, *manifest.output_dir.parents]
+    candidates = [path] if path.is_absolute() else [base / path for base in bases]
+    elsewhere: Manifest | None = None
+    reason = "the file is not there any more"
+    for candidate in dict.fromkeys(candidate.resolve() for candidate in candidates):
+        if candidate == manifest.path.resolve():
+            return manifest
+        if not candidate.is_file():
+            continue
+        try:
+            loaded = load_manifest(candidate)
+        except WanbatchError:
+            reason = f"{candidate} no longer loads (`wanbatch validate` says why)"
+            continue
+        if loaded.output_dir == manifest.output_dir:
+            return loaded
+        elsewhere = elsewhere or loaded
+    return elsewhere if elsewhere is not None else reason
 
 
 def video_check(output_dir: Path) -> VideoCheck:

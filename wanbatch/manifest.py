@@ -10,6 +10,10 @@ the first 12 hex digits of the sha256 of the job's normalised fields (model, pro
 aspect_ratio, image, extra), so the same manifest yields the same ids everywhere. A matrix
 appends one readable suffix per axis that has more than one value: ``-9x16``, ``-wan-2-1``,
 ``-8s``.
+
+YAML is read within bounds and its values checked by ``yamlsafe``; output paths are checked
+against the files wanbatch writes by ``outputnames``. This file is over 400 lines on purpose:
+the whole schema (every key, its check and its message) is kept in one place.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from wanbatch import outputnames, yamlsafe
 from wanbatch.errors import ManifestError, ManifestProblem
 from wanbatch.models import (
     DEFAULT_ASPECT_RATIO,
@@ -63,6 +68,7 @@ _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SLUG_WORDS = 6
 _SLUG_CHARS = 40
 _ID_HASH_DIGITS = 12
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +133,21 @@ def _read_text(path: Path, problems: _Problems, key: str = "") -> str | None:
 
 
 def _load_yaml(text: str, problems: _Problems, prefix: str = "") -> Any:
+    """The document's value, or None with problems added: syntax, bounds (``yamlsafe``) and
+    values a manifest may not hold, each with its line and key."""
     try:
-        loader = yaml.SafeLoader(text)
+        loader, node = yamlsafe.compose(text)
         try:
-            node = loader.get_single_node()
+            if node is not None:  # before construction, which folds merge keys into mappings
+                _record_lines(node, prefix, problems)
             value = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+    except yamlsafe.BoundsError as exc:
+        key = f"{prefix}.{exc.key}" if prefix and exc.key else prefix or exc.key
+        mark = exc.problem_mark
+        problems.add(key, str(exc.problem), location=f"line {mark.line + 1}" if mark else "")
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = f"line {mark.line + 1}" if mark is not None else ""
@@ -142,16 +156,24 @@ def _load_yaml(text: str, problems: _Problems, prefix: str = "") -> Any:
     except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
         problems.add(prefix, f"YAML cannot be read: {exc}")
         return None
-    if node is not None:
-        _record_lines(node, prefix, problems)
-    return value
+    before = len(problems.found)
+    for key, line, message in yamlsafe.bad_values(value, prefix):
+        problems.add(key, message, location=None if line is None else f"line {line}")
+    return None if len(problems.found) != before else value
 
 
 def _record_lines(node: yaml.Node, path: str, problems: _Problems) -> None:
-    """Remember the line of every key and list item; flag duplicate keys."""
+    """Remember the line of every key and list item; flag duplicate keys. The keys a merge key
+    (``<<: *base``) brings in come after the mapping's own, which win over them."""
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
+        merged: list[yaml.Node] = []
         for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged += (
+                    value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                )
+                continue
             key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
             child = f"{path}.{key}" if path else key
             line = key_node.start_mark.line + 1
@@ -160,6 +182,9 @@ def _record_lines(node: yaml.Node, path: str, problems: _Problems) -> None:
             seen.add(key)
             problems.lines.setdefault(child, line)
             _record_lines(value_node, child, problems)
+        for source in merged:
+            if isinstance(source, yaml.MappingNode):
+                _record_lines(source, path, problems)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             child = f"{path}[{index}]"
@@ -382,7 +407,7 @@ def _build(
 
     jobs: list[JobSpec] = []
     sources: dict[str, str] = {}
-    paths: dict[str, str] = {}
+    keys: dict[str, tuple[str, _Problems]] = {}  # job id -> its key and problem collector
     for key, entry, source, where in entries:
         for spec in _expand(entry, key, source, base, matrix, api.models, where):
             index = len(jobs)
@@ -390,16 +415,12 @@ def _build(
                 where.add(f"{key}.id", f"id '{spec.id}' is used twice (also by {sources[spec.id]})")
                 continue
             sources[spec.id] = source
+            keys[spec.id] = (key, where)
             output_path = ""
             if template_ok:
                 output_path = _render_path(str(template), spec, index, name, key, problems) or ""
-                if output_path and output_path in paths:
-                    problems.add(
-                        "output.path",
-                        f"jobs {paths[output_path]} and {spec.id} would both write {output_path}",
-                    )
-                paths.setdefault(output_path, spec.id)
             jobs.append(_replace(spec, index=index, output_path=output_path))
+    _check_collisions(jobs, keys, problems)
     if not jobs and not problems.all():
         problems.add("jobs", "the manifest has no jobs (give `jobs:` or `jobs_from:`)")
     if problems.all():
@@ -735,6 +756,20 @@ def _check_template(template: Any, problems: _Problems) -> bool:
         problems.add("output.path", "must contain {id} or {index} so every job gets its own file")
         ok = False
     return ok
+
+
+def _check_collisions(
+    jobs: list[JobSpec], keys: dict[str, tuple[str, _Problems]], problems: _Problems
+) -> None:
+    """Output paths that would meet each other or wanbatch's own files (``outputnames``); named
+    at ``output.path`` when the manifest gives it, else at the job (the default template)."""
+    rendered = [(job.id, job.output_path) for job in jobs if job.output_path]
+    for job_id, message in outputnames.collisions(rendered):
+        if "output.path" in problems.lines:
+            problems.add("output.path", message)
+        else:
+            key, where = keys[job_id]
+            where.add(key, message)
 
 
 def _render_path(
