@@ -33,6 +33,7 @@ from wanbatch.journal import (
     unseal,
 )
 from wanbatch.models import JobRecord, Manifest
+from wanbatch.outtree import fsync_dir
 from wanbatch.recovery import (
     Adoption,
     Evidence,
@@ -237,7 +238,7 @@ def salvage_journal(output_dir: Path) -> SalvageReport | None:
         tmp = path.with_name(path.name + ".salvaged.tmp")
         _write_synced(tmp, fixed, "wb")
         os.replace(tmp, path)  # a crash leaves either the damaged journal or the salvaged one
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return SalvageReport(path, aside, plan)
 
 
@@ -246,11 +247,3 @@ def _write_synced(path: Path, data: bytes, mode: str) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
