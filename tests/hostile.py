@@ -87,3 +87,35 @@ def serve(script: Callable[[str, str, dict[str, str]], Answer]) -> Iterator[Host
         finally:
             serving.cancel()
             portal.call(listener.aclose)
+
+
+@contextlib.contextmanager
+def trickling(head: bytes, body: bytes, every: float) -> Iterator[int]:
+    """A server that reads a request, sends ``head`` at once and then ``body`` one byte every
+    ``every`` seconds (each byte within any read timeout, the whole never in time); yields its
+    port."""
+
+    async def handle(stream: SocketStream) -> None:
+        async with stream:
+            data = b""
+            with anyio.move_on_after(10):
+                while b"\r\n\r\n" not in data:
+                    data += await stream.receive()
+                await stream.send(head)
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    for index in range(len(body)):
+                        await stream.send(body[index : index + 1])
+                        await anyio.sleep(every)
+
+    with anyio.from_thread.start_blocking_portal() as portal:
+
+        async def listen() -> anyio.abc.SocketListener:
+            return await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+
+        listener = portal.call(listen)
+        serving = portal.start_task_soon(listener.serve, handle)
+        try:
+            yield listener.extra(anyio.abc.SocketAttribute.local_port)
+        finally:
+            serving.cancel()
+            portal.call(listener.aclose)

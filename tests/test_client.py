@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -22,7 +20,7 @@ from wanbatch.errors import (
 )
 from wanbatch.models import JobSpec, TaskStatus
 
-from hostile import Answer, http_response, json_response, serve
+from hostile import Answer, http_response, json_response, serve, trickling
 
 KEY = "sk-wan-hostile-test-0123456789"
 JOB = JobSpec(id="j", prompt="p", model="wan-2-2", duration=5, aspect_ratio="16:9")
@@ -291,7 +289,7 @@ def test_a_create_answer_trickling_in_is_cut_at_the_answer_limit() -> None:
     """Each byte comes before the read timeout, but the whole answer never does: the total
     limit ends it as a transient error (for a create: the outcome is unknown)."""
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 400\r\nConnection: close\r\n\r\n"
-    with trickle(head, b"{" + b" " * 399, every=0.02) as port:
+    with trickling(head, b"{" + b" " * 399, every=0.02) as port:
 
         async def go() -> Any:
             url = f"http://127.0.0.1:{port}/v1"
@@ -319,35 +317,6 @@ def test_an_unknown_status_word_is_marked_unrecognised() -> None:
     assert view.status is TaskStatus.RUNNING and view.unrecognised_status
     view = call(json_response(200, '{"id": "gen_1", "status": "processing"}'), poll=True)
     assert view.status is TaskStatus.RUNNING and not view.unrecognised_status
-
-
-@contextlib.contextmanager
-def trickle(head: bytes, body: bytes, *, every: float) -> Iterator[int]:
-    """A loopback server that sends ``head`` and then ``body`` one byte every ``every`` s."""
-    import anyio.abc
-    import anyio.from_thread
-
-    async def handle(stream: anyio.abc.SocketStream) -> None:
-        async with stream:
-            with anyio.move_on_after(10):
-                await stream.receive()
-                await stream.send(head)
-                for byte in body:
-                    await stream.send(bytes([byte]))
-                    await anyio.sleep(every)
-
-    with anyio.from_thread.start_blocking_portal() as portal:
-
-        async def listen() -> anyio.abc.SocketListener:
-            return await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-
-        listener = portal.call(listen)
-        serving = portal.start_task_soon(listener.serve, handle)
-        try:
-            yield listener.extra(anyio.abc.SocketAttribute.local_port)
-        finally:
-            serving.cancel()
-            portal.call(listener.aclose)
 
 
 def test_a_key_at_the_cut_of_a_long_error_body_is_not_half_kept() -> None:

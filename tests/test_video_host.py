@@ -21,7 +21,6 @@ import anyio
 import anyio.abc
 import anyio.from_thread
 import pytest
-from anyio.abc import SocketStream
 
 from wanbatch import cli, outtree
 from wanbatch.client import VideoFetcher
@@ -30,7 +29,7 @@ from wanbatch.errors import TransientDownloadError, UnusableVideoUrlError
 from wanbatch.journal import read_journal
 from wanbatch.models import JobState
 
-from hostile import Answer, http_response, json_response, serve
+from hostile import Answer, http_response, json_response, serve, trickling
 from test_runner import KEY_ENV, stats
 
 VIDEO = (b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(range(256)) * 64)[:16_000]
@@ -138,35 +137,6 @@ def test_a_cdn_redirect_to_a_url_that_is_not_http_is_refused(tmp_path: Path, loc
 
 
 # --- a trickle and a stall over a real socket (item 10) --------------------------------------
-
-
-@contextlib.contextmanager
-def trickling(head: bytes, body: bytes, every: float) -> Iterator[int]:
-    """A server that sends ``head`` at once and then ``body`` one byte every ``every`` s."""
-
-    async def handle(stream: SocketStream) -> None:
-        async with stream:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += await stream.receive()
-            await stream.send(head)
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                for index in range(len(body)):
-                    await stream.send(body[index : index + 1])
-                    await anyio.sleep(every)
-
-    with anyio.from_thread.start_blocking_portal() as portal:
-
-        async def listen() -> anyio.abc.SocketListener:
-            return await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-
-        listener = portal.call(listen)
-        serving = portal.start_task_soon(listener.serve, handle)
-        try:
-            yield listener.extra(anyio.abc.SocketAttribute.local_port)
-        finally:
-            serving.cancel()
-            portal.call(listener.aclose)
 
 
 def test_a_trickling_cdn_is_cut_off_over_a_real_socket(tmp_path: Path) -> None:
