@@ -99,8 +99,12 @@ class FlakyHost:
 
 
 def _reset(sock: socket.socket) -> None:
+    """Drop a connection: abortive close (RST). The shutdown first wakes a pump thread blocked
+    in ``recv`` on it, which would otherwise keep the socket (and the connection) alive."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
 

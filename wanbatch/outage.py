@@ -51,7 +51,7 @@ class HostHealth:
 
     policy: ProbePolicy = ProbePolicy()
     random: Callable[[], float] = field(default=lambda: 0.5)
-    answered_ever: bool = False  # some request to this host got an answer this run
+    answered_ever: bool = False  # some request to this host connected (or got an answer)
     outage: Outage | None = None
     outages: int = 0  # outages that began this run
     ended_seconds: float = 0.0  # the total length of the outages that ended
@@ -72,6 +72,10 @@ class HostHealth:
             outage.probe_out = None
             outage.next_probe = now + self.policy.interval(outage.probes, self.random)
         return False
+
+    def reached(self) -> None:
+        """A request connected but got no answer (a reset): someone is there, at least."""
+        self.answered_ever = True
 
     def answered(self, now: float) -> float | None:
         """A request got an answer: the host is up. The length of the outage this ended."""
@@ -112,7 +116,7 @@ def past_limit(health: HostHealth, now: float, max_outage: float) -> bool:
 
 
 def outage_line(host: str, health: HostHealth, now: float, wall: float) -> str | None:
-    """"API unreachable since 02:13, next try 02:15" (local time), or None when up."""
+    """ "API unreachable since 02:13, next try 02:15" (local time), or None when up."""
     outage = health.outage
     if outage is None:
         return None

@@ -106,7 +106,7 @@ class PollStage:
                 return Polled.FAILED
             assert record.task_id is not None
             submitted = record.submitted_at or ctx.timing.wall()
-            if ctx.timing.wall() - submitted > deadline:
+            if ctx.timing.wall() - submitted - ctx.slept_since(submitted) > deadline:
                 ctx.summary.stalled.append(job.id)
                 ctx.log.warning(
                     "job.stalled", job=job.id, task_id=record.task_id, deadline=deadline
