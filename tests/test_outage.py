@@ -4,6 +4,8 @@ proxy that refuses and resets while down); long outages run on a compressed cloc
 
 from __future__ import annotations
 
+import io
+import threading
 import time
 from collections.abc import Callable, Coroutine, MutableMapping
 from pathlib import Path
@@ -11,11 +13,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import pytest
 import structlog
 from flakyhost import FlakyHost
 from structlog.testing import capture_logs
 from test_submit import closed_port_url
 
+from wanbatch import app, progress
 from wanbatch.backoff import PollPolicy, RetryPolicy
 from wanbatch.client import VideoFetcher, WanApi
 from wanbatch.journal import Journal
@@ -25,7 +29,8 @@ from wanbatch.runcontext import Timing
 from wanbatch.scheduler import Runner, RunOptions, RunSummary
 from wanbatch.simulator import SimulatorServer
 from wanbatch.simulator.config import DEFAULT_KEY
-from wanbatch.stops import StopReason
+from wanbatch.stops import StopReason, pause_before_next_round
+from wanbatch.summary import ProgressSnapshot, outage_lines
 
 FAST_RETRY = RetryPolicy(
     max_attempts=3, max_attempts_told_when=5, base_seconds=0.001, cap_seconds=0.01
@@ -191,9 +196,12 @@ def test_a_ten_minute_outage_mid_run_is_ridden_out(
         async def outage(runner: Runner) -> None:
             await created(sim, 1)
             host.down()
-            await timing.sleep(600)
+            await timing.sleep(300)
+            shown.append(runner.snapshot())
+            await timing.sleep(300)
             host.up()
 
+        shown: list[ProgressSnapshot] = []
         summary, logs, _ = run(manifest_file(tmp_path, 4), host.base_url, timing, outage)
     assert summary.exit_code == 0, (summary.left, summary.stalled, summary.stop_message)
     assert sorted(summary.downloaded) == [f"job-{n}" for n in range(4)]
@@ -203,6 +211,11 @@ def test_a_ten_minute_outage_mid_run_is_ridden_out(
     assert back["seconds"] >= 550
     assert summary.outages["api"] == 1
     assert summary.outage_seconds["api"] >= 550
+    (line,) = shown[0].outages  # the live view's line, and the plain progress line's field
+    assert line.startswith("API unreachable since ") and ", next try " in line
+    assert progress.fields(shown[0])["unreachable"] == line
+    closing = "\n".join(outage_lines(summary))
+    assert "API host unreachable once, " in closing and " min in all" in closing
 
 
 def test_an_outage_of_a_few_seconds_on_the_real_clock(
@@ -331,3 +344,64 @@ def test_capture_logs_sees_the_run_log() -> None:
     with capture_logs() as logs:
         structlog.get_logger("wanbatch.run").info("probe.event")
     assert events(logs, "probe.event")
+
+
+def test_until_done_goes_round_again_after_an_outage_past_max_outage(
+    tmp_path: Path, make_sim: Callable[..., SimulatorServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run --until-done --max-outage 0.5s`: the API host drops off for 2.5 s; the first round
+    gives up (exit 5), a line says it goes round again, and the next round finishes: exit 0,
+    every video there, nothing paid twice. A refusal in a later round is an outage, not a
+    configuration error."""
+    sim = make_sim()
+    monkeypatch.setenv("WAN_API_KEY", sim.api_key)
+    path = manifest_file(tmp_path, 3)
+    out = io.StringIO()
+    with FlakyHost(port_of(sim.origin)) as host:
+
+        def outage() -> None:
+            while sim.stats()["tasks_created"] < 1:
+                time.sleep(0.002)
+            host.down()
+            time.sleep(2.5)
+            host.up()
+
+        thread = threading.Thread(target=outage, daemon=True)
+        thread.start()
+        code = app.run(
+            app.CommonOptions(manifest=str(path), base_url=host.base_url, verbosity=-1),
+            app.RunFlags(poll_interval=0.02, max_outage=0.5, until_done=True, round_pause=0.3),
+            out=out,
+        )
+        thread.join()
+    text = out.getvalue()
+    assert code == 0, text
+    assert "round 1 ended with" in text and "resuming in 0.3 s (--until-done" in text
+    assert sorted(p.stem for p in (tmp_path / "out").glob("*.mp4")) == ["job-0", "job-1", "job-2"]
+    assert_paid_once(sim, 3)
+
+
+def test_what_ends_an_until_done_run() -> None:
+    again = {"capped": False, "until_done": True, "wait_credits": None, "every": 60.0}
+    assert pause_before_next_round(5, StopReason.UNREACHABLE, **again) == 60.0
+    assert pause_before_next_round(5, None, **again) == 60.0  # retries used up, stalled jobs
+    assert pause_before_next_round(5, None, **{**again, "capped": True}) is None
+    assert pause_before_next_round(5, StopReason.DISK, **again) is None
+    assert pause_before_next_round(5, StopReason.JOURNAL, **again) is None
+    for code in (0, 1, 2, 3, 130):
+        assert pause_before_next_round(code, None, **again) is None
+    assert pause_before_next_round(4, StopReason.CREDITS, **again) is None
+    assert pause_before_next_round(4, StopReason.CREDITS, **{**again, "wait_credits": 600}) == 600
+    assert pause_before_next_round(5, None, **{**again, "until_done": False}) is None
+
+
+def test_durations_on_the_command_line() -> None:
+    from wanbatch.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["run", "m.yaml", "--max-outage", "30m", "--until-done", "--wait-credits", "1h"]
+    )
+    assert (args.max_outage, args.until_done, args.wait_credits) == (1800.0, True, 3600.0)
+    assert build_parser().parse_args(["run", "m.yaml", "--max-outage", "0"]).max_outage == 0.0
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "m.yaml", "--max-outage", "soon"])

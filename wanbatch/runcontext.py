@@ -69,6 +69,7 @@ class RunOptions:
     probe: ProbePolicy = ProbePolicy()  # how often an unreachable host is tried again
     max_outage: float = MAX_OUTAGE_SECONDS  # a host down longer stops the run; 0: never
     sleep_check_seconds: float = 5.0  # how often the clocks are compared to notice a sleep
+    reached_before: bool = False  # an earlier round reached the API host (--until-done)
 
 
 @dataclass(slots=True)

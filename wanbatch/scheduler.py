@@ -93,7 +93,7 @@ class Runner:
             AdaptiveLimit(ceiling=limits.concurrency),
             timing,
             on_limit=self._set_in_flight,
-            health=HostHealth(options.probe, timing.random),
+            health=HostHealth(options.probe, timing.random, answered_ever=options.reached_before),
             base_url=getattr(api, "base_url", None),
         )
         api = ReportingApi(api, ctx, self.admission)

@@ -124,3 +124,30 @@ class StopController:
         if self.submitting:
             return None
         return self.cap_message or self.message
+
+
+ROUND_PAUSE_SECONDS = 60.0  # ``--until-done``: the wait before the run goes round again
+
+
+def pause_before_next_round(
+    exit_code: int,
+    reason: StopReason | None,
+    *,
+    capped: bool,
+    until_done: bool,
+    wait_credits: float | None,
+    every: float = ROUND_PAUSE_SECONDS,
+) -> float | None:
+    """``--until-done``: seconds to wait before resuming again, or None to end here.
+
+    What time can cure goes round again: work left (an outage past ``--max-outage``, retries
+    used up, a long Retry-After, stalled jobs) and, with ``--wait-credits``, credits that ran
+    out. A user's cap, a rejected key, a broken journal or disk, an interrupt or a finished
+    batch end the run."""
+    if exit_code == 4:
+        return wait_credits
+    if not until_done or exit_code != 5 or capped:
+        return None
+    if reason in (StopReason.DISK, StopReason.JOURNAL):
+        return None
+    return every

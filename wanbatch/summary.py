@@ -64,6 +64,24 @@ class RunSummary:
         )
 
 
+_HOSTS = {"api": "API host", "video": "video host"}
+
+
+def outage_lines(summary: RunSummary) -> list[str]:
+    """The closing lines on outages and sleeps: "API host unreachable 2 times, 10 min in all"."""
+    lines = []
+    for host, count in summary.outages.items():
+        minutes = summary.outage_seconds.get(host, 0.0) / 60
+        times = "once" if count == 1 else f"{count} times"
+        lines.append(f"  {_HOSTS.get(host, host)} unreachable {times}, {minutes:.1f} min in all")
+    if summary.slept_seconds:
+        lines.append(
+            f"  the machine slept {summary.slept_seconds / 60:.1f} min; job deadlines did not"
+            " count it and video URLs were fetched anew"
+        )
+    return lines
+
+
 def progress_snapshot(
     states: Counter[JobState],
     *,
