@@ -101,8 +101,12 @@ class Admission:
             now = clock()
             outage = self.health.probe_wait(now)
             delay = max(self.gate.delay(now), self.pacer.wait_time(now), outage)
+            if delay > 0 and outage > 0:
+                await self._nap(delay)  # until the probe is due, or the host answers
+                continue
             if delay > 0:
-                await self._nap(delay)
+                with anyio.move_on_after(delay):
+                    await self._timing.sleep(delay)
                 continue
             probing = self.health.down
             granted = self._next(probing)
@@ -285,6 +289,8 @@ class ReportingApi:
             self._answered()
         elif not isinstance(exc, NotSentError):  # it connected: the base URL is right
             self._admission.health.reached()
+            if self._admission.health.down:  # a probe that broke off: the next one later
+                self._admission.unreachable()
 
     def _answered(self) -> None:
         length = self._admission.answered()
