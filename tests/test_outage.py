@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from wanbatch.scheduler import Runner, RunOptions, RunSummary
 from wanbatch.simulator import SimulatorServer
 from wanbatch.simulator.config import DEFAULT_KEY
 from wanbatch.stops import StopReason, pause_before_next_round
-from wanbatch.summary import ProgressSnapshot, outage_lines
+from wanbatch.summary import ProgressSnapshot, outage_lines, progress_snapshot
 
 FAST_RETRY = RetryPolicy(
     max_attempts=3, max_attempts_told_when=5, base_seconds=0.001, cap_seconds=0.01
@@ -405,3 +406,52 @@ def test_durations_on_the_command_line() -> None:
     assert build_parser().parse_args(["run", "m.yaml", "--max-outage", "0"]).max_outage == 0.0
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "m.yaml", "--max-outage", "soon"])
+
+
+def test_wait_credits_waits_for_a_top_up_and_finishes(
+    tmp_path: Path, make_sim: Callable[..., SimulatorServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credits for one video of three: the round ends on 402, a line says it waits; the
+    account is topped up meanwhile and the next round finishes (exit 0, each paid once)."""
+    sim = make_sim(credits=1)
+    monkeypatch.setenv("WAN_API_KEY", sim.api_key)
+    path = manifest_file(tmp_path, 3)
+    out = io.StringIO()
+
+    def top_up() -> None:
+        while "round 1 ended" not in out.getvalue():
+            time.sleep(0.01)
+        with sim.state.lock:
+            sim.state.credits[sim.api_key] += 10
+
+    thread = threading.Thread(target=top_up, daemon=True)
+    thread.start()
+    code = app.run(
+        app.CommonOptions(manifest=str(path), base_url=sim.base_url, verbosity=-1),
+        app.RunFlags(poll_interval=0.02, wait_credits=0.3),
+        out=out,
+    )
+    thread.join(5)
+    text = out.getvalue()
+    assert code == 0, text
+    assert "round 1 ended" in text and "credits" in text
+    assert_paid_once(sim, 3)
+
+
+def test_the_live_view_shows_an_outage() -> None:
+    from rich.console import Console
+
+    snap = progress_snapshot(
+        Counter(),
+        elapsed_seconds=1.0,
+        finished_this_run=0,
+        render_seconds=(0.0, 0),
+        recent_failures=(),
+        videos_submitted=0,
+        credits_submitted=None,
+        stopping=None,
+        outages=("API unreachable since 02:13, next try 02:15",),
+    )
+    console = Console(file=io.StringIO(), width=120)
+    console.print(progress.render(snap, "t"))
+    assert "API unreachable since 02:13, next try 02:15" in console.file.getvalue()  # type: ignore[attr-defined]
