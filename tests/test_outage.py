@@ -114,8 +114,9 @@ def events(logs: list[MutableMapping[str, Any]], name: str) -> list[MutableMappi
     return [entry for entry in logs if entry.get("event") == name]
 
 
-async def created(sim: SimulatorServer, count: int) -> None:
-    while sim.stats()["tasks_created"] < count:  # noqa: ASYNC110 (another thread's count)
+async def polled(sim: SimulatorServer) -> None:
+    """Until some task was polled: a create's answer reached the run (the host is known)."""
+    while not sim.stats()["polls_by_task"]:  # noqa: ASYNC110 (another thread's count)
         await anyio.sleep(0.002)
 
 
@@ -188,14 +189,14 @@ def test_a_ten_minute_outage_mid_run_is_ridden_out(
     tmp_path: Path, make_sim: Callable[..., SimulatorServer]
 ) -> None:
     """The API host drops off for 10 minutes (listener closed, connections reset) once the
-    first task exists, far longer than any job's retry budget: every video is downloaded,
+    first task was polled, far longer than any job's retry budget: every video is downloaded,
     exit 0, nothing paid twice, and the outage is reported once, with its length."""
     sim = make_sim()
     timing = compressed()
     with FlakyHost(port_of(sim.origin)) as host:
 
         async def outage(runner: Runner) -> None:
-            await created(sim, 1)
+            await polled(sim)
             host.down()
             await timing.sleep(300)
             shown.append(runner.snapshot())
@@ -227,7 +228,7 @@ def test_an_outage_of_a_few_seconds_on_the_real_clock(
     with FlakyHost(port_of(sim.origin)) as host:
 
         async def outage(runner: Runner) -> None:
-            await created(sim, 1)
+            await polled(sim)
             host.down()
             await anyio.sleep(1.0)
             host.up()
@@ -280,7 +281,7 @@ def test_an_outage_past_max_outage_stops_the_run_with_work_left(
     with FlakyHost(port_of(sim.origin)) as host:
 
         async def outage(runner: Runner) -> None:
-            await created(sim, 1)
+            await polled(sim)
             host.down()
 
         summary, logs, _ = run(
@@ -361,7 +362,7 @@ def test_until_done_goes_round_again_after_an_outage_past_max_outage(
     with FlakyHost(port_of(sim.origin)) as host:
 
         def outage() -> None:
-            while sim.stats()["tasks_created"] < 1:
+            while not sim.stats()["polls_by_task"]:
                 time.sleep(0.002)
             host.down()
             time.sleep(2.5)
