@@ -191,7 +191,7 @@ def test_a_ten_minute_outage_mid_run_is_ridden_out(
     """The API host drops off for 10 minutes (listener closed, connections reset) once the
     first task was polled, far longer than any job's retry budget: every video is downloaded,
     exit 0, nothing paid twice, and the outage is reported once, with its length."""
-    sim = make_sim()
+    sim = make_sim(generation_seconds=0.3)  # renders outlast the start of the outage
     timing = compressed()
     with FlakyHost(port_of(sim.origin)) as host:
 
@@ -224,7 +224,7 @@ def test_an_outage_of_a_few_seconds_on_the_real_clock(
     tmp_path: Path, make_sim: Callable[..., SimulatorServer]
 ) -> None:
     """End to end on real time and sockets, with probes injected small."""
-    sim = make_sim()
+    sim = make_sim(generation_seconds=0.3)  # renders outlast the start of the outage
     with FlakyHost(port_of(sim.origin)) as host:
 
         async def outage(runner: Runner) -> None:
@@ -250,7 +250,7 @@ def test_the_video_host_dropping_off_is_ridden_out_on_its_own(
 ) -> None:
     """The video host is down for 5 minutes from the start; the API host answers throughout.
     The downloads wait for it without using up their retries."""
-    sim = make_sim()
+    sim = make_sim(generation_seconds=0.3)  # renders outlast the start of the outage
     timing = compressed()
     with FlakyHost(port_of(sim.cdn_url)) as cdn:
         sim.state.cdn_base = cdn.origin
@@ -276,7 +276,7 @@ def test_the_video_host_dropping_off_is_ridden_out_on_its_own(
 def test_an_outage_past_max_outage_stops_the_run_with_work_left(
     tmp_path: Path, make_sim: Callable[..., SimulatorServer]
 ) -> None:
-    sim = make_sim()
+    sim = make_sim(generation_seconds=0.3)  # renders outlast the start of the outage
     timing = compressed()
     with FlakyHost(port_of(sim.origin)) as host:
 
@@ -355,7 +355,7 @@ def test_until_done_goes_round_again_after_an_outage_past_max_outage(
     gives up (exit 5), a line says it goes round again, and the next round finishes: exit 0,
     every video there, nothing paid twice. A refusal in a later round is an outage, not a
     configuration error."""
-    sim = make_sim()
+    sim = make_sim(generation_seconds=0.3)  # renders outlast the start of the outage
     monkeypatch.setenv("WAN_API_KEY", sim.api_key)
     path = manifest_file(tmp_path, 3)
     out = io.StringIO()
