@@ -158,6 +158,7 @@ def test_a_host_is_down_from_its_first_failure_and_probed_at_a_doubling_capped_i
     assert health.answered(now + 1) == now + 1 - 10.0
     assert not health.down and health.probe_wait(now) == 0.0
     assert health.total_seconds(now + 5) == now + 1 - 10.0
+    assert health.down_since(now) and not health.down_since(now + 2)
 
 
 def test_probe_intervals_are_jittered_within_a_fifth() -> None:
@@ -461,3 +462,31 @@ def test_the_live_view_shows_an_outage() -> None:
     console = Console(file=io.StringIO(), width=120)
     console.print(progress.render(snap, "t"))
     assert "API unreachable since 02:13, next try 02:15" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_polls_held_by_an_outage_do_not_teach_the_planner_that_the_budget_binds(
+    tmp_path: Path, make_sim: Callable[..., SimulatorServer]
+) -> None:
+    """Polls planned by the planner wait out a 1.5 s outage in admission: that wait is the
+    host's, not the request budget's, so the planner does not thin out polls afterwards."""
+    sim = make_sim(generation_seconds=0.3)
+    runners: list[Runner] = []
+    with FlakyHost(port_of(sim.origin)) as host:
+
+        async def outage(runner: Runner) -> None:
+            runners.append(runner)
+            await polled(sim)
+            host.down()
+            await anyio.sleep(1.5)
+            host.up()
+
+        summary, logs, _ = run(
+            manifest_file(tmp_path, 3, rps=500),
+            host.base_url,
+            during=outage,
+            poll=None,  # the planner times the polls
+            probe=ProbePolicy(first_seconds=0.05, cap_seconds=0.2),
+        )
+    assert summary.exit_code == 0, (summary.left, summary.stop_message)
+    assert len(events(logs, "api.reachable")) == 1
+    assert runners[0].board.planner.pressure < 1.5

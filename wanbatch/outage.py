@@ -55,6 +55,7 @@ class HostHealth:
     outage: Outage | None = None
     outages: int = 0  # outages that began this run
     ended_seconds: float = 0.0  # the total length of the outages that ended
+    ended_at: float | None = None  # clock time the last outage ended
 
     @property
     def down(self) -> bool:
@@ -84,6 +85,7 @@ class HostHealth:
             return None
         length = max(0.0, now - self.outage.since)
         self.outage = None
+        self.ended_at = now
         self.ended_seconds += length
         return length
 
@@ -101,6 +103,10 @@ class HostHealth:
         if self.outage is not None:
             self.outage.probe_out = now
             self.outage.next_probe = now + self.policy.cap_seconds
+
+    def down_since(self, then: float) -> bool:
+        """Was the host down at any time since clock time ``then``?"""
+        return self.outage is not None or (self.ended_at is not None and self.ended_at >= then)
 
     def down_for(self, now: float) -> float:
         return 0.0 if self.outage is None else max(0.0, now - self.outage.since)

@@ -147,7 +147,9 @@ class PollStage:
         await self.admission.acquire(POLL, at)
         if fixed is None:
             # How long the budget held it: the planner thins polls out while they queue.
-            late = budget_lateness(asked, at, clock()) if self.admission.pacer.settled else 0.0
+            # (An outage held it, not the budget: ``admission`` waits those out.)
+            held = self.admission.pacer.settled and not self.admission.health.down_since(asked)
+            late = budget_lateness(asked, at, clock()) if held else 0.0
             self.board.waited(late)
         return at
 
