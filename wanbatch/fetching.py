@@ -44,6 +44,7 @@ class DownloadStage:
         self.admission = admission
         self.videos = videos
         self.health = HostHealth(ctx.options.probe, ctx.timing.random)  # the video host's
+        self._prober: str | None = None  # the job whose download probes the video host
 
     async def download(self, job: JobSpec) -> None:
         """Fetch ``job``'s video; if it cannot be had now, its reason goes into ``left``."""
@@ -51,7 +52,7 @@ class DownloadStage:
         target = ctx.manifest.output_dir / job.output_path
         retries = RetryState(ctx.options.download_retry)
         while True:
-            await self._video_host_turn()
+            await self._video_host_turn(job.id)
             await ctx.woke()
             record = ctx.journal.record(job.id)
             url = record.video_url if record.state is JobState.SUCCEEDED else None
@@ -132,13 +133,18 @@ class DownloadStage:
             reused_part=result.reused_part,
         )
 
-    async def _video_host_turn(self) -> None:
-        """While the video host is down, wait: one download at a time goes, as the probe."""
+    async def _video_host_turn(self, job_id: str) -> None:
+        """While the video host is down, wait: one download at a time goes, as the probe (the
+        job holding the probe goes on at once when it comes round again)."""
         health, clock = self.health, self.ctx.timing.clock
+        if health.probing and self._prober == job_id:
+            health.probe_sent(clock())
+            return
         while (wait := health.probe_wait(clock())) > 0:
             await self.ctx.timing.sleep(min(wait, 1.0))
         if health.down:
             health.probe_sent(clock())
+            self._prober = job_id
 
     def _video_host_answered(self) -> None:
         length = self.health.answered(self.ctx.timing.clock())

@@ -61,6 +61,11 @@ class HostHealth:
     def down(self) -> bool:
         return self.outage is not None
 
+    @property
+    def probing(self) -> bool:
+        """A probe is out and has not come back."""
+        return self.outage is not None and self.outage.probe_out is not None
+
     def failed(self, now: float) -> bool:
         """A request met no answer. True when this began an outage (the host was up)."""
         if self.outage is None:
