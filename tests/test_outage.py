@@ -293,6 +293,9 @@ def test_an_outage_past_max_outage_stops_the_run_with_work_left(
         summary, logs, _ = run(
             manifest_file(tmp_path, 3), host.base_url, timing, outage, max_outage=300.0
         )
+        # A rerun while the host is still down: its first request (a poll) finds nobody.
+        again, _, _ = run(manifest_file(tmp_path, 3), host.base_url, compressed())
+    assert again.stop_reason is StopReason.CONFIG and again.exit_code == 2
     assert summary.exit_code == 5
     assert summary.stop_reason is StopReason.UNREACHABLE
     assert "--max-outage" in (summary.stop_message or "")
