@@ -125,11 +125,12 @@ def test_429s_only_leave_the_job_not_created_and_the_rerun_warns_of_nothing(
 
 
 def test_a_refused_connection_leaves_the_job_not_created(tmp_path: Path) -> None:
-    """Nobody listens: every create fails to connect, so no task can exist."""
+    """Nobody listens: the create fails to connect, so no task can exist; nothing ever
+    answered at that URL, so the run stops at once as misconfigured (exit 2)."""
     summary, journal = run_once(manifest_file(tmp_path), closed_port_url())
-    assert "create refused" in summary.left["job-0"]
+    assert "create refused 1 times" in summary.left["job-0"]
     assert summary.possible_duplicates == []
-    assert summary.exit_code == 5
+    assert summary.exit_code == 2
     assert_certainly_not_created(journal)
 
 

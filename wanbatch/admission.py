@@ -7,6 +7,12 @@ one piece of I/O: a dispatcher that hands the next token to the most urgent wait
 Creates and URL refreshes go before polls (each turns a free slot or a finished render into
 progress at once); among polls the one planned earliest goes first. A grant is checked against the gate again when the waiter wakes, so a request granted
 just before a 429 came back does not go out inside the window the 429 opened.
+
+Outages (``outage.HostHealth``): a request that could not connect marks the API host down.
+While it is down the dispatcher grants one request at a time, as a probe (a poll if one waits:
+a GET is safe to lose), at the probe interval; every other request waits in ``acquire`` and
+spends nothing of its retry budget. ``ReportingApi`` tells admission of every answer: the
+first answer ends the outage and everything resumes, paced by the request budget as always.
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ from dataclasses import dataclass
 
 import anyio
 
-from wanbatch.errors import TransientApiError
+from wanbatch.errors import ApiError, NotSentError, TransientApiError
+from wanbatch.models import JobSpec, TaskView
+from wanbatch.outage import HostHealth, past_limit
 from wanbatch.ratelimit import AdaptiveLimit, HostGate, RequestPacer
 from wanbatch.retrying import RetryState
-from wanbatch.runcontext import RunContext, Timing
+from wanbatch.runcontext import RunContext, TaskApi, Timing
+from wanbatch.stops import StopReason
 
 # Creates go first: each one starts a render at once, and only a free slot lets one be sent.
 # URL refreshes too: a rendered video is waiting for them. Polls share what is left.
@@ -49,7 +58,12 @@ class Admission:
         limit: AdaptiveLimit,
         timing: Timing,
         on_limit: Callable[[int], None] = lambda current: None,
+        health: HostHealth | None = None,
+        base_url: str | None = None,
     ) -> None:
+        self.health = health or HostHealth(random=timing.random)
+        self.base_url = base_url or "the API base URL"
+        self._health_moved = anyio.Event()
         self.pacer = pacer
         self.gate = gate
         self.limit = limit
@@ -85,15 +99,62 @@ class Admission:
                 await self._wakeup.wait()
                 self._wakeup = anyio.Event()
             now = clock()
-            delay = max(self.gate.delay(now), self.pacer.wait_time(now))
+            outage = self.health.probe_wait(now)
+            delay = max(self.gate.delay(now), self.pacer.wait_time(now), outage)
+            if delay > 0 and outage > 0:
+                await self._nap(delay)  # until the probe is due, or the host answers
+                continue
             if delay > 0:
                 with anyio.move_on_after(delay):
                     await self._timing.sleep(delay)
                 continue
-            *_, granted = heapq.heappop(self._heap)
+            probing = self.health.down
+            granted = self._next(probing)
             self.pacer.take(now)
+            if probing:
+                self.health.probe_sent(now)
             granted.set()
             await anyio.lowlevel.checkpoint()
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep ``seconds`` of the run's clock, or less if the host's health changes."""
+        moved = self._health_moved
+        async with anyio.create_task_group() as group:
+
+            async def alarm() -> None:
+                await self._timing.sleep(seconds)
+                group.cancel_scope.cancel()
+
+            group.start_soon(alarm)
+            await moved.wait()
+            group.cancel_scope.cancel()
+
+    def _next(self, probing: bool) -> anyio.Event:
+        """The next waiter; a probe is a poll when one waits (a lost GET costs nothing)."""
+        polls = [entry for entry in self._heap if entry[0] == POLL] if probing else []
+        if not polls:
+            return heapq.heappop(self._heap)[-1]
+        chosen = min(polls)
+        self._heap.remove(chosen)
+        heapq.heapify(self._heap)
+        return chosen[-1]
+
+    def answered(self) -> float | None:
+        """The API host answered: the length of the outage this ended, if one did."""
+        length = self.health.answered(self._timing.clock())
+        if length is not None:
+            self._moved()
+        return length
+
+    def unreachable(self) -> bool:
+        """A request could not connect; True when this began an outage."""
+        began = self.health.failed(self._timing.clock())
+        self._moved()
+        return began
+
+    def _moved(self) -> None:
+        self._health_moved.set()
+        self._health_moved = anyio.Event()
 
     def refused(self, exc: TransientApiError) -> Throttled:
         """A request met ``exc``: slow down as it asks."""
@@ -132,6 +193,8 @@ async def after_refusal(
     job_id: str,
 ) -> bool:
     """Slow down after a transient error and wait before trying again; False: give up."""
+    if isinstance(exc, NotSentError):
+        return _host_down(ctx, admission, exc, state, what, job_id)
     throttled = admission.refused(exc)
     if throttled.rate_limited:
         ctx.summary.requests["throttled"] += 1
@@ -149,3 +212,87 @@ async def after_refusal(
     if decision.delay > 0:
         await ctx.timing.sleep(decision.delay)
     return True
+
+
+def _host_down(
+    ctx: RunContext,
+    admission: Admission,
+    exc: NotSentError,
+    state: RetryState,
+    what: str,
+    job_id: str,
+) -> bool:
+    """A request could not connect: the host is down. The request that found it so spends
+    one attempt; those that meet it down spend none (they wait for the probe in ``acquire``).
+    Nobody ever answered at the base URL: a configuration error, reported at once."""
+    health = admission.health
+    if not health.answered_ever:
+        message = f"nothing answers at {admission.base_url}: {exc}; check the URL and the network"
+        state.attempts += 1
+        if what == "create":  # the create journals "not created" before the run ends
+            ctx.stop_submitting(StopReason.CONFIG, message)
+        else:
+            ctx.halt(StopReason.CONFIG, message)
+        return False
+    began = admission.unreachable()
+    now = ctx.timing.clock()
+    if began:
+        ctx.log.warning(
+            "api.unreachable", error=str(exc), next_try_seconds=round(health.probe_wait(now), 1)
+        )
+        decision = state.increment(told_when=False, gated=True, random=ctx.timing.random)
+        if not decision.again:
+            ctx.log.warning(f"{what}.gave_up", job=job_id, attempts=state.attempts, error=str(exc))
+            return False
+    else:
+        state.excuse()
+        limit = ctx.options.max_outage
+        if past_limit(health, now, limit):
+            ctx.halt(
+                StopReason.UNREACHABLE,
+                f"the API host has not answered for {health.down_for(now):.0f} s"
+                f" (--max-outage {limit:g} s); rerun resumes",
+            )
+            return False
+    ctx.log.debug(f"{what}.waiting_for_host", job=job_id, error=str(exc))
+    return True
+
+
+class ReportingApi:
+    """The provider, telling admission of every answer (any status) from the API host."""
+
+    def __init__(self, api: TaskApi, ctx: RunContext, admission: Admission) -> None:
+        self._api = api
+        self._ctx = ctx
+        self._admission = admission
+
+    async def create(self, job: JobSpec, idempotency_key: str) -> TaskView:
+        try:
+            view = await self._api.create(job, idempotency_key)
+        except ApiError as exc:
+            self._heard(exc)
+            raise
+        self._answered()
+        return view
+
+    async def get(self, task_id: str) -> TaskView:
+        try:
+            view = await self._api.get(task_id)
+        except ApiError as exc:
+            self._heard(exc)
+            raise
+        self._answered()
+        return view
+
+    def _heard(self, exc: ApiError) -> None:
+        if exc.status is not None:
+            self._answered()
+        elif not isinstance(exc, NotSentError):  # it connected: the base URL is right
+            self._admission.health.reached()
+            if self._admission.health.down:  # a probe that broke off: the next one later
+                self._admission.unreachable()
+
+    def _answered(self) -> None:
+        length = self._admission.answered()
+        if length is not None:
+            self._ctx.log.warning("api.reachable", seconds=round(length, 1))

@@ -54,7 +54,8 @@ from wanbatch.models import (
 from wanbatch.progress import LiveProgress, PlainProgress
 from wanbatch.salvage import adopt_into, adopted_view, describe_adoptions, salvage_journal
 from wanbatch.scheduler import FaultHook, Runner, RunOptions, RunSummary
-from wanbatch.stops import EXIT_CODES
+from wanbatch.stops import EXIT_CODES, ROUND_PAUSE_SECONDS, pause_before_next_round
+from wanbatch.summary import outage_lines
 
 SIMULATOR_BASE = "simulator://local"  # what the journal records for --simulate runs
 
@@ -91,6 +92,10 @@ class RunFlags:
     progress_every: float = 30.0  # seconds between progress lines when not on a terminal
     salvage_journal: bool = False  # repair a damaged journal (kept aside) before running
     include_lost: bool = False  # `retry` also resubmits tasks the server lost (pays again)
+    max_outage: float | None = None  # a host down longer stops the run (0: never; None: 6 h)
+    until_done: bool = False  # go round again (resume) on what time can cure, until done
+    wait_credits: float | None = None  # on 402: wait this long and go round again
+    round_pause: float = ROUND_PAUSE_SECONDS  # --until-done: the wait between rounds
 
 
 def load(options: CommonOptions) -> Manifest:
@@ -206,6 +211,45 @@ def _run_manifest(
     out: TextIO,
     requeue: list[str] | None = None,
 ) -> int:
+    """One run; with ``--until-done`` (or ``--wait-credits``) as many rounds as time can cure,
+    each resuming from the journal like a rerun, with one line between rounds."""
+    rounds = 1
+    while True:
+        summary = _run_round(
+            manifest, options, flags, out=out, requeue=requeue, reached_before=rounds > 1
+        )
+        pause = pause_before_next_round(
+            summary.exit_code,
+            summary.stop_reason,
+            capped=summary.cap_message is not None,
+            until_done=flags.until_done,
+            wait_credits=flags.wait_credits,
+            every=flags.round_pause,
+        )
+        if pause is None:
+            return summary.exit_code
+        left = len(summary.left) + len(summary.stalled)
+        why = summary.stop_message or "work left"
+        print(
+            f"wanbatch: round {rounds} ended with {left} job(s) left ({why});"
+            f" resuming in {pause:g} s (--until-done; Ctrl-C to stop)",
+            file=out,
+            flush=True,
+        )
+        time.sleep(pause)
+        rounds += 1
+        requeue = None  # already journaled by the first round
+
+
+def _run_round(
+    manifest: Manifest,
+    options: CommonOptions,
+    flags: RunFlags,
+    *,
+    out: TextIO,
+    requeue: list[str] | None = None,
+    reached_before: bool = False,
+) -> RunSummary:
     if flags.job_deadline is not None:
         limits = dataclasses.replace(manifest.limits, job_deadline_seconds=flags.job_deadline)
         manifest = dataclasses.replace(manifest, limits=limits)
@@ -239,7 +283,10 @@ def _run_manifest(
                 faults=_test_faults(),
                 max_videos=flags.max_videos,
                 max_credits=flags.max_credits,
+                reached_before=reached_before,  # a later round: a refusal is an outage
             )
+            if flags.max_outage is not None:
+                run_options = dataclasses.replace(run_options, max_outage=flags.max_outage)
             if flags.poll_interval is not None:
                 # A user who sets the interval gets that interval, not the planner.
                 interval = flags.poll_interval
@@ -265,7 +312,7 @@ def _run_manifest(
     except OSError as exc:  # the videos and the journal are safe; say so and go on
         print(f"wanbatch: could not write the report: {exc}", file=sys.stderr)
     print_summary(manifest, summary, out=out, report=written)
-    return summary.exit_code
+    return summary
 
 
 def _progress_view(
@@ -415,6 +462,7 @@ def print_summary(
             f"  cost guard: {summary.cap_message}; in-flight jobs were finished, nothing more"
             " was submitted (rerun with a higher cap to go on)"
         )
+    lines += outage_lines(summary)
     lines.append(f"  wall time: {summary.wall_seconds:.1f} s")
     if report is not None:
         html, retry_file = report

@@ -96,6 +96,27 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
         help="when output is not a terminal (or --json-logs): a progress line every S seconds",
     )
     group.add_argument(
+        "--max-outage",
+        type=_duration,
+        metavar="DURATION",
+        help="give up when the API or video host has been unreachable this long (e.g. 90s, 30m,"
+        " 6h; default 6h; 0 = never): meanwhile one probe at a time, no retries spent",
+    )
+    group.add_argument(
+        "--until-done",
+        action="store_true",
+        help="do not stop on what time can cure (an outage past --max-outage, retries used up,"
+        " stalled jobs): wait and resume again, until every job is done or failed for good,"
+        " a cost cap is reached, the key is rejected or Ctrl-C",
+    )
+    group.add_argument(
+        "--wait-credits",
+        type=_duration,
+        metavar="DURATION",
+        help="when credits run out (402), wait this long and resume, again and again, instead"
+        " of ending with exit 4 (top up meanwhile)",
+    )
+    group.add_argument(
         "--allow-insecure-http",
         action="store_true",
         help="allow the key over plain http:// to a non-loopback host",
@@ -271,6 +292,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             progress_every=args.progress_every,
             salvage_journal=getattr(args, "salvage_journal", False),
             include_lost=getattr(args, "include_lost", False),
+            max_outage=args.max_outage,
+            until_done=args.until_done,
+            wait_credits=args.wait_credits,
         )
         if args.command == "run":
             return app.run(options, flags)
@@ -350,6 +374,23 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(text: str) -> float:
+    """Seconds from "90", "90s", "30m", "6h" or "1d"; 0 is allowed (it means "never")."""
+    number, unit = text.strip(), 1.0
+    if number[-1:].lower() in _UNITS:
+        number, unit = number[:-1], _UNITS[number[-1].lower()]
+    try:
+        value = float(number) * unit
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (90s, 30m, 6h)") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a duration of 0 or more")
     return value
 
 

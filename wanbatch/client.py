@@ -48,6 +48,7 @@ from wanbatch.errors import (
     TransientApiError,
     TransientDownloadError,
     UnusableVideoUrlError,
+    VideoHostUnreachableError,
     VideoUrlExpiredError,
 )
 from wanbatch.models import (
@@ -515,6 +516,10 @@ class VideoFetcher:
         request = self._http.build_request("GET", check_video_url(url), headers=headers)
         try:
             response = await self._http.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nobody there: an outage
+            raise VideoHostUnreachableError(
+                f"could not connect to the video host: {type(exc).__name__}"
+            ) from exc
         except httpx.TimeoutException as exc:
             raise TransientDownloadError("the video host timed out") from exc
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:  # a redirect to file: ...

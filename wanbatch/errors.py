@@ -19,7 +19,8 @@ into these at one boundary each (``client.py`` for the wire, ``journal.py`` and 
     ├── ApiError                   an answer (or no answer) from the API host
     │   ├── TransientApiError      429, 5xx, timeouts, resets, garbled bodies: retry with backoff
     │   │   ├── RateLimitedError   429, carries ``retry_after_seconds`` when the server gave one
-    │   │   ├── NotSentError       no connection was made (refused, DNS): the host never saw it
+    │   │   ├── NotSentError       no connection was made (refused, DNS, TLS): the host never saw
+    │   │   │                          it; the host counts as down (an outage, ``outage.py``)
     │   │   ├── AnswerUnknownError a 2xx to a create that names no usable task: not resent
     │   │   └── TaskNotFoundError  404 for a task we created: waited out, then the task is lost
     │   ├── JobRejectedError       400: this job fails with the server's message; the batch goes on
@@ -29,6 +30,7 @@ into these at one boundary each (``client.py`` for the wire, ``journal.py`` and 
     ├── DownloadError              fetching a finished video
     │   ├── VideoUrlExpiredError   403/404/410 (or a web page, not a video): refresh the task's URL
     │   ├── TransientDownloadError short body, reset, 5xx, not an MP4, too slow: resume or retry
+    │   │   └── VideoHostUnreachableError  no connection to the video host: an outage of it
     │   └── UnusableVideoUrlError  not an absolute http(s) URL: never fetched, never retried
     └── DiskError                  the output tree cannot be written (``download.py``): a full or
                                    read-only disk stops the run (exit 5); a path problem of one
@@ -253,6 +255,11 @@ class VideoUrlExpiredError(DownloadError):
 
 class TransientDownloadError(DownloadError):
     """A short body, a reset or a 5xx from the video host; resume or retry."""
+
+
+class VideoHostUnreachableError(TransientDownloadError):
+    """No connection to the video host could be made (refused, unknown name, connect timeout,
+    TLS): the host is down, not the URL; downloads wait for it (``outage.HostHealth``)."""
 
 
 class UnusableVideoUrlError(DownloadError):

@@ -6,6 +6,11 @@ whole (``download.download_video``); the sidecar and the journal's ``downloaded`
 A URL that is not an absolute http(s) URL is never fetched nor retried: the job is left with
 that reason, and the URL is forgotten so that the next run asks the task again. A ``DiskError``
 is not retried here: the scheduler stops the run (a full disk) or leaves the job (its path).
+
+The video host has its own ``outage.HostHealth``: a download that cannot connect marks it down;
+then one download at a time tries it (a probe, at the probe interval) and the others wait
+without spending their retries, until any answer from it. After the machine slept, stored URLs
+are forgotten (``RunContext.woke``) and fetched anew before use: they may have expired.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from wanbatch.errors import (
     TransientApiError,
     TransientDownloadError,
     UnusableVideoUrlError,
+    VideoHostUnreachableError,
     VideoUrlExpiredError,
 )
 from wanbatch.models import EventKind, JobRecord, JobSpec, JobState, TaskStatus
+from wanbatch.outage import HostHealth, past_limit
 from wanbatch.retrying import RetryState
 from wanbatch.runcontext import RunContext, TaskReader, span
+from wanbatch.stops import StopReason
 
 
 class DownloadStage:
@@ -35,6 +43,8 @@ class DownloadStage:
         self.api = api
         self.admission = admission
         self.videos = videos
+        self.health = HostHealth(ctx.options.probe, ctx.timing.random)  # the video host's
+        self._prober: str | None = None  # the job whose download probes the video host
 
     async def download(self, job: JobSpec) -> None:
         """Fetch ``job``'s video; if it cannot be had now, its reason goes into ``left``."""
@@ -42,12 +52,16 @@ class DownloadStage:
         target = ctx.manifest.output_dir / job.output_path
         retries = RetryState(ctx.options.download_retry)
         while True:
+            await self._video_host_turn(job.id)
+            await ctx.woke()
             record = ctx.journal.record(job.id)
             url = record.video_url if record.state is JobState.SUCCEEDED else None
             try:
                 if url is None:
                     url = await self.refresh_url(job)
                 ctx.fault("before_download", job.id)
+                if await ctx.woke():  # the machine slept meanwhile: the URL may have expired
+                    continue
                 result = await download_video(
                     self.videos,
                     url,
@@ -55,17 +69,29 @@ class DownloadStage:
                     root=ctx.manifest.output_dir,
                     checkpoint=lambda point: ctx.fault(point, job.id),
                 )
+                self._video_host_answered()
                 break
+            except VideoHostUnreachableError as exc:
+                if not self._video_host_down(exc):
+                    retries.excuse()  # the host is down, not this download: no budget spent
+                    if ctx.stops.reason is StopReason.UNREACHABLE:
+                        ctx.summary.left[job.id] = f"the video host is unreachable: {exc}"
+                        return
+                    continue
+                error: Exception = exc
             except UnusableVideoUrlError as exc:
                 ctx.log.warning("download.unusable_url", job=job.id, detail=str(exc))
                 await self._forget_url(job)
                 ctx.summary.left[job.id] = str(exc)
                 return
             except VideoUrlExpiredError as exc:
+                self._video_host_answered()
                 ctx.log.info("download.url_expired", job=job.id, detail=str(exc))
                 await self._forget_url(job)
-                error: Exception = exc
+                error = exc
             except (TransientDownloadError, TransientApiError) as exc:
+                if isinstance(exc, TransientDownloadError):  # the video host did answer
+                    self._video_host_answered()
                 ctx.log.info("download.retry", job=job.id, detail=str(exc))
                 error = exc
             except DownloadError as exc:
@@ -106,6 +132,41 @@ class DownloadStage:
             resumed_from=result.resumed_from,
             reused_part=result.reused_part,
         )
+
+    async def _video_host_turn(self, job_id: str) -> None:
+        """While the video host is down, wait: one download at a time goes, as the probe (the
+        job holding the probe goes on at once when it comes round again)."""
+        health, clock = self.health, self.ctx.timing.clock
+        if health.probing and self._prober == job_id:
+            health.probe_sent(clock())
+            return
+        while (wait := health.probe_wait(clock())) > 0:
+            await self.ctx.timing.sleep(min(wait, 1.0))
+        if health.down:
+            health.probe_sent(clock())
+            self._prober = job_id
+
+    def _video_host_answered(self) -> None:
+        length = self.health.answered(self.ctx.timing.clock())
+        if length is not None:
+            self.ctx.log.warning("video.reachable", seconds=round(length, 1))
+
+    def _video_host_down(self, exc: VideoHostUnreachableError) -> bool:
+        """A download could not connect; True when this began an outage of the video host.
+        Down past ``--max-outage``, the run stops."""
+        ctx, now = self.ctx, self.ctx.timing.clock()
+        if self.health.failed(now):
+            wait = round(self.health.probe_wait(now), 1)
+            ctx.log.warning("video.unreachable", error=str(exc), next_try_seconds=wait)
+            return True
+        limit = ctx.options.max_outage
+        if past_limit(self.health, now, limit) and ctx.stops.reason is None:
+            ctx.halt(
+                StopReason.UNREACHABLE,
+                f"the video host has not answered for {self.health.down_for(now):.0f} s"
+                f" (--max-outage {limit:g} s); rerun resumes",
+            )
+        return False
 
     async def refresh_url(self, job: JobSpec) -> str:
         """Ask the task again for its video URL (``TransientApiError`` when that keeps failing)."""

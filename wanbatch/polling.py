@@ -157,7 +157,7 @@ class PollStage:
             assert record.task_id is not None
             submitted = record.submitted_at or ctx.timing.wall()
             # Asked at least once in this run before the deadline counts: it ends waiting.
-            if polls and ctx.timing.wall() - submitted > deadline:
+            if polls and ctx.timing.wall() - submitted - ctx.slept_since(submitted) > deadline:
                 ctx.summary.stalled.append(job.id)
                 ctx.log.warning(
                     "job.stalled",
@@ -215,7 +215,9 @@ class PollStage:
         await self.admission.acquire(POLL, at)
         if fixed is None:
             # How long the budget held it: the planner thins polls out while they queue.
-            late = budget_lateness(asked, at, clock()) if self.admission.pacer.settled else 0.0
+            # (An outage held it, not the budget: ``admission`` waits those out.)
+            held = self.admission.pacer.settled and not self.admission.health.down_since(asked)
+            late = budget_lateness(asked, at, clock()) if held else 0.0
             self.board.waited(late)
         return at
 

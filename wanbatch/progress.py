@@ -2,7 +2,7 @@
 
 - ``LiveProgress`` (a terminal, not ``-q``, not ``--json-logs``): a rich panel redrawn twice a
   second with counts by state, a bar, throughput, an ETA, the mean render time, credits, the
-  latest failures and why submissions stopped. Log lines (downloads, warnings, errors) print
+  latest failures, why submissions stopped and any host that is unreachable. Log lines (downloads, warnings, errors) print
   above it through ``stream``, so the display never hides an error. rich honours ``NO_COLOR``.
 - ``PlainProgress`` (output is not a terminal, or ``--json-logs``): a ``run.progress`` log event
   every ``every`` seconds, so it reaches the console as a readable or a JSON line, and the
@@ -66,6 +66,8 @@ def fields(snap: ProgressSnapshot) -> dict[str, Any]:
         out["credits_submitted"] = round(snap.credits_submitted, 2)
     if snap.stopping:
         out["stopping"] = snap.stopping
+    if snap.outages:
+        out["unreachable"] = "; ".join(snap.outages)
     return out
 
 
@@ -98,6 +100,8 @@ def render(snap: ProgressSnapshot, title: str) -> Group:
     lines: list[Any] = [head, counts, pace]
     if snap.stopping:
         lines.append(Text(f"not submitting more: {snap.stopping}", style="bold yellow"))
+    for outage in snap.outages:  # "API unreachable since 02:13, next try 02:15"
+        lines.append(Text(outage, style="bold yellow"))
     if snap.recent_failures:
         lines.append(Text("latest failures:", style="bold red"))
         for job_id, reason in snap.recent_failures:

@@ -22,6 +22,7 @@ class RetryDecision:
 class RetryState:
     policy: RetryPolicy
     attempts: int = 0  # failed attempts so far
+    excused: int = 0  # of which met a host already down (an outage): they use no budget
 
     def increment(self, *, told_when: bool, gated: bool, random: Random) -> RetryDecision:
         """One more attempt failed.
@@ -31,7 +32,13 @@ class RetryState:
         """
         self.attempts += 1
         allowed = self.policy.max_attempts_told_when if told_when else self.policy.max_attempts
-        if self.attempts >= allowed:
+        if self.attempts - self.excused >= allowed:
             return RetryDecision(again=False, delay=0.0)
         delay = 0.0 if gated else self.policy.delay(self.attempts - 1, random)
         return RetryDecision(again=True, delay=delay)
+
+    def excuse(self) -> None:
+        """One more attempt failed because its host is down (``outage.py``): counted, so that
+        the caller waits its turn again, but not against the budget."""
+        self.attempts += 1
+        self.excused += 1

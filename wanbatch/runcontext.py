@@ -17,7 +17,8 @@ import structlog
 
 from wanbatch.backoff import PollPolicy, RetryPolicy
 from wanbatch.journal import Journal
-from wanbatch.models import EventKind, JobEvent, JobSpec, Manifest, TaskView
+from wanbatch.models import EventKind, JobEvent, JobSpec, JobState, Manifest, TaskView
+from wanbatch.outage import MAX_OUTAGE_SECONDS, ClockWatch, ProbePolicy
 from wanbatch.stops import StopController, StopReason
 from wanbatch.summary import RunSummary
 
@@ -65,6 +66,10 @@ class RunOptions:
     faults: FaultHook | None = None
     max_videos: int | None = None  # cost guard: new tasks this run may create
     max_credits: float | None = None  # cost guard: estimated credits this run may spend
+    probe: ProbePolicy = ProbePolicy()  # how often an unreachable host is tried again
+    max_outage: float = MAX_OUTAGE_SECONDS  # a host down longer stops the run; 0: never
+    sleep_check_seconds: float = 5.0  # how often the clocks are compared to notice a sleep
+    reached_before: bool = False  # an earlier round reached the API host (--until-done)
 
 
 @dataclass(slots=True)
@@ -96,6 +101,7 @@ class RunContext:
     stops: StopController
     stats: RunStats = field(default_factory=RunStats)
     log: Any = field(default_factory=lambda: structlog.get_logger("wanbatch.run"))
+    clocks: ClockWatch = field(default_factory=ClockWatch)
 
     def event(self, kind: EventKind, job_id: str, **fields: Any) -> JobEvent:
         return JobEvent(kind=kind, job_id=job_id, at=self.timing.wall(), **fields)
@@ -103,6 +109,32 @@ class RunContext:
     def fault(self, point: str, job_id: str) -> None:
         if self.options.faults is not None:
             self.options.faults(point, job_id)
+
+    def look_at_clocks(self) -> None:
+        """Compare the clocks: a wall clock that gained on the monotonic one was a sleep."""
+        slept = self.clocks.look(self.timing.clock(), self.timing.wall())
+        if slept:
+            self.summary.slept_seconds += slept
+            self.log.warning("run.woke", slept_seconds=round(slept, 1))
+
+    def slept_since(self, wall: float) -> float:
+        """Seconds the machine slept since wall time ``wall``: a job deadline does not count them."""
+        self.look_at_clocks()
+        return self.clocks.slept_since(wall)
+
+    async def woke(self) -> bool:
+        """After a sleep, forget every stored video URL once: signed URLs may have expired
+        meanwhile, and each is fetched anew before use. True when it did."""
+        self.look_at_clocks()
+        if not self.clocks.take_unseen():
+            return False
+        for job in self.manifest.jobs:
+            record = self.journal.record(job.id)
+            if record.state is JobState.SUCCEEDED and record.video_url is not None:
+                await self.journal.append(
+                    self.event(EventKind.SUCCEEDED, job.id, video_url=None), durable=False
+                )
+        return True
 
     def halt(self, reason: StopReason, message: str) -> None:
         """Stop the whole run now (a rejected key, a broken journal)."""

@@ -5,6 +5,8 @@
         ├── admission dispatcher   (admission.py) paces every API request; creates first, then
         │                          polls by planned time; a Retry-After closes the gate for all
         ├── signal watcher         first Ctrl-C/SIGTERM: stop, keep the journal whole, exit 130
+        ├── clock watcher          notices a sleep (the wall clock gained on the monotonic one):
+        │                          stored video URLs are forgotten, deadlines skip the sleep
         ├── job workers (N)        take the next job: submit stage (submit.py), then poll stage
         │                          (polling.py, timed by the pure planner.py) until rendered
         └── download workers (D)   download stage (fetching.py): video, sidecar, ``downloaded``
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from wanbatch.admission import Admission
+from wanbatch.admission import Admission, ReportingApi
 from wanbatch.costguard import CostGuard
 from wanbatch.download import VideoSource, file_matches
 from wanbatch.errors import (
@@ -40,6 +42,7 @@ from wanbatch.fetching import DownloadStage
 from wanbatch.interrupts import Interrupts
 from wanbatch.journal import Journal
 from wanbatch.models import EventKind, JobRecord, JobSpec, Manifest
+from wanbatch.outage import HostHealth, outage_line
 from wanbatch.planner import PollPlanner
 from wanbatch.polling import PlanBoard, Polled, PollStage
 from wanbatch.ratelimit import AdaptiveLimit, HostGate, RequestPacer
@@ -90,7 +93,10 @@ class Runner:
             AdaptiveLimit(ceiling=limits.concurrency),
             timing,
             on_limit=self._set_in_flight,
+            health=HostHealth(options.probe, timing.random, answered_ever=options.reached_before),
+            base_url=getattr(api, "base_url", None),
         )
+        api = ReportingApi(api, ctx, self.admission)
         self.guard = CostGuard(
             options.max_videos, options.max_credits, priced=bool(manifest.pricing)
         )
@@ -125,6 +131,7 @@ class Runner:
     async def _run(self) -> RunSummary:
         started = self._started = self.timing.clock()
         log = self.ctx.log
+        self.ctx.look_at_clocks()  # the first look: a sleep is measured from here
         try:
             await self._apply_changes()
             plan = plan_work(self.manifest.jobs, self.journal.record, self._video_intact)
@@ -149,6 +156,7 @@ class Runner:
                 self.interrupts.scope = scope
                 async with anyio.create_task_group() as outer:
                     outer.start_soon(self.admission.run)
+                    outer.start_soon(self._watch_clocks)
                     await self._work(plan.to_poll, plan.to_download, plan.to_create)
                     outer.cancel_scope.cancel()
             if scope.cancelled_caught and self.stops.reason is None:
@@ -243,6 +251,12 @@ class Runner:
             self.summary.left[job.id] = str(exc)
             self.ctx.log.warning("job.left", job=job.id, error=str(exc))
 
+    async def _watch_clocks(self) -> None:
+        """Look at the clocks now and then: after a sleep, stored video URLs are forgotten."""
+        while True:
+            await self.timing.sleep(self.ctx.options.sleep_check_seconds)
+            await self.ctx.woke()
+
     def _cancel(self) -> None:
         if self._main_scope is not None:
             self._main_scope.cancel()
@@ -270,6 +284,14 @@ class Runner:
             videos_submitted=self.guard.videos,
             credits_submitted=self.guard.credits_submitted,
             stopping=self.stops.why_not_submitting,
+            outages=tuple(line for line in self._outage_lines() if line),
+        )
+
+    def _outage_lines(self) -> tuple[str | None, ...]:
+        now, wall = self.timing.clock(), self.timing.wall()
+        return (
+            outage_line("API", self.admission.health, now, wall),
+            outage_line("video host", self.downloads.health, now, wall),
         )
 
     # --- before and after ---------------------------------------------------------------
@@ -299,4 +321,9 @@ class Runner:
         summary.cap_message = self.stops.cap_message
         summary.videos_submitted = self.guard.videos
         summary.credits_submitted = self.guard.credits_submitted
+        now = self.timing.clock()
+        for host, health in (("api", self.admission.health), ("video", self.downloads.health)):
+            if health.outages:
+                summary.outages[host] = health.outages
+                summary.outage_seconds[host] = health.total_seconds(now)
         account_unfinished(summary, self.manifest.jobs, self.journal.record)

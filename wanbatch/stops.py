@@ -21,6 +21,8 @@ class StopReason(enum.StrEnum):
     INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM or SIGHUP
     JOURNAL = "journal"  # the journal cannot be written or trusted
     DISK = "disk"  # the output tree cannot be written (full, read-only, permission refused)
+    UNREACHABLE = "unreachable"  # a host stayed unreachable longer than --max-outage
+    CONFIG = "config"  # the very first request found nobody at the API base URL
 
     @property
     def exit_code(self) -> int:
@@ -31,12 +33,13 @@ class StopReason(enum.StrEnum):
 EXIT_CODES: dict[int, str] = {
     0: "every job rendered and downloaded",
     1: "finished, but some jobs failed for good",
-    2: "usage or manifest error, changed jobs, a damaged journal, unclaimed videos, insecure URL"
-    " or missing key: nothing was sent",
+    2: "usage or manifest error, changed jobs, a damaged journal, unclaimed videos, insecure URL,"
+    " missing key, or no API host at the base URL (its first request refused): nothing was sent",
     3: "the key was rejected; nothing more was sent",
     4: "credits ran out; in-flight jobs were finished; top up and rerun",
-    5: "stopped with work left (a cost cap, retries used up, stalled jobs, a disk or folder"
-    " fault, the journal or the output tree locked); rerun resumes",
+    5: "stopped with work left (a cost cap, retries used up, stalled jobs, a host unreachable"
+    " past --max-outage, a disk or folder fault, the journal or the output tree locked);"
+    " rerun resumes",
     70: "internal error (a bug in wanbatch): a one-line reason, the traceback in the log or a"
     " file it names; the journal is kept, rerun resumes",
     130: "interrupted; rerun resumes",
@@ -63,6 +66,8 @@ _REASON_EXIT = {
     StopReason.INTERRUPTED: 130,
     StopReason.JOURNAL: 5,
     StopReason.DISK: 5,
+    StopReason.UNREACHABLE: 5,
+    StopReason.CONFIG: 2,
 }
 
 
@@ -119,3 +124,30 @@ class StopController:
         if self.submitting:
             return None
         return self.cap_message or self.message
+
+
+ROUND_PAUSE_SECONDS = 60.0  # ``--until-done``: the wait before the run goes round again
+
+
+def pause_before_next_round(
+    exit_code: int,
+    reason: StopReason | None,
+    *,
+    capped: bool,
+    until_done: bool,
+    wait_credits: float | None,
+    every: float = ROUND_PAUSE_SECONDS,
+) -> float | None:
+    """``--until-done``: seconds to wait before resuming again, or None to end here.
+
+    What time can cure goes round again: work left (an outage past ``--max-outage``, retries
+    used up, a long Retry-After, stalled jobs) and, with ``--wait-credits``, credits that ran
+    out. A user's cap, a rejected key, a broken journal or disk, an interrupt or a finished
+    batch end the run."""
+    if exit_code == 4:
+        return wait_credits
+    if not until_done or exit_code != 5 or capped:
+        return None
+    if reason in (StopReason.DISK, StopReason.JOURNAL):
+        return None
+    return every

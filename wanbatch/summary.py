@@ -30,6 +30,7 @@ class ProgressSnapshot:
     videos_submitted: int
     credits_submitted: float | None
     stopping: str | None  # why no more jobs are submitted, if that is so
+    outages: tuple[str, ...] = ()  # "API unreachable since 02:13, next try 02:15", one a host
 
 
 @dataclass(slots=True)
@@ -50,6 +51,9 @@ class RunSummary:
     videos_submitted: int = 0  # tasks this run created
     credits_submitted: float | None = None  # their estimated credits (None: no pricing)
     cap_message: str | None = None  # the cost guard stopped submissions: what it said
+    outages: dict[str, int] = field(default_factory=dict)  # host ("api", "video") -> outages
+    outage_seconds: dict[str, float] = field(default_factory=dict)  # host -> their total length
+    slept_seconds: float = 0.0  # the machine slept this long during the run
 
     @property
     def exit_code(self) -> int:
@@ -58,6 +62,24 @@ class RunSummary:
             work_left=bool(self.left or self.stalled),
             failed=bool(self.failed),
         )
+
+
+_HOSTS = {"api": "API host", "video": "video host"}
+
+
+def outage_lines(summary: RunSummary) -> list[str]:
+    """The closing lines on outages and sleeps: "API host unreachable 2 times, 10 min in all"."""
+    lines = []
+    for host, count in summary.outages.items():
+        minutes = summary.outage_seconds.get(host, 0.0) / 60
+        times = "once" if count == 1 else f"{count} times"
+        lines.append(f"  {_HOSTS.get(host, host)} unreachable {times}, {minutes:.1f} min in all")
+    if summary.slept_seconds:
+        lines.append(
+            f"  the machine slept {summary.slept_seconds / 60:.1f} min; job deadlines did not"
+            " count it and video URLs were fetched anew"
+        )
+    return lines
 
 
 def progress_snapshot(
@@ -70,6 +92,7 @@ def progress_snapshot(
     videos_submitted: int,
     credits_submitted: float | None,
     stopping: str | None,
+    outages: tuple[str, ...] = (),
 ) -> ProgressSnapshot:
     """Where a run stands, from the count of its jobs in each state and its running figures."""
     total = sum(states.values())
@@ -97,6 +120,7 @@ def progress_snapshot(
         videos_submitted=videos_submitted,
         credits_submitted=credits_submitted,
         stopping=stopping,
+        outages=outages,
     )
 
 
