@@ -364,7 +364,10 @@ def test_until_done_goes_round_again_after_an_outage_past_max_outage(
     gives up (exit 5), a line says it goes round again, and the next round finishes: exit 0,
     every video there, nothing paid twice. A refusal in a later round is an outage, not a
     configuration error."""
-    sim = make_sim(generation_seconds=0.3)  # renders outlast the start of the outage
+    # Renders of 1.5 s: the outage is started by a thread of the test (the run is synchronous
+    # here), and on a loaded machine 0.3 s was once not enough for it to begin before the run
+    # had finished everything (then no second round, and the test failed).
+    sim = make_sim(generation_seconds=1.5)
     monkeypatch.setenv("WAN_API_KEY", sim.api_key)
     path = manifest_file(tmp_path, 3)
     out = io.StringIO()
