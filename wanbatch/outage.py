@@ -127,18 +127,20 @@ def past_limit(health: HostHealth, now: float, max_outage: float) -> bool:
 
 
 def outage_line(host: str, health: HostHealth, now: float, wall: float) -> str | None:
-    """ "API unreachable since 02:13, next try 02:15" (local time), or None when up."""
+    """ "API unreachable since 02:13, next try 02:15:30" (local time; the next try to the
+    second, as probes come within a minute of each other), or None when up."""
     outage = health.outage
     if outage is None:
         return None
-    since = _hhmm(wall - (now - outage.since))
+    since = _clock_time(wall - (now - outage.since))
     if outage.probe_out is not None:
         return f"{host} unreachable since {since}, trying now"
-    return f"{host} unreachable since {since}, next try {_hhmm(wall + (outage.next_probe - now))}"
+    next_try = _clock_time(wall + (outage.next_probe - now), "%H:%M:%S")
+    return f"{host} unreachable since {since}, next try {next_try}"
 
 
-def _hhmm(epoch: float) -> str:
-    return time.strftime("%H:%M", time.localtime(epoch))
+def _clock_time(epoch: float, form: str = "%H:%M") -> str:
+    return time.strftime(form, time.localtime(epoch))
 
 
 @dataclass(slots=True)
