@@ -497,3 +497,23 @@ def test_polls_held_by_an_outage_do_not_teach_the_planner_that_the_budget_binds(
     assert summary.exit_code == 0, (summary.left, summary.stop_message)
     assert len(events(logs, "api.reachable")) == 1
     assert runners[0].board.planner.pressure < 1.5
+
+
+def test_creates_waiting_out_an_outage_that_ends_the_run_are_journaled_not_created(
+    tmp_path: Path,
+) -> None:
+    """In a later round (--until-done: the host answered before) nothing listens and the outage
+    outlasts --max-outage. Every create met a refused connection, so no task exists: each job
+    is journaled "not created", none is left "answer unknown" (which the next run would resend
+    and report as a possible duplicate), whichever request the run was stopped from."""
+    path = manifest_file(tmp_path, 2)
+    nobody = closed_port_url()
+    summary, _, journal = run(path, nobody, compressed(), reached_before=True, max_outage=120.0)
+    assert summary.stop_reason is StopReason.UNREACHABLE and summary.exit_code == 5
+    journal = Journal.open(tmp_path / "out", base_url=nobody, manifest=str(path))
+    try:
+        states = {job: journal.record(job).state.value for job in ("job-0", "job-1")}
+    finally:
+        journal.close()
+    assert states == {"job-0": "planned", "job-1": "planned"}, states
+    assert summary.possible_duplicates == []

@@ -15,6 +15,7 @@ import contextlib
 import enum
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
 
@@ -115,7 +116,26 @@ class SubmitStage:
             self._possible_duplicate(job)
             ctx.log.warning("job.resubmitting_unknown_outcome", job=job.id, idempotency_key=key)
         retries = RetryState(ctx.options.retry)
-        maybe_created = unknown  # some create of this job may have made a task
+        sending = _Sending(maybe_created=unknown)  # some create may have made a task
+        try:
+            return await self._attempts(job, key, retries, sending)
+        except anyio.get_cancelled_exc_class():
+            # The run stopped while this create waited (its turn, a backoff, an outage): if no
+            # attempt can have reached the server, say so, or the next run would resend it and
+            # report it as a possible duplicate.
+            record = ctx.journal.record(job.id)
+            if not sending.maybe_created and record.state is JobState.SUBMITTING:
+                with anyio.CancelScope(shield=True):
+                    await self._not_created(job, "not sent: the run stopped")
+            raise
+
+    async def _attempts(
+        self, job: JobSpec, key: str, retries: RetryState, sending: _Sending
+    ) -> Submitted:
+        """Send the create until it has an outcome, keeping ``sending.maybe_created`` true once
+        any attempt may have made a task."""
+        ctx = self.ctx
+        maybe_created = sending.maybe_created
         while True:
             if retries.attempts:
                 if ctx.stops.reason is StopReason.CREDITS and not maybe_created:
@@ -167,6 +187,7 @@ class SubmitStage:
                 )
             except TransientApiError as exc:
                 maybe_created = maybe_created or _answer_lost(exc) or (exc.status or 0) >= 500
+                sending.maybe_created = maybe_created
                 if not await after_refusal(ctx, self.admission, exc, retries, "create", job.id):
                     n = retries.attempts
                     if not maybe_created:
@@ -180,13 +201,7 @@ class SubmitStage:
         written), then say whether to send. If the run stops meanwhile (Ctrl-C, a 402 on
         another job) a create that certainly made nothing yet is journaled as not created."""
         ctx = self.ctx
-        try:
-            await self.admission.gate_open()
-        except anyio.get_cancelled_exc_class():
-            if certain_none:
-                with anyio.CancelScope(shield=True):
-                    await self._not_created(job, "not sent: the run stopped")
-            raise
+        await self.admission.gate_open()  # a stop meanwhile: ``_send`` journals "not created"
         if ctx.stops.reason is StopReason.CREDITS and certain_none:
             await self._not_created(job, f"not sent: {ctx.stops.message}")
             return False
@@ -209,6 +224,13 @@ class SubmitStage:
     def _possible_duplicate(self, job: JobSpec) -> None:
         if job.id not in self.ctx.summary.possible_duplicates:
             self.ctx.summary.possible_duplicates.append(job.id)
+
+
+@dataclass(slots=True)
+class _Sending:
+    """One job's create across its attempts (the stage itself is shared by every job)."""
+
+    maybe_created: bool
 
 
 def _answer_lost(exc: TransientApiError) -> bool:
