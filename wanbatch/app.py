@@ -28,6 +28,7 @@ from wanbatch.client import VideoFetcher, WanApi, check_base_url
 from wanbatch.download import file_matches, sidecar_path
 from wanbatch.errors import UsageError, WanbatchError
 from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, gallery_lines, retry_manifest
+from wanbatch.interrupts import pause_unless_stopped
 from wanbatch.jobstate import (
     MISSING_VIDEO,
     NEXT_RUN,
@@ -54,7 +55,7 @@ from wanbatch.models import (
 from wanbatch.progress import LiveProgress, PlainProgress
 from wanbatch.salvage import adopt_into, adopted_view, describe_adoptions, salvage_journal
 from wanbatch.scheduler import FaultHook, Runner, RunOptions, RunSummary
-from wanbatch.stops import EXIT_CODES, ROUND_PAUSE_SECONDS, pause_before_next_round
+from wanbatch.stops import EXIT_CODES, ROUND_PAUSE_SECONDS, StopReason, pause_before_next_round
 from wanbatch.summary import outage_lines
 
 SIMULATOR_BASE = "simulator://local"  # what the journal records for --simulate runs
@@ -214,10 +215,12 @@ def _run_manifest(
     """One run; with ``--until-done`` (or ``--wait-credits``) as many rounds as time can cure,
     each resuming from the journal like a rerun, with one line between rounds."""
     rounds = 1
+    earlier = _Earlier()
     while True:
         summary = _run_round(
-            manifest, options, flags, out=out, requeue=requeue, reached_before=rounds > 1
+            manifest, options, flags, out=out, requeue=requeue, earlier=earlier, rounds=rounds
         )
+        earlier = earlier.plus(summary)
         pause = pause_before_next_round(
             summary.exit_code,
             summary.stop_reason,
@@ -228,7 +231,19 @@ def _run_manifest(
         )
         if pause is None:
             return summary.exit_code
-        left = len(summary.left) + len(summary.stalled)
+        unknown = _answer_unknown(manifest)
+        curable = set(summary.left) | set(summary.stalled)
+        if summary.exit_code == 5 and not curable - unknown:
+            print(
+                f"wanbatch: round {rounds} ended; the {len(unknown)} job(s) left have a create"
+                " whose answer is unknown and are not resent by --until-done (a server that"
+                " ignores Idempotency-Key would charge again). Run again to resend them with"
+                " the same key.",
+                file=out,
+                flush=True,
+            )
+            return summary.exit_code
+        left = len(curable)
         why = summary.stop_message or "work left"
         print(
             f"wanbatch: round {rounds} ended with {left} job(s) left ({why});"
@@ -236,9 +251,36 @@ def _run_manifest(
             file=out,
             flush=True,
         )
-        time.sleep(pause)
+        stopped = anyio.run(pause_unless_stopped, pause)
+        if stopped is not None:
+            print(f"wanbatch: stopped by {stopped} between rounds; rerun resumes", file=out)
+            return StopReason.INTERRUPTED.exit_code
         rounds += 1
         requeue = None  # already journaled by the first round
+
+
+@dataclass(frozen=True, slots=True)
+class _Earlier:
+    """What the earlier rounds of one run created: the run's caps count them too."""
+
+    videos: int = 0
+    credits: float = 0.0
+
+    def plus(self, summary: RunSummary) -> _Earlier:
+        return _Earlier(
+            self.videos + summary.videos_submitted,
+            self.credits + (summary.credits_submitted or 0.0),
+        )
+
+
+def _answer_unknown(manifest: Manifest) -> set[str]:
+    """The jobs whose create was sent and whose answer is unknown (journal: submitting)."""
+    records = read_journal(manifest.output_dir).records
+    return {
+        job.id
+        for job in manifest.jobs
+        if (record := records.get(job.id)) is not None and record.state is JobState.SUBMITTING
+    }
 
 
 def _run_round(
@@ -248,7 +290,8 @@ def _run_round(
     *,
     out: TextIO,
     requeue: list[str] | None = None,
-    reached_before: bool = False,
+    earlier: _Earlier | None = None,
+    rounds: int = 1,
 ) -> RunSummary:
     if flags.job_deadline is not None:
         limits = dataclasses.replace(manifest.limits, job_deadline_seconds=flags.job_deadline)
@@ -283,7 +326,10 @@ def _run_round(
                 faults=_test_faults(),
                 max_videos=flags.max_videos,
                 max_credits=flags.max_credits,
-                reached_before=reached_before,  # a later round: a refusal is an outage
+                reached_before=rounds > 1,  # a later round: a refusal is an outage
+                resend_unknown=rounds == 1,  # a later round nobody asked for does not resend
+                earlier_videos=earlier.videos if earlier else 0,
+                earlier_credits=earlier.credits if earlier else 0.0,
             )
             if flags.max_outage is not None:
                 run_options = dataclasses.replace(run_options, max_outage=flags.max_outage)

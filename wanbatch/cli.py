@@ -111,7 +111,7 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--wait-credits",
-        type=_duration,
+        type=_positive_duration,
         metavar="DURATION",
         help="when credits run out (402), wait this long and resume, again and again, instead"
         " of ending with exit 4 (top up meanwhile)",
@@ -391,6 +391,14 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration (90s, 30m, 6h)") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text} must be a duration of 0 or more")
+    return value
+
+
+def _positive_duration(text: str) -> float:
+    """A duration above 0 (a wait of 0 between rounds would go round in a tight loop)."""
+    value = _duration(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a duration above 0 (e.g. 10m)")
     return value
 
 

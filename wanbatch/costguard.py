@@ -29,6 +29,9 @@ class CostGuard:
     priced: bool = False  # the manifest has `pricing`: credits are estimated
     videos: int = 0  # tasks created by this run
     credits: float = 0.0  # their estimated credits
+    # What earlier rounds of the same run created (``--until-done``): the caps are the run's.
+    earlier_videos: int = 0
+    earlier_credits: float = 0.0
     cap: CapReached | None = None  # the first cap reached, if any
     _reserved: dict[str, float] = field(default_factory=dict)
     _announced: bool = False
@@ -39,8 +42,8 @@ class CostGuard:
         A job that already holds a reservation keeps it (a resend of the same create)."""
         if job_id in self._reserved:
             return None
-        videos = self.videos + len(self._reserved) + 1
-        credits = self.credits + sum(self._reserved.values()) + cost
+        videos = self.earlier_videos + self.videos + len(self._reserved) + 1
+        credits = self.earlier_credits + self.credits + sum(self._reserved.values()) + cost
         cap: CapReached | None = None
         if self.max_videos is not None and videos > self.max_videos:
             cap = CapReached(f"--max-videos {self.max_videos} reached")

@@ -64,3 +64,12 @@ class Interrupts:
                 for shield in list(self._shields):
                     shield.deadline = min(shield.deadline, deadline)
                 self.cancel()
+
+
+async def pause_unless_stopped(seconds: float) -> str | None:
+    """Wait ``seconds`` between two rounds of a run (``--until-done``); the name of the stop
+    signal that ended the wait early, or None when it ran its course."""
+    with anyio.move_on_after(seconds), anyio.open_signal_receiver(*stop_signals()) as signals:
+        async for signum in signals:
+            return signal.Signals(signum).name
+    return None

@@ -70,6 +70,11 @@ class RunOptions:
     max_outage: float = MAX_OUTAGE_SECONDS  # a host down longer stops the run; 0: never
     sleep_check_seconds: float = 5.0  # how often the clocks are compared to notice a sleep
     reached_before: bool = False  # an earlier round reached the API host (--until-done)
+    # Earlier rounds of this run (--until-done): what they created counts against the caps,
+    # and a create whose answer is unknown is not resent by a round nobody asked for.
+    earlier_videos: int = 0
+    earlier_credits: float = 0.0
+    resend_unknown: bool = True
 
 
 @dataclass(slots=True)

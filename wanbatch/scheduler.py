@@ -98,7 +98,11 @@ class Runner:
         )
         api = ReportingApi(api, ctx, self.admission)
         self.guard = CostGuard(
-            options.max_videos, options.max_credits, priced=bool(manifest.pricing)
+            options.max_videos,
+            options.max_credits,
+            priced=bool(manifest.pricing),
+            earlier_videos=options.earlier_videos,
+            earlier_credits=options.earlier_credits,
         )
         self.board = PlanBoard(planner or PollPlanner())
         self.interrupts = Interrupts(ctx, cancel=self._cancel)

@@ -144,9 +144,11 @@ def pause_before_next_round(
     used up, a long Retry-After, stalled jobs) and, with ``--wait-credits``, credits that ran
     out. A user's cap, a rejected key, a broken journal or disk, an interrupt or a finished
     batch end the run."""
+    if capped:
+        return None
     if exit_code == 4:
         return wait_credits
-    if not until_done or exit_code != 5 or capped:
+    if not until_done or exit_code != 5:
         return None
     if reason in (StopReason.DISK, StopReason.JOURNAL):
         return None

@@ -79,6 +79,12 @@ class SubmitStage:
         # An unknown outcome is asked about again with the same key, so the server can dedupe.
         key = record.idempotency_key if unknown else idempotency_key_for(job, record.attempt)
         assert key is not None
+        if unknown and not ctx.options.resend_unknown:
+            ctx.summary.left[job.id] = (
+                "create sent, answer unknown: not resent by --until-done (a server that ignores"
+                " Idempotency-Key would charge again); run again to resend it with the same key"
+            )
+            return Submitted.UNKNOWN
         # Wait for the request budget before promising anything, so that the gap between the
         # intent on disk and the create on the wire is as short as it can be.
         await self.admission.acquire(CREATE)
