@@ -361,7 +361,7 @@ def test_capture_logs_sees_the_run_log() -> None:
 def test_until_done_goes_round_again_after_an_outage_past_max_outage(
     tmp_path: Path, make_sim: Callable[..., SimulatorServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`run --until-done --max-outage 0.5s`: the API host drops off for 2.5 s; the first round
+    """`run --until-done --max-outage 0.5s`: the API host drops off for 4 s; the first round
     gives up (exit 5), a line says it goes round again, and the next round finishes: exit 0,
     every video there, nothing paid twice. A refusal in a later round is an outage, not a
     configuration error."""
@@ -378,7 +378,9 @@ def test_until_done_goes_round_again_after_an_outage_past_max_outage(
             while not sim.stats()["polls_by_task"]:
                 time.sleep(0.002)
             host.down()
-            time.sleep(2.5)
+            # Longer than the first probe (2 s +-20 %, after the retry that meets the outage),
+            # so the probe surely fails past --max-outage 0.5 s and the round ends.
+            time.sleep(4.0)
             host.up()
 
         thread = threading.Thread(target=outage, daemon=True)
@@ -517,3 +519,25 @@ def test_creates_waiting_out_an_outage_that_ends_the_run_are_journaled_not_creat
         journal.close()
     assert states == {"job-0": "planned", "job-1": "planned"}, states
     assert summary.possible_duplicates == []
+
+
+def test_max_outage_ends_a_video_host_outage_after_credits_ran_out(
+    tmp_path: Path, make_sim: Callable[..., SimulatorServer]
+) -> None:
+    """Credits for one video (a 402 stops submitting) and the video host down from the start:
+    --max-outage still ends the run (it waited for the CDN for good once a 402 had set a stop
+    reason)."""
+    sim = make_sim(generation_seconds=0.05, credits=1)
+    timing = compressed()
+    with FlakyHost(port_of(sim.cdn_url)) as cdn:
+        sim.state.cdn_base = cdn.origin
+        cdn.down()
+
+        async def give_up_after(runner: Runner) -> None:
+            await timing.sleep(4 * 3600)  # far past --max-outage: the run should have ended
+            raise AssertionError("the run waited for the video host past --max-outage")
+
+        summary, _, _ = run(
+            manifest_file(tmp_path, 2), sim.base_url, timing, give_up_after, max_outage=300.0
+        )
+    assert summary.stop_reason is StopReason.UNREACHABLE and summary.exit_code == 5

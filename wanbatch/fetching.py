@@ -160,7 +160,7 @@ class DownloadStage:
             ctx.log.warning("video.unreachable", error=str(exc), next_try_seconds=wait)
             return True
         limit = ctx.options.max_outage
-        if past_limit(self.health, now, limit) and ctx.stops.reason is None:
+        if past_limit(self.health, now, limit) and ctx.stops.reason is not StopReason.UNREACHABLE:
             ctx.halt(
                 StopReason.UNREACHABLE,
                 f"the video host has not answered for {self.health.down_for(now):.0f} s"
