@@ -37,6 +37,7 @@ import anyio
 from wanbatch import __version__
 from wanbatch.errors import (
     JournalCorruptError,
+    JournalError,
     JournalLockedError,
     JournalMismatchError,
     JournalWriteError,
@@ -199,6 +200,11 @@ def read_journal(output_dir: Path) -> Replay:
         data = path.read_bytes()
     except FileNotFoundError:
         return Replay()
+    except OSError as exc:  # a folder where the journal (or a file where a folder) should be
+        raise JournalError(
+            f"cannot read the journal {path}: {exc.strerror or exc}. Nothing was sent or"
+            f" changed; make {output_dir} a folder that holds a journal file, and rerun."
+        ) from exc
     return replay_bytes(data, str(path))
 
 
@@ -228,9 +234,12 @@ class Journal:
         directory = state_dir(output_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            lock_fd = _acquire_lock(directory / LOCK_NAME)
         except OSError as exc:
             raise _open_error(directory / JOURNAL_NAME, exc) from exc
+        try:
+            lock_fd = _acquire_lock(directory / LOCK_NAME)
+        except OSError as exc:
+            raise _open_error(directory / LOCK_NAME, exc, what="the lock file") from exc
         try:
             path = directory / JOURNAL_NAME
             try:
@@ -337,9 +346,9 @@ def locked(output_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _open_error(path: Path, exc: OSError) -> JournalWriteError:
+def _open_error(path: Path, exc: OSError, what: str = "the journal") -> JournalWriteError:
     return JournalWriteError(
-        f"cannot open the journal {path}: {exc.strerror or exc}. Nothing was sent; make the"
+        f"cannot open {what} {path}: {exc.strerror or exc}. Nothing was sent; make the"
         " output folder writable and rerun."
     )
 
