@@ -26,7 +26,7 @@ from wanbatch import logs
 from wanbatch.backoff import PollPolicy
 from wanbatch.client import VideoFetcher, WanApi, check_base_url
 from wanbatch.download import file_matches, sidecar_path
-from wanbatch.errors import UsageError, WanbatchError
+from wanbatch.errors import DiskError, UsageError, WanbatchError
 from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, gallery_lines, retry_manifest
 from wanbatch.jobstate import (
     MISSING_VIDEO,
@@ -355,10 +355,21 @@ def _api_endpoint(
 
         # The simulator keeps its tasks beside the journal, so an interrupted --simulate run
         # resumes against the same tasks after a restart, as it would against the real API.
-        directory = state_dir(manifest.output_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        with SimulatorServer(demo_config(), state_file=directory / "simulator-state.json") as sim:
+        state = state_dir(manifest.output_dir) / "simulator-state.json"
+        try:
+            state.parent.mkdir(parents=True, exist_ok=True)
+            sim = SimulatorServer(demo_config(), state_file=state).start()
+        except OSError as exc:  # a file in the way, a folder where its state file should be
+            raise DiskError(f"cannot start the simulator in {state.parent}: {exc}") from exc
+        except (ValueError, TypeError, KeyError) as exc:  # its saved tasks are damaged
+            raise UsageError(
+                f"the simulator's saved tasks {state} are damaged ({type(exc).__name__});"
+                " nothing was sent. Move the file aside to start the simulator afresh."
+            ) from exc
+        try:
             yield sim.base_url, SIMULATOR_BASE, sim.api_key
+        finally:
+            sim.stop()
         return
     base_url = check_base_url(
         resolve_base_url(options, manifest), allow_insecure_http=flags.allow_insecure_http
