@@ -146,15 +146,21 @@ def test_report_with_a_folder_in_the_way_is_one_clear_line(
 ) -> None:
     """`wanbatch report` with a folder where report.html (or its temporary file) goes: a clear
     line naming the file, exit 5; after a run, the same fault is a warning and the run's code."""
-    sim = make_sim(flagged_words=("number 0",))
+    sim = make_sim(flagged_words=("test",))
     monkeypatch.setenv(KEY_ENV, sim.api_key)
     manifest = write_manifest(tmp_path, jobs=1)
     assert cli.main(command_argv("run", manifest, sim)) == 1  # one failure: retry.yaml is due
     capsys.readouterr()
-    (out_dir(manifest) / name).mkdir()
+    in_the_way = out_dir(manifest) / name
+    in_the_way.unlink(missing_ok=True)
+    in_the_way.mkdir()
     code = cli.main(["report", str(manifest)])
     text = clean_exit(code, capsys)
     assert code == 5 and name.removesuffix(".tmp") in text, text
+    code = cli.main(command_argv("run", manifest, sim))
+    text = clean_exit(code, capsys)
+    assert code == 1 and "could not write the report" in text, text
+    assert [p.name for p in out_dir(manifest).glob("*.tmp")] == [name] * name.endswith(".tmp")
 
 
 # --- the log file: it cannot be opened, or the disk fills under it ----------------------------

@@ -262,8 +262,8 @@ def _run_manifest(
     try:
         written = write_report(manifest, final)
         del final
-    except OSError as exc:  # the videos and the journal are safe; say so and go on
-        print(f"wanbatch: could not write the report: {exc}", file=sys.stderr)
+    except DiskError as exc:  # the videos and the journal are safe; say so and go on
+        print(f"wanbatch: {exc}", file=sys.stderr)
     print_summary(manifest, summary, out=out, report=written)
     return summary.exit_code
 
@@ -461,7 +461,19 @@ def write_report(manifest: Manifest, replay: Replay | None = None) -> tuple[Path
 
     ``replay`` is what the journal says (read from disk when not given). Both files are replaced
     whole (written beside, then renamed). A stale retry.yaml is removed when nothing failed.
+    A file that cannot be written is a ``DiskError`` naming it.
     """
+    try:
+        return _write_report(manifest, replay)
+    except OSError as exc:  # a folder in the way, a full or read-only disk
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise DiskError(
+            f"could not write the report in {manifest.output_dir}: {exc.strerror or exc}{where};"
+            " the videos and the journal are untouched"
+        ) from exc
+
+
+def _write_report(manifest: Manifest, replay: Replay | None) -> tuple[Path, Path | None]:
     if replay is None:
         replay = read_journal(manifest.output_dir)
     sources, missing = _sources(manifest, replay.manifests)
@@ -592,9 +604,14 @@ def _sidecar_fields(manifest: Manifest, job: JobSpec, record: JobRecord) -> obje
 
 def _replace_file(path: Path, lines: Iterable[str]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.writelines(lines)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.writelines(lines)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp.is_file():
+            tmp.unlink()  # leave no half-made copy behind
+        raise
 
 
 # --- status -----------------------------------------------------------------------------------
