@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_watch import child_env, run_in_terminal
 
 from wanbatch import cli
 from wanbatch.journal import read_journal
 from wanbatch.models import JobState
 from wanbatch.stops import EXIT_CODES, INTERNAL_ERROR
 
-from test_runner import KEY_ENV, out_dir, write_manifest
+from test_runner import KEY_ENV, out_dir, run_argv, videos, write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -234,7 +236,47 @@ def test_every_module_has_its_place_in_the_import_layers() -> None:
 
 
 def _pure_modules(contracts: list[dict[str, Any]]) -> set[str]:
-    pure = next(c for c in contracts if "httpx" in c["forbidden_modules"] and "anyio" in c["forbidden_modules"])
+    pure = next(
+        c
+        for c in contracts
+        if "httpx" in c["forbidden_modules"] and "anyio" in c["forbidden_modules"]
+    )
     return {name.removeprefix("wanbatch.") for name in pure["source_modules"]}
 
 
+# --- the live view: a bug in it is not the end of the run ---------------------------------
+
+
+def test_a_bug_in_the_live_view_drops_to_plain_lines_and_the_run_goes_on(
+    tmp_path: Path, make_sim: Any
+) -> None:
+    """In a terminal, the live panel fails on its third redraw (a bug in the view, not in the
+    run): one line says so, the console goes on as plain lines, every video is downloaded,
+    the exit code is 0, and the traceback is in the log, not on the screen."""
+    sim = make_sim(generation_seconds=0.3)
+    manifest = write_manifest(tmp_path, jobs=4, concurrency=2)
+    code = (
+        "import sys, wanbatch.progress as p\n"
+        "real, calls = p.render, [0]\n"
+        "def render(*a, **k):\n"
+        "    calls[0] += 1\n"
+        "    if calls[0] >= 3:\n"
+        "        raise RuntimeError('the panel fell over')\n"
+        "    return real(*a, **k)\n"
+        "p.render = render\n"
+        "from wanbatch.cli import entrypoint\n"
+        "sys.argv = ['wanbatch'] + sys.argv[1:]\n"
+        "entrypoint()\n"
+    )
+    argv = [sys.executable, "-c", code, *run_argv(manifest, sim.base_url)[3:]]
+    argv += ["--poll-interval", "0.02"]
+    exit_code, output = run_in_terminal(argv, child_env(sim, TERM="xterm-256color"))
+    text = output.decode("utf-8", "replace")
+    assert "Traceback" not in text, text
+    assert exit_code == 0, text
+    assert "the live view failed" in text and "the panel fell over" in text, text
+    assert "4/4 videos" in text
+    assert sorted(videos(manifest)) == [f"job-{i}" for i in range(4)]
+    log = (out_dir(manifest) / ".wanbatch" / "log.jsonl").read_text()
+    failed = [json.loads(line) for line in log.splitlines() if '"view.failed"' in line]
+    assert failed and "the panel fell over" in failed[0]["traceback"]

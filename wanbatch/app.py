@@ -51,7 +51,7 @@ from wanbatch.models import (
     JobState,
     Manifest,
 )
-from wanbatch.progress import LiveProgress, PlainProgress
+from wanbatch.progress import LiveProgress, PlainProgress, watch
 from wanbatch.salvage import adopt_into, adopted_view, describe_adoptions, salvage_journal
 from wanbatch.scheduler import FaultHook, Runner, RunOptions, RunSummary
 from wanbatch.stops import EXIT_CODES
@@ -315,7 +315,7 @@ async def _run_async(
         if view is None:
             return await runner.run()
         async with anyio.create_task_group() as group:
-            group.start_soon(view.run, runner.snapshot)
+            group.start_soon(watch, view, runner.snapshot, flags.progress_every)
             summary = await runner.run()
             group.cancel_scope.cancel()
         return summary
