@@ -394,3 +394,44 @@ def test_a_retry_after_too_large_for_a_float_is_the_longest_wait(tmp_path: Path)
     ):
         anyio.run(create, server.base_url)
     assert caught.value.retry_after_seconds == MAX_RETRY_AFTER_SECONDS
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # gzip announced, not gzip sent: the body cannot be decoded
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: 3\r\nConnection: close\r\n\r\nabc",
+        # a redirect (never followed) to a host IDNA refuses
+        b"HTTP/1.1 302 Found\r\nLocation: http://xn--/x\r\nContent-Length: 0\r\n"
+        b"Connection: close\r\n\r\n",
+    ],
+    ids=["undecodable body", "redirect to a refused host"],
+)
+def test_an_api_answer_that_cannot_be_read_is_not_a_crash(
+    raw: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """The first answer of the API host cannot be read: it is a garbled answer (asked again
+    with the same Idempotency-Key), not a bug (70); the run then renders the job."""
+    answers: list[str] = []
+
+    def script(port: int, method: str, path: str) -> Answer:
+        answers.append(path)
+        if len(answers) == 1:
+            return Answer(raw)
+        if path.startswith("/cdn"):
+            return Answer(http_response(200, VIDEO, {"Content-Type": "video/mp4"}))
+        return rendered_at(f"http://127.0.0.1:{port}/cdn/v.mp4")
+
+    def answer(method: str, path: str, headers: dict[str, str]) -> Answer:
+        if method == "POST" and answers:
+            return Answer(json_response(200, '{"id": "gen_1", "status": "queued"}'))
+        return script(server.port, method, path)
+
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    manifest = hostile_manifest(tmp_path)
+    with serve(answer) as server:
+        argv = ["run", str(manifest), "--base-url", server.base_url, "-q"]
+        code = cli.main([*argv, "--poll-interval", "0.01"])
+    text = clean_exit(code, capsys)
+    assert code == 0, text

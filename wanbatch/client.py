@@ -132,6 +132,12 @@ def _map_transport_errors(what: str, secret: str | None = None) -> Iterator[None
             f"{what}: the request URL is not valid: {_redact(str(exc), secret)}",
             code="invalid_url",
         ) from exc
+    except (httpx.DecodingError, ValueError) as exc:
+        # A body that does not decode as its Content-Encoding says, or a redirect (never
+        # followed, but httpx reads its Location) to a host IDNA refuses: a garbled answer.
+        raise TransientApiError(
+            f"{what}: the answer cannot be read ({type(exc).__name__})"
+        ) from exc
 
 
 def _redact(text: str, secret: str | None) -> str:
