@@ -435,3 +435,11 @@ def test_an_api_answer_that_cannot_be_read_is_not_a_crash(
         code = cli.main([*argv, "--poll-interval", "0.01"])
     text = clean_exit(code, capsys)
     assert code == 0, text
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_sim_on_a_port_out_of_range_is_a_usage_error(port: str, capsys: Any) -> None:
+    """`wanbatch sim --port 99999`: one line and exit 2, as for a port that is taken."""
+    code = cli.main(["sim", "--port", port])
+    text = clean_exit(code, capsys)
+    assert code == 2 and "port" in text, text
