@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import tomllib
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -443,3 +444,43 @@ def test_sim_on_a_port_out_of_range_is_a_usage_error(port: str, capsys: Any) -> 
     code = cli.main(["sim", "--port", port])
     text = clean_exit(code, capsys)
     assert code == 2 and "port" in text, text
+
+
+# --- files nested too deep for the JSON parser ------------------------------------------------
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def test_a_journal_line_nested_too_deep_is_a_damaged_line(
+    tmp_path: Path, sim: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A journal line whose checksum is right but whose JSON nests 100,000 deep (RecursionError
+    in the parser): it is a damaged line (exit 2, `--salvage-journal` named) for plan and run."""
+    monkeypatch.setenv(KEY_ENV, sim.api_key)
+    manifest = write_manifest(tmp_path, jobs=1)
+    assert cli.main(command_argv("run", manifest, sim)) == 0
+    capsys.readouterr()
+    body = b'{"v":1,"deep":' + DEEP + b"}"
+    crc = zlib.crc32(body) & 0xFFFFFFFF
+    line = body[:-1] + b',"crc":"%08x"}\n' % crc
+    journal = out_dir(manifest) / ".wanbatch" / "journal.jsonl"
+    journal.write_bytes(line + journal.read_bytes())
+    for command in ("plan", "run"):
+        code = cli.main(command_argv(command, manifest, sim))
+        text = clean_exit(code, capsys)
+        assert code == 2 and "--salvage-journal" in text, text
+
+
+def test_a_part_note_nested_too_deep_is_ignored(
+    tmp_path: Path, sim: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A planted `NAME.part.json` (the note of a download to resume) nesting 100,000 deep is
+    an unreadable note, as bad JSON is: the video is fetched afresh, exit 0."""
+    monkeypatch.setenv(KEY_ENV, sim.api_key)
+    manifest = write_manifest(tmp_path, jobs=1)
+    out_dir(manifest).mkdir()
+    (out_dir(manifest) / "job-0.mp4.part.json").write_bytes(DEEP)
+    code = cli.main(command_argv("run", manifest, sim))
+    text = clean_exit(code, capsys)
+    assert code == 0, text
+    assert sorted(videos(manifest)) == ["job-0"]

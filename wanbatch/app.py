@@ -361,7 +361,7 @@ def _api_endpoint(
             sim = SimulatorServer(demo_config(), state_file=state).start()
         except OSError as exc:  # a file in the way, a folder where its state file should be
             raise DiskError(f"cannot start the simulator in {state.parent}: {exc}") from exc
-        except (ValueError, TypeError, KeyError) as exc:  # its saved tasks are damaged
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:  # saved tasks damaged
             raise UsageError(
                 f"the simulator's saved tasks {state} are damaged ({type(exc).__name__});"
                 " nothing was sent. Move the file aside to start the simulator afresh."
@@ -597,7 +597,7 @@ def _sidecar_fields(manifest: Manifest, job: JobSpec, record: JobRecord) -> obje
     try:
         text = sidecar_path(manifest.output_dir / video_path(job, record)).read_text("utf-8")
         data = json.loads(text)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data.get("fields") if isinstance(data, dict) else None
 

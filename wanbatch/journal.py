@@ -121,7 +121,10 @@ def unseal(line: bytes) -> dict[str, Any]:
         raise ValueError("bad checksum field") from None
     if zlib.crc32(body) & 0xFFFFFFFF != expected:
         raise ValueError("checksum mismatch")
-    value = _decode_json(body.decode("utf-8"))
+    try:
+        value = _decode_json(body.decode("utf-8"))
+    except RecursionError:  # nested past the parser's depth: a damaged line like any other
+        raise ValueError("nested too deep") from None
     if not isinstance(value, dict):
         raise ValueError("not an object")
     return value
