@@ -484,3 +484,30 @@ def test_a_part_note_nested_too_deep_is_ignored(
     text = clean_exit(code, capsys)
     assert code == 0, text
     assert sorted(videos(manifest)) == ["job-0"]
+
+
+# --- manifests: numbers past any field's range -----------------------------------------------
+
+HUGE_NUMBERS = {
+    "hex.yaml": "name: t\ndefaults: {model: wan-2-2, duration: 0x" + "f" * 5000 + "}\n"
+    "jobs:\n  - {id: a, prompt: x}\n",
+    "price.yaml": "name: t\npricing: {wan-2-2: " + "9" * 400 + "}\n"
+    "defaults: {model: wan-2-2, duration: 5}\njobs:\n  - {id: a, prompt: x}\n",
+    "extra.yaml": "name: t\ndefaults: {model: wan-2-2, duration: 5}\n"
+    "jobs:\n  - {id: a, prompt: x, extra: {seed: 0b1" + "0" * 20000 + "}}\n",
+    "rows.csv": "id,prompt,duration\na,x," + "9" * 5000 + "\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HUGE_NUMBERS))
+def test_a_number_past_any_field_is_a_manifest_problem(
+    name: str, tmp_path: Path, capsys: Any
+) -> None:
+    """A 5,000-digit hex duration, a 400-digit price (past a float), a 20,000-bit seed, a
+    5,000-digit CSV duration: each is a manifest problem naming its key (exit 2), not a bug."""
+    path = tmp_path / name
+    path.write_text(HUGE_NUMBERS[name])
+    code = cli.main(["validate", str(path), "--model", "wan-2-2"])
+    text = clean_exit(code, capsys)
+    assert code == 2 and name in text, text
+    assert any(key in text for key in ("duration", "pricing", "seed")), text
