@@ -511,3 +511,53 @@ def test_a_number_past_any_field_is_a_manifest_problem(
     text = clean_exit(code, capsys)
     assert code == 2 and name in text, text
     assert any(key in text for key in ("duration", "pricing", "seed")), text
+
+
+# --- a journal line with a right checksum and a wrong type -----------------------------------
+
+
+def _reseal(record: dict[str, Any]) -> bytes:
+    body = json.dumps(record, separators=(",", ":")).encode()
+    return body[:-1] + b',"crc":"%08x"}' % (zlib.crc32(body) & 0xFFFFFFFF)
+
+
+@pytest.mark.parametrize(
+    ("event", "name", "value"),
+    [
+        ("downloaded", "path", {"a": 1}),
+        ("downloaded", "path", 7),
+        ("downloaded", "size", "big"),
+        ("intent", "fingerprint", [1]),
+        ("created", "at", 1e308),
+        ("created", "task_id", ["x"]),
+        ("run", "manifest", "a\u0000b"),
+    ],
+)
+def test_a_journal_field_of_the_wrong_type_is_a_damaged_line(
+    event: str,
+    name: str,
+    value: Any,
+    tmp_path: Path,
+    sim: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    """A record whose checksum is right but whose field has the wrong type (a path that is a
+    mapping, a time past year 9999, a manifest path with a NUL): plan, status and report say
+    the line is damaged and name `--salvage-journal` (exit 2), not a bug (70)."""
+    monkeypatch.setenv(KEY_ENV, sim.api_key)
+    manifest = write_manifest(tmp_path, jobs=1)
+    assert cli.main(command_argv("run", manifest, sim)) == 0
+    capsys.readouterr()
+    journal = out_dir(manifest) / ".wanbatch" / "journal.jsonl"
+    lines = journal.read_bytes().splitlines()
+    index = next(i for i, line in enumerate(lines) if f'"ev":"{event}"'.encode() in line)
+    record = json.loads(lines[index])
+    del record["crc"]
+    record[name] = value
+    lines[index] = _reseal(record)
+    journal.write_bytes(b"\n".join(lines) + b"\n")
+    for command in ("plan", "status", "report"):
+        code = cli.main([command, str(manifest)])
+        text = clean_exit(code, capsys)
+        assert code == 2 and "--salvage-journal" in text, (command, text)

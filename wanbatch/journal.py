@@ -130,14 +130,24 @@ def unseal(line: bytes) -> dict[str, Any]:
     return value
 
 
+_LATEST_TIME = 253402300799.0  # 9999-12-31 23:59:59 UTC: later times cannot be shown
+
+
 def decode_event(record: dict[str, Any]) -> JobEvent:
+    """A job event from a record; ValueError when a field has a type it cannot have (a record
+    whose checksum is right may still have been written by hand)."""
     get = record.get
-    return JobEvent(
-        EventKind(record["ev"]),
-        str(record["job"]),
-        float(record["at"]),
-        *[get(name) for name in _EVENT_FIELDS],
-    )
+    values = [get(name) for name in _EVENT_FIELDS]
+    for name, value in zip(_EVENT_FIELDS, values, strict=True):
+        wanted = (int,) if name == "size" else (str,)
+        if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
+            raise ValueError(f"{name} is {type(value).__name__}, not {wanted[0].__name__}")
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError(f"{name} holds a NUL character")
+    at = record["at"]
+    if isinstance(at, bool) or not isinstance(at, int | float) or not 0 <= at <= _LATEST_TIME:
+        raise ValueError(f"at is not a time: {str(at)[:40]}")
+    return JobEvent(EventKind(record["ev"]), str(record["job"]), float(at), *values)
 
 
 # --- replay ---------------------------------------------------------------------------------
@@ -179,6 +189,8 @@ def replay_bytes(data: bytes, path: str) -> Replay:
                     result.base_url = base_url
                 result.runs += 1
                 manifest = record.get("manifest")
+                if isinstance(manifest, str) and "\x00" in manifest:
+                    raise ValueError("the manifest path holds a NUL character")
                 if isinstance(manifest, str) and manifest not in result.manifests:
                     result.manifests.append(manifest)
             else:
