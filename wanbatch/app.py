@@ -26,7 +26,7 @@ from wanbatch import logs
 from wanbatch.backoff import PollPolicy
 from wanbatch.client import VideoFetcher, WanApi, check_base_url
 from wanbatch.download import file_matches, sidecar_path
-from wanbatch.errors import UsageError, WanbatchError
+from wanbatch.errors import DiskError, UsageError, WanbatchError
 from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, gallery_lines, retry_manifest
 from wanbatch.interrupts import pause_unless_stopped
 from wanbatch.jobstate import (
@@ -52,7 +52,7 @@ from wanbatch.models import (
     JobState,
     Manifest,
 )
-from wanbatch.progress import LiveProgress, PlainProgress
+from wanbatch.progress import LiveProgress, PlainProgress, watch
 from wanbatch.salvage import adopt_into, adopted_view, describe_adoptions, salvage_journal
 from wanbatch.scheduler import FaultHook, Runner, RunOptions, RunSummary
 from wanbatch.stops import EXIT_CODES, ROUND_PAUSE_SECONDS, StopReason, pause_before_next_round
@@ -355,8 +355,8 @@ def _run_round(
     try:
         written = write_report(manifest, final)
         del final
-    except OSError as exc:  # the videos and the journal are safe; say so and go on
-        print(f"wanbatch: could not write the report: {exc}", file=sys.stderr)
+    except DiskError as exc:  # the videos and the journal are safe; say so and go on
+        print(f"wanbatch: {exc}", file=sys.stderr)
     print_summary(manifest, summary, out=out, report=written)
     return summary
 
@@ -408,7 +408,7 @@ async def _run_async(
         if view is None:
             return await runner.run()
         async with anyio.create_task_group() as group:
-            group.start_soon(view.run, runner.snapshot)
+            group.start_soon(watch, view, runner.snapshot, flags.progress_every)
             summary = await runner.run()
             group.cancel_scope.cancel()
         return summary
@@ -448,10 +448,21 @@ def _api_endpoint(
 
         # The simulator keeps its tasks beside the journal, so an interrupted --simulate run
         # resumes against the same tasks after a restart, as it would against the real API.
-        directory = state_dir(manifest.output_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        with SimulatorServer(demo_config(), state_file=directory / "simulator-state.json") as sim:
+        state = state_dir(manifest.output_dir) / "simulator-state.json"
+        try:
+            state.parent.mkdir(parents=True, exist_ok=True)
+            sim = SimulatorServer(demo_config(), state_file=state).start()
+        except OSError as exc:  # a file in the way, a folder where its state file should be
+            raise DiskError(f"cannot start the simulator in {state.parent}: {exc}") from exc
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:  # saved tasks damaged
+            raise UsageError(
+                f"the simulator's saved tasks {state} are damaged ({type(exc).__name__});"
+                " nothing was sent. Move the file aside to start the simulator afresh."
+            ) from exc
+        try:
             yield sim.base_url, SIMULATOR_BASE, sim.api_key
+        finally:
+            sim.stop()
         return
     base_url = check_base_url(
         resolve_base_url(options, manifest), allow_insecure_http=flags.allow_insecure_http
@@ -544,7 +555,19 @@ def write_report(manifest: Manifest, replay: Replay | None = None) -> tuple[Path
 
     ``replay`` is what the journal says (read from disk when not given). Both files are replaced
     whole (written beside, then renamed). A stale retry.yaml is removed when nothing failed.
+    A file that cannot be written is a ``DiskError`` naming it.
     """
+    try:
+        return _write_report(manifest, replay)
+    except OSError as exc:  # a folder in the way, a full or read-only disk
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise DiskError(
+            f"could not write the report in {manifest.output_dir}: {exc.strerror or exc}{where};"
+            " the videos and the journal are untouched"
+        ) from exc
+
+
+def _write_report(manifest: Manifest, replay: Replay | None) -> tuple[Path, Path | None]:
     if replay is None:
         replay = read_journal(manifest.output_dir)
     sources, missing = _sources(manifest, replay.manifests)
@@ -668,16 +691,21 @@ def _sidecar_fields(manifest: Manifest, job: JobSpec, record: JobRecord) -> obje
     try:
         text = sidecar_path(manifest.output_dir / video_path(job, record)).read_text("utf-8")
         data = json.loads(text)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data.get("fields") if isinstance(data, dict) else None
 
 
 def _replace_file(path: Path, lines: Iterable[str]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.writelines(lines)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.writelines(lines)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp.is_file():
+            tmp.unlink()  # leave no half-made copy behind
+        raise
 
 
 # --- status -----------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not text:
         return None
     if text.isascii() and text.isdigit():
-        return float(int(text))
+        return float(text)  # 400 digits is inf (capped by the caller), not an OverflowError
     try:
         seconds = float(text)
     except ValueError:

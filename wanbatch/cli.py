@@ -210,7 +210,7 @@ def _main(argv: Sequence[str] | None) -> int:
             return sim_main(arguments[1:])
         except SystemExit as exc:  # its argparse: --help, or a usage error
             return int(exc.code or 0)
-        except OSError as exc:  # the port is taken, or not ours to bind
+        except (OSError, OverflowError) as exc:  # the port is taken, not ours, or past 65535
             print(f"wanbatch sim: {exc}", file=sys.stderr)
             return 2
         except (Exception, KeyboardInterrupt, BaseExceptionGroup) as exc:

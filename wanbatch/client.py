@@ -92,7 +92,7 @@ def is_loopback(host: str) -> bool:
 def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
     """The base URL without a trailing slash; plain http:// only to loopback unless allowed."""
     parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _connectable(base_url):
         raise InsecureURLError(f"the API base URL {base_url!r} is not an http(s) URL")
     if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
         raise InsecureURLError(
@@ -100,6 +100,17 @@ def check_base_url(base_url: str, *, allow_insecure_http: bool = False) -> str:
             "use https://, or pass --allow-insecure-http if you really mean it"
         )
     return base_url.rstrip("/")
+
+
+def _connectable(url: str) -> bool:
+    """Can httpx connect to ``url``'s host and port? Its port is within 0-65535 and its host
+    is a name IDNA accepts (``xn--`` with nothing after it is not): httpx would otherwise fail
+    only when it connects, with errors that are not its own."""
+    try:
+        urlsplit(url).port  # noqa: B018 - raises ValueError when out of range
+        return bool(httpx.URL(url).host)
+    except (ValueError, httpx.InvalidURL):  # IDNA errors are ValueErrors
+        return False
 
 
 @contextlib.contextmanager
@@ -121,6 +132,12 @@ def _map_transport_errors(what: str, secret: str | None = None) -> Iterator[None
         raise JobRejectedError(
             f"{what}: the request URL is not valid: {_redact(str(exc), secret)}",
             code="invalid_url",
+        ) from exc
+    except (httpx.DecodingError, ValueError) as exc:
+        # A body that does not decode as its Content-Encoding says, or a redirect (never
+        # followed, but httpx reads its Location) to a host IDNA refuses: a garbled answer.
+        raise TransientApiError(
+            f"{what}: the answer cannot be read ({type(exc).__name__})"
         ) from exc
 
 
@@ -405,7 +422,7 @@ def check_video_url(url: str) -> str:
         parts = urlsplit(url)
         usable = parts.scheme in ("http", "https") and bool(parts.hostname)
         if usable:
-            httpx.URL(url)  # control characters, bad ports, bad hosts
+            usable = _connectable(url)  # control characters, bad ports, bad hosts
     except (ValueError, httpx.InvalidURL):
         usable = False
     if not usable:
@@ -494,6 +511,7 @@ class VideoFetcher:
             follow_redirects=True,  # safe: this client has no credentials to leak
             transport=transport,
             trust_env=False,
+            event_hooks={"request": [_refuse_unconnectable]},  # each redirect's target too
         )
 
     async def __aenter__(self) -> VideoFetcher:
@@ -522,7 +540,8 @@ class VideoFetcher:
             ) from exc
         except httpx.TimeoutException as exc:
             raise TransientDownloadError("the video host timed out") from exc
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:  # a redirect to file: ...
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL, ValueError) as exc:
+            # a redirect to file:, to a host IDNA refuses, to port 99999
             raise UnusableVideoUrlError(
                 f"the video host redirected {shorten_url(url)} to a URL that is not an"
                 " absolute http(s) URL"
@@ -553,6 +572,13 @@ class VideoFetcher:
             await response.aclose()
 
 
+async def _refuse_unconnectable(request: httpx.Request) -> None:
+    """Before each request (a redirect's too): a port past 65535 or a host IDNA refuses would
+    fail deep in the connect (as an exception group), so it is refused here."""
+    if not _connectable(str(request.url)):
+        raise httpx.InvalidURL(f"cannot connect to {shorten_url(str(request.url))}")
+
+
 def _encoded(response: httpx.Response) -> bool:
     coding = response.headers.get("Content-Encoding", "").strip().lower()
     return coding not in ("", "identity")
@@ -581,4 +607,6 @@ def _int_or_none(text: str | None) -> int | None:
     if text is None:
         return None
     text = text.strip()
-    return int(text) if text.isascii() and text.isdigit() else None
+    if not (text.isascii() and text.isdigit()) or len(text) > 30:  # past any real length
+        return None
+    return int(text)

@@ -292,7 +292,7 @@ def _prepare(target: Path, part: Path, meta_path: Path, root: Path) -> tuple[dic
         if path.is_symlink():
             raise outtree.refuse(path, "is a symbolic link", root)
     value: Any = {}
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, RecursionError):  # unreadable: start afresh
         value = json.loads(outtree.read_all(meta_path))
     try:
         status = os.lstat(part)

@@ -37,6 +37,7 @@ import anyio
 from wanbatch import __version__
 from wanbatch.errors import (
     JournalCorruptError,
+    JournalError,
     JournalLockedError,
     JournalMismatchError,
     JournalWriteError,
@@ -120,20 +121,33 @@ def unseal(line: bytes) -> dict[str, Any]:
         raise ValueError("bad checksum field") from None
     if zlib.crc32(body) & 0xFFFFFFFF != expected:
         raise ValueError("checksum mismatch")
-    value = _decode_json(body.decode("utf-8"))
+    try:
+        value = _decode_json(body.decode("utf-8"))
+    except RecursionError:  # nested past the parser's depth: a damaged line like any other
+        raise ValueError("nested too deep") from None
     if not isinstance(value, dict):
         raise ValueError("not an object")
     return value
 
 
+_LATEST_TIME = 253402300799.0  # 9999-12-31 23:59:59 UTC: later times cannot be shown
+
+
 def decode_event(record: dict[str, Any]) -> JobEvent:
+    """A job event from a record; ValueError when a field has a type it cannot have (a record
+    whose checksum is right may still have been written by hand)."""
     get = record.get
-    return JobEvent(
-        EventKind(record["ev"]),
-        str(record["job"]),
-        float(record["at"]),
-        *[get(name) for name in _EVENT_FIELDS],
-    )
+    values = [get(name) for name in _EVENT_FIELDS]
+    for name, value in zip(_EVENT_FIELDS, values, strict=True):
+        wanted = (int,) if name == "size" else (str,)
+        if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
+            raise ValueError(f"{name} is {type(value).__name__}, not {wanted[0].__name__}")
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError(f"{name} holds a NUL character")
+    at = record["at"]
+    if isinstance(at, bool) or not isinstance(at, int | float) or not 0 <= at <= _LATEST_TIME:
+        raise ValueError(f"at is not a time: {str(at)[:40]}")
+    return JobEvent(EventKind(record["ev"]), str(record["job"]), float(at), *values)
 
 
 # --- replay ---------------------------------------------------------------------------------
@@ -175,6 +189,8 @@ def replay_bytes(data: bytes, path: str) -> Replay:
                     result.base_url = base_url
                 result.runs += 1
                 manifest = record.get("manifest")
+                if isinstance(manifest, str) and "\x00" in manifest:
+                    raise ValueError("the manifest path holds a NUL character")
                 if isinstance(manifest, str) and manifest not in result.manifests:
                     result.manifests.append(manifest)
             else:
@@ -199,6 +215,11 @@ def read_journal(output_dir: Path) -> Replay:
         data = path.read_bytes()
     except FileNotFoundError:
         return Replay()
+    except OSError as exc:  # a folder where the journal (or a file where a folder) should be
+        raise JournalError(
+            f"cannot read the journal {path}: {exc.strerror or exc}. Nothing was sent or"
+            f" changed; make {output_dir} a folder that holds a journal file, and rerun."
+        ) from exc
     return replay_bytes(data, str(path))
 
 
@@ -228,9 +249,12 @@ class Journal:
         directory = state_dir(output_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            lock_fd = _acquire_lock(directory / LOCK_NAME)
         except OSError as exc:
             raise _open_error(directory / JOURNAL_NAME, exc) from exc
+        try:
+            lock_fd = _acquire_lock(directory / LOCK_NAME)
+        except OSError as exc:
+            raise _open_error(directory / LOCK_NAME, exc, what="the lock file") from exc
         try:
             path = directory / JOURNAL_NAME
             try:
@@ -337,9 +361,9 @@ def locked(output_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _open_error(path: Path, exc: OSError) -> JournalWriteError:
+def _open_error(path: Path, exc: OSError, what: str = "the journal") -> JournalWriteError:
     return JournalWriteError(
-        f"cannot open the journal {path}: {exc.strerror or exc}. Nothing was sent; make the"
+        f"cannot open {what} {path}: {exc.strerror or exc}. Nothing was sent; make the"
         " output folder writable and rerun."
     )
 

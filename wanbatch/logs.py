@@ -29,6 +29,7 @@ from typing import Any, Protocol, TextIO
 import structlog
 
 _log_path: Path | None = None  # the log file of this process's run, once configured
+_console_logger: TeeLogger | None = None  # the logger configured last (``plain_console``)
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _HIDDEN_ON_CONSOLE = {"timestamp", "level", "event", "logger"}
@@ -52,12 +53,15 @@ class TeeLogger:
     def _emit(self, level: str, event: dict[str, Any]) -> None:
         line = json.dumps(event, default=str, ensure_ascii=False)
         if self._file is not None:
-            self._file.write(line + "\n")
-            self._file.flush()
+            try:
+                self._file.write(line + "\n")
+                self._file.flush()
+            except (OSError, ValueError) as exc:  # a full disk: the journal still has it all
+                self._drop_file(exc)
         if _LEVELS.get(level, 20) < self._console_level:
             return
         if self._json_console:
-            self._console.write(line + "\n")
+            self._write_console(line + "\n")
             return
         readable = _READABLE.get(str(event.get("event")))
         fields = (
@@ -71,13 +75,42 @@ class TeeLogger:
         marker = {"warning": "!", "error": "x", "critical": "x"}.get(level, " ")
         if event.get("event") == "job.finished" and event.get("state") == "failed":
             marker = "x"
-        self._console.write(f"{stamp} {marker} {event.get('event', '')} {fields}".rstrip() + "\n")
+        self._write_console(f"{stamp} {marker} {event.get('event', '')} {fields}".rstrip() + "\n")
+
+    def _write_console(self, text: str) -> None:
+        """A console line; a console that fails (a bug in the live view's stream) is replaced
+        by plain stderr, and the line goes there."""
+        try:
+            self._console.write(text)
+        except Exception:  # a view is never worth the run
+            if self._console is sys.stderr:
+                return
+            self._console = sys.stderr
+            with contextlib.suppress(Exception):
+                self._console.write(text)
+
+    def _drop_file(self, error: BaseException) -> None:
+        """Writing the log file failed: stop writing it, say so once, and go on."""
+        global _log_path
+        handle, self._file = self._file, None
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            handle.close()  # type: ignore[union-attr]
+        self._write_console(_lost_log_line(_log_path, error))
+        _log_path = None  # a crash goes to a file of its own, not to this one
 
     def __getattr__(self, level: str) -> Any:
         def method(**event: Any) -> None:
             self._emit(level, event)
 
         return method
+
+
+def _lost_log_line(path: Path | None, error: BaseException) -> str:
+    reason = getattr(error, "strerror", None) or error
+    return (
+        f"wanbatch: cannot write the log {path}: {reason}; the run goes on without it"
+        " (the journal keeps every job's state)\n"
+    )
 
 
 def _finished(event: Mapping[str, Any]) -> str:
@@ -93,7 +126,15 @@ def _finished(event: Mapping[str, Any]) -> str:
     return f"{job} {state} -> {event.get('path')} ({kb}, {rendered})"
 
 
-_READABLE: dict[str, Any] = {"job.finished": _finished}
+def _view_failed(event: Mapping[str, Any]) -> str:
+    """``view.failed`` on the console: one line; the traceback stays in the log file."""
+    return (
+        f"the live view failed ({event.get('error')}); plain progress lines from here on,"
+        " the run goes on (the traceback is in the log)"
+    )
+
+
+_READABLE: dict[str, Any] = {"job.finished": _finished, "view.failed": _view_failed}
 
 
 def configure(
@@ -107,14 +148,18 @@ def configure(
 
     ``verbosity``: -1 quiet (errors only), 0 milestones (info), 1 and more: debug.
     """
-    global _log_path
+    global _log_path, _console_logger
     handle: TextIO | None = None
     _log_path = log_path
     if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - lives for the whole run
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - lives for the run
+        except OSError as exc:  # a folder in the way: the log is lost, not the run
+            (console or sys.stderr).write(_lost_log_line(log_path, exc))
+            _log_path = None
     level = {-1: 40, 0: 20}.get(verbosity, 10)
-    logger = TeeLogger(handle, console or sys.stderr, level, json_console)
+    logger = _console_logger = TeeLogger(handle, console or sys.stderr, level, json_console)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -131,6 +176,12 @@ def configure(
 def _as_kwargs(logger: Any, method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
     """The last processor: hand the event on as keyword arguments to ``TeeLogger``."""
     return event
+
+
+def plain_console() -> None:
+    """The live view failed: console lines go straight to stderr from now on."""
+    if _console_logger is not None:
+        _console_logger._console = sys.stderr
 
 
 def reset() -> None:

@@ -234,7 +234,7 @@ def _load_csv(text: str, problems: _Problems, prefix: str) -> list[dict[str, Any
 
 def _int_from_text(text: str) -> Any:
     stripped = text.strip()
-    if re.fullmatch(r"[+-]?[0-9]+", stripped):
+    if re.fullmatch(r"[+-]?[0-9]{1,18}", stripped):  # longer: reported as text, not converted
         return int(stripped)
     return text
 

@@ -13,6 +13,7 @@ Both read a ``ProgressSnapshot`` from the runner; neither changes anything.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -24,6 +25,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from wanbatch import logs
 from wanbatch.scheduler import ProgressSnapshot
 
 Snapshot = Callable[[], ProgressSnapshot]
@@ -166,3 +168,23 @@ class PlainProgress:
         while True:
             await anyio.sleep(self._every)
             self._log.info("run.progress", **fields(snapshot()))
+
+
+View = LiveProgress | PlainProgress
+
+
+async def watch(view: View, snapshot: Snapshot, every: float) -> None:
+    """Run ``view`` for the whole run. A bug in a view must not end the run: its traceback goes
+    to the log (``view.failed``), the console gets one line, and a live view gives way to plain
+    ``run.progress`` lines (log lines then print straight to stderr)."""
+    try:
+        await view.run(snapshot)
+    except Exception as exc:  # cancellation (the run's end) is not an Exception: it passes
+        logs.plain_console()
+        structlog.get_logger("wanbatch.progress").error(
+            "view.failed",
+            error=f"{type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(exc)),
+        )
+        if isinstance(view, LiveProgress):
+            await watch(PlainProgress(every), snapshot, every)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wanbatch.download import sidecar_path
-from wanbatch.errors import JournalCorruptError, UnclaimedVideoError
+from wanbatch.errors import JournalCorruptError, JournalWriteError, UnclaimedVideoError
 from wanbatch.journal import (
     Journal,
     Replay,
@@ -216,6 +216,17 @@ def _scan(data: bytes) -> list[Line]:
 def salvage_journal(output_dir: Path) -> SalvageReport | None:
     """Repair a damaged journal in place, keeping the damaged file aside; None if it is whole."""
     path = journal_path(output_dir)
+    try:
+        return _salvage(path, output_dir)
+    except OSError as exc:  # a folder in the way, a full or read-only disk
+        raise JournalWriteError(
+            f"cannot salvage the journal {path}: {exc.strerror or exc}"
+            f"{f' ({exc.filename})' if exc.filename else ''}. Nothing was sent; the journal"
+            " was not replaced. Fix the output folder and rerun."
+        ) from exc
+
+
+def _salvage(path: Path, output_dir: Path) -> SalvageReport | None:
     with locked(output_dir):
         try:
             data = path.read_bytes()

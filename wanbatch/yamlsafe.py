@@ -13,7 +13,8 @@ deep enough to exhaust the stack, and values no request can carry (dates, ``!!bi
 - Dates, times, ``!!binary``, ``!!set``, ``!!omap`` and ``!!pairs`` are not built: they become
   ``Refused`` placeholders that remember what they were and their line.
 - ``bad_values`` walks the loaded value and yields ``(dotted key, line or None, message)`` for
-  each placeholder, each float that is not finite, and each string or key that is not valid
+  each placeholder, each float that is not finite, each integer past ``MAX_INT_BITS`` bits
+  (Python cannot even print one of 5,000 digits), and each string or key that is not valid
   UTF-8 (a lone surrogate). Keys in what it yields are printable (surrogates escaped).
 """
 
@@ -31,6 +32,7 @@ from yaml.constructor import ConstructorError
 MAX_DEPTH = 64  # lists and mappings inside each other
 MAX_ALIAS_EXPANSION = 100_000  # values an alias may bring in, on top of ALIAS_FACTOR x written
 ALIAS_FACTOR = 10
+MAX_INT_BITS = 64  # 0x fff... with 5,000 digits loads, but no field (or JSON reader) takes it
 
 _REFUSED_TAGS = {
     "tag:yaml.org,2002:timestamp": "a date or time (put it in quotes to make it text)",
@@ -192,6 +194,8 @@ def _scalar_problem(value: Any) -> str | None:
         return f"is {value.what}, which a manifest may not hold"
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be a finite number, not {value}"
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:  # never printed whole
+        return f"is a number of {value.bit_length()} bits; no field takes more than {MAX_INT_BITS}"
     if isinstance(value, str):
         try:
             value.encode("utf-8")
