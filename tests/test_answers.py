@@ -313,3 +313,17 @@ def test_the_lost_rule_needs_age_a_streak_and_misses() -> None:
     assert not rule.lost(age=100, streak=61, misses=9)  # too soon after the create
     assert not rule.lost(age=400, streak=10, misses=9)  # 404s for a moment only
     assert not rule.lost(age=400, streak=120, misses=2)  # too few polls
+
+
+def test_a_bad_task_id_is_no_answer_from_the_host(tmp_path: Path) -> None:
+    """A resumed run whose first poll is refused before sending (a bad task id) and whose next
+    request finds nobody at the base URL: that is a configuration error at once (exit 2), not
+    an outage of a host that never answered (the unsent poll was counted as an answer)."""
+    from test_submit import closed_port_url
+
+    nobody = closed_port_url()
+    path = manifest(tmp_path, jobs=2)
+    journal_tasks(path, nobody, {"job-0": "../../admin/x?y=1#", "job-1": "gen_ok"})
+    summary, journal = run_once(path, nobody, max_outage=3.0)  # before: an outage, exit 5
+    journal.close()
+    assert summary.exit_code == 2, (summary.stop_reason, summary.stop_message, summary.left)

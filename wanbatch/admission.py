@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from wanbatch.errors import ApiError, NotSentError, TransientApiError
+from wanbatch.errors import ApiError, JobRejectedError, NotSentError, TransientApiError
 from wanbatch.models import JobSpec, TaskView
 from wanbatch.outage import HostHealth, past_limit
 from wanbatch.ratelimit import AdaptiveLimit, HostGate, RequestPacer
@@ -287,6 +287,8 @@ class ReportingApi:
     def _heard(self, exc: ApiError) -> None:
         if exc.status is not None:
             self._answered()
+        elif isinstance(exc, JobRejectedError):
+            pass  # refused before sending (a bad task id, a URL httpx refuses): no news of the host
         elif not isinstance(exc, NotSentError):  # it connected: the base URL is right
             self._admission.health.reached()
             if self._admission.health.down:  # a probe that broke off: the next one later
