@@ -327,3 +327,32 @@ def test_a_bad_task_id_is_no_answer_from_the_host(tmp_path: Path) -> None:
     summary, journal = run_once(path, nobody, max_outage=3.0)  # before: an outage, exit 5
     journal.close()
     assert summary.exit_code == 2, (summary.stop_reason, summary.stop_message, summary.left)
+
+
+def test_404s_apart_are_not_a_streak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """404, then the host answers 503 for two seconds, then 404 twice, then the task is
+    found: the 404s were not "in a row" (between them the host gave no answer about the task),
+    so the task is not declared lost; it is followed to its end."""
+    monkeypatch.setattr(
+        polling, "LOST", polling.LostRule(grace_seconds=0.0, streak_seconds=0.3, misses=3)
+    )
+    gets: list[int] = []
+    missing = '{"error": {"message": "No task gen_1"}}'
+
+    def script(method: str, path: str, headers: dict[str, str]) -> Answer:
+        if method == "POST":
+            return Answer(json_response(200, '{"id": "gen_1", "status": "queued"}'))
+        gets.append(1)
+        if len(gets) in (2, 3):  # two 503s, a second each: the first 404 is long past
+            busy = '{"error": {"message": "busy"}}'
+            return Answer(json_response(503, busy, {"Retry-After": "1"}))
+        if len(gets) <= 5:  # the first, fourth and fifth polls: 404
+            return Answer(json_response(404, missing))
+        return Answer(json_response(200, '{"id": "gen_1", "status": "failed"}'))
+
+    with serve(script) as server:
+        summary, journal = run_once(manifest(tmp_path), server.base_url)
+        record = journal.record("job-0")
+        journal.close()
+    assert record.code != "lost", summary.failed
+    assert summary.failed == {"job-0": "generation failed"}

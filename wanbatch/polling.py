@@ -176,10 +176,9 @@ class PollStage:
                 now = ctx.timing.wall()
                 missing_since = now if missing_since is None else missing_since
                 misses += 1
-                if LOST.lost(now - submitted, now - missing_since, misses):
-                    await ctx.fail(
-                        job, lost_reason(record.task_id, now - missing_since, misses), LOST_CODE
-                    )
+                streak = now - missing_since - ctx.slept_since(missing_since)  # awake time
+                if LOST.lost(now - submitted, streak, misses):
+                    await ctx.fail(job, lost_reason(record.task_id, streak, misses), LOST_CODE)
                     return Polled.FAILED
                 ctx.log.info("job.not_found_yet", job=job.id, misses=misses, error=str(exc))
                 await ctx.timing.sleep(ctx.options.retry.delay(misses - 1, ctx.timing.random))
@@ -188,6 +187,8 @@ class PollStage:
                 await ctx.fail(job, exc.server_message, exc.code)
                 return Polled.FAILED
             except TransientApiError as exc:
+                # No answer about the task: the 404s on either side are not "in a row".
+                missing_since, misses = None, 0
                 if not await after_refusal(ctx, self.admission, exc, retries, "poll", job.id):
                     ctx.summary.left[job.id] = f"polling failed {retries.attempts} times: {exc}"
                     return Polled.LEFT
