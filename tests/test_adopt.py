@@ -241,3 +241,28 @@ def test_hostile_sidecars_are_unusable_not_fatal(
     err = capsys.readouterr().err
     assert "job-0" in err and "job-1" in err and "unreadable" in err
     assert stats(sim)["creates_total"] == 2
+
+
+def test_planted_fifos_and_links_do_not_hang_adoption(tmp_path: Path) -> None:
+    """No journal; a FIFO where a sidecar goes and a video that is a link to /dev/zero (with a
+    sidecar that matches nothing): `plan` answers (in a child, so that a hang fails the test
+    instead of holding it) and names nothing as adopted from them."""
+    import os
+    import subprocess
+    import sys
+
+    manifest = write_manifest(tmp_path, jobs=2)
+    out = out_dir(manifest)
+    out.mkdir(parents=True)
+    os.mkfifo(out / "job-0.json")
+    (out / "job-1.mp4").symlink_to("/dev/zero")
+    (out / "job-1.json").write_text(json.dumps({"id": "job-1", "task_id": "gen_1", "size": 0}))
+    child = subprocess.run(
+        [sys.executable, "-m", "wanbatch", "plan", str(manifest), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "Traceback" not in child.stderr, child.stderr
+    assert child.returncode in (0, 2), child.stdout + child.stderr

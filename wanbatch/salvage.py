@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from wanbatch.journal import (
     unseal,
 )
 from wanbatch.models import JobRecord, Manifest
-from wanbatch.outtree import fsync_dir
+from wanbatch.outtree import fsync_dir, read_all
 from wanbatch.recovery import (
     Adoption,
     Evidence,
@@ -98,8 +99,8 @@ def _evidence(
     parsed, problem = None, None
     if has_sidecar:
         try:
-            with open(sidecar, "rb") as handle:
-                data = handle.read(_MAX_SIDECAR_BYTES + 1)
+            # Not through a link, and a planted FIFO answers at once instead of hanging.
+            data = read_all(sidecar, _MAX_SIDECAR_BYTES + 1)
             if len(data) > _MAX_SIDECAR_BYTES:
                 raise ValueError("far too large for a sidecar")
             found = parse_sidecar(json.loads(data))
@@ -112,7 +113,10 @@ def _evidence(
     size = digest = None
     if has_video:
         try:
-            size = target.stat().st_size
+            facts = target.lstat()  # a link or a device is no video of ours
+            if not stat.S_ISREG(facts.st_mode):
+                raise OSError(f"{target.name} is not a regular file")
+            size = facts.st_size
             if hash_video and parsed is not None and parsed.size == size:
                 digest = _sha256(target)
         except OSError:
@@ -120,9 +124,13 @@ def _evidence(
     return Evidence(parsed, problem, size, digest)
 
 
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(path, "rb", opener=_no_follow) as handle:
         while chunk := handle.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
