@@ -504,3 +504,36 @@ def test_links_where_the_video_or_its_sidecar_go_are_replaced_not_followed(
     assert precious.read_bytes() == b"keep me"
     assert (out / "v.mp4").read_bytes() == VIDEO and not (out / "v.mp4").is_symlink()
     assert json.loads((out / "v.json").read_text()) == {"id": "v"}
+
+
+def test_a_crash_after_a_new_whole_answer_never_renames_the_old_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half of an old video is on disk (its note: 10,240 bytes, ETag v1). The video changed on
+    the host: a resume gets a 200 of a new 5,120-byte video, and the process dies right after
+    the note is rewritten. The next attempt must not take the old half (now the announced
+    size) for the new video and rename it into place."""
+    from wanbatch import download
+
+    target = tmp_path / "v.mp4"
+    half = len(VIDEO) // 2
+    part_path(target).write_bytes(VIDEO[:half])
+    target.with_name("v.mp4.part.json").write_text(json.dumps({"etag": '"v1"', "total": 10_240}))
+    new = VIDEO[:16] + bytes(reversed(VIDEO[16:half]))  # an MP4 head, other bytes
+    cdn = Cdn()
+    cdn.answer = httpx.Response(200, content=new, headers={"ETag": '"v2"'})
+    real = download._write_meta
+
+    class Died(Exception):
+        pass
+
+    def write_then_die(path: Path, meta: dict[str, Any]) -> None:
+        real(path, meta)
+        raise Died
+
+    monkeypatch.setattr(download, "_write_meta", write_then_die)
+    with pytest.raises(Died):
+        fetch(cdn, target)
+    monkeypatch.setattr(download, "_write_meta", real)
+    fetch(cdn, target)
+    assert target.read_bytes() == new

@@ -221,6 +221,9 @@ async def _receive(
         if total is None and head.content_length is not None:
             total = offset + head.content_length
         with outtree.disk_errors("write", meta_path):
+            if not offset:  # the old bytes go before the note names a new size: a crash
+                # between the two must not leave old bytes of the size the note announces
+                await anyio.to_thread.run_sync(_drop_part, part)
             await anyio.to_thread.run_sync(
                 _write_meta, meta_path, {"etag": head.etag, "total": total}
             )
@@ -304,6 +307,10 @@ def _prepare(target: Path, part: Path, meta_path: Path, root: Path) -> tuple[dic
     if offset and not looks_like_mp4(outtree.read_all(part, _MP4_HEAD)):
         offset = 0  # bad bytes (an older version kept whatever came): never resumed from
     return (value if isinstance(value, dict) else {}), offset
+
+
+def _drop_part(part: Path) -> None:
+    part.unlink(missing_ok=True)
 
 
 def _open_part(part: Path, append: bool) -> int:
