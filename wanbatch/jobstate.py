@@ -55,7 +55,7 @@ NEXT_RUN: dict[Standing, str] = {
     Standing.IN_FLIGHT: "a run polls it",
     Standing.TO_DOWNLOAD: "rendered: a run downloads it",
     Standing.DONE: "nothing to do",
-    Standing.FAILED: "`wanbatch retry` resubmits it",
+    Standing.FAILED: "`wanbatch retry` resubmits it (a task the server lost: with --include-lost)",
     Standing.CHANGED: "a run stops and asks: --resubmit-changed or --keep-changed",
 }
 
