@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 import structlog
-from test_submit import run_once
+from test_submit import manifest_file, run_once
 
 from wanbatch import app, cli, polling
 from wanbatch.backoff import PollPolicy
@@ -29,17 +29,7 @@ FAST_POLLS = PollPolicy(initial_seconds=0.01, factor=1.0, cap_seconds=0.01, jitt
 
 
 def manifest(folder: Path, jobs: int = 1, deadline: float = 3600) -> Path:
-    lines = [
-        "name: t",
-        "limits: {concurrency: 2, requests_per_second: 500, downloads: 1,"
-        f" job_deadline_seconds: {deadline}}}",
-        "output: {dir: out}",
-        "jobs:",
-    ]
-    lines += [f"  - {{id: job-{n}, prompt: a test prompt number {n}}}" for n in range(jobs)]
-    path = folder / "m.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return manifest_file(folder, jobs, deadline=deadline)
 
 
 def journal_tasks(path: Path, base_url: str, tasks: dict[str, str], age: float = 0.0) -> None:

@@ -19,6 +19,7 @@ import structlog
 from flakyhost import FlakyHost
 from structlog.testing import capture_logs
 from test_submit import closed_port_url
+from test_submit import manifest_file as small_manifest
 
 from wanbatch import app, progress
 from wanbatch.backoff import PollPolicy, RetryPolicy
@@ -61,17 +62,7 @@ def manifest_file(
 ) -> Path:
     """A manifest of ``jobs`` jobs; the job deadline is far off (a compressed clock runs 400
     times faster on a loaded machine too), except where a test means it."""
-    lines = [
-        "name: t",
-        f"limits: {{concurrency: 2, requests_per_second: {rps}, downloads: 1,"
-        f" job_deadline_seconds: {deadline}}}",
-        "output: {dir: out}",
-        "jobs:",
-    ]
-    lines += [f"  - {{id: job-{n}, prompt: a test prompt number {n}}}" for n in range(jobs)]
-    path = folder / "m.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return small_manifest(folder, jobs, rps=rps, deadline=deadline)
 
 
 def port_of(url: str) -> int:
@@ -424,6 +415,20 @@ def test_durations_on_the_command_line() -> None:
         build_parser().parse_args(["run", "m.yaml", "--max-outage", "soon"])
 
 
+def top_up_after_round_one(sim: SimulatorServer, out: io.StringIO) -> threading.Thread:
+    """A thread that tops the account up by 10 credits once the run says round 1 ended."""
+
+    def top_up() -> None:
+        while "round 1 ended" not in out.getvalue():
+            time.sleep(0.01)
+        with sim.state.lock:
+            sim.state.credits[sim.api_key] += 10
+
+    thread = threading.Thread(target=top_up, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_wait_credits_waits_for_a_top_up_and_finishes(
     tmp_path: Path, make_sim: Callable[..., SimulatorServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -434,14 +439,7 @@ def test_wait_credits_waits_for_a_top_up_and_finishes(
     path = manifest_file(tmp_path, 3)
     out = io.StringIO()
 
-    def top_up() -> None:
-        while "round 1 ended" not in out.getvalue():
-            time.sleep(0.01)
-        with sim.state.lock:
-            sim.state.credits[sim.api_key] += 10
-
-    thread = threading.Thread(target=top_up, daemon=True)
-    thread.start()
+    thread = top_up_after_round_one(sim, out)
     code = app.run(
         app.CommonOptions(manifest=str(path), base_url=sim.base_url, verbosity=-1),
         app.RunFlags(poll_interval=0.02, wait_credits=0.3),

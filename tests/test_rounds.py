@@ -5,13 +5,11 @@ unknown is not resent by a round nobody asked for."""
 from __future__ import annotations
 
 import io
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_outage import manifest_file
+from test_outage import manifest_file, top_up_after_round_one
 
 from wanbatch import app, cli
 from wanbatch.simulator import SimulatorServer
@@ -30,13 +28,7 @@ def test_the_video_cap_counts_every_round(
     path = manifest_file(tmp_path, 4)
     out = io.StringIO()
 
-    def top_up() -> None:
-        while "round 1 ended" not in out.getvalue():
-            time.sleep(0.01)
-        with sim.state.lock:
-            sim.state.credits[sim.api_key] += 10
-
-    threading.Thread(target=top_up, daemon=True).start()
+    top_up_after_round_one(sim, out)
     code = app.run(
         app.CommonOptions(manifest=str(path), base_url=sim.base_url, verbosity=-1),
         app.RunFlags(poll_interval=0.02, wait_credits=0.3, max_videos=2),

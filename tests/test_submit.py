@@ -30,13 +30,14 @@ FAST_RETRY = RetryPolicy(
 SLOW_DOWN = '{"error": {"message": "slow down"}}'
 
 
-def manifest_file(folder: Path, jobs: int = 1) -> Path:
-    lines = [
-        "name: t",
-        "limits: {concurrency: 2, requests_per_second: 500, downloads: 1}",
-        "output: {dir: out}",
-        "jobs:",
-    ]
+def manifest_file(
+    folder: Path, jobs: int = 1, *, rps: float = 500, deadline: float | None = None
+) -> Path:
+    """``jobs`` small jobs, two at a time (the tests of submit, answers and outages use it)."""
+    limits = f"concurrency: 2, requests_per_second: {rps}, downloads: 1"
+    if deadline is not None:
+        limits += f", job_deadline_seconds: {deadline}"
+    lines = ["name: t", f"limits: {{{limits}}}", "output: {dir: out}", "jobs:"]
     lines += [f"  - {{id: job-{n}, prompt: a test prompt number {n}}}" for n in range(jobs)]
     path = folder / "m.yaml"
     path.write_text("\n".join(lines) + "\n")
