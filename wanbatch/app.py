@@ -2,6 +2,11 @@
 
 ``cli.py`` parses argv and calls these; each returns an exit code. Settings are resolved here,
 once, with the precedence the README gives: command-line flag > environment > manifest > default.
+
+Over 400 lines, and known to be: five commands, the settings, the rounds of --until-done, the
+report's manifests and the sidecar reader grew here by accretion. The issue of the command
+layer (one module per command under ``wanbatch/commands/``, one settings builder, a run
+session) splits it; until then a new command goes there, not here.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Task status is derived from the clock on each request: at creation a task is given its start
 (when a render slot frees up) and its finish time, so no background loop is needed except for
 webhooks. Wall-clock time is used so that a saved state (``state_file``) survives a restart.
+
+Over 400 lines: the API, the admin routes and the CDN share ``SimState`` and its lock, and the
+lock's rule (never held across an ``await``) is easiest to keep in view in one file.
 """
 
 from __future__ import annotations
