@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +57,7 @@ from wanbatch.models import (
     JobState,
     Manifest,
 )
+from wanbatch.outtree import atomic_write
 from wanbatch.progress import LiveProgress, PlainProgress, watch
 from wanbatch.salvage import adopt_into, adopted_view, describe_adoptions, salvage_journal
 from wanbatch.scheduler import FaultHook, Runner, RunOptions, RunSummary
@@ -587,13 +588,13 @@ def _write_report(manifest: Manifest, replay: Replay | None) -> tuple[Path, Path
     lines = gallery_lines(
         whole, replay.records, generated_at=time.time(), video_intact=intact, rendered=asked
     )
-    _replace_file(html, lines)
+    atomic_write(html, (line.encode("utf-8") for line in lines))
     retry_text = retry_manifest(whole, replay.records, asked)
     retry_file = folder / RETRY_NAME
     if retry_text is None:
         retry_file.unlink(missing_ok=True)
         return html, None
-    _replace_file(retry_file, [retry_text])
+    atomic_write(retry_file, retry_text.encode("utf-8"))
     return html, retry_file
 
 
@@ -699,18 +700,6 @@ def _sidecar_fields(manifest: Manifest, job: JobSpec, record: JobRecord) -> obje
     except (OSError, ValueError, RecursionError):
         return None
     return data.get("fields") if isinstance(data, dict) else None
-
-
-def _replace_file(path: Path, lines: Iterable[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.writelines(lines)
-        os.replace(tmp, path)
-    except OSError:
-        if tmp.is_file():
-            tmp.unlink()  # leave no half-made copy behind
-        raise
 
 
 # --- status -----------------------------------------------------------------------------------

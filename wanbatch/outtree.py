@@ -17,7 +17,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,13 +111,16 @@ def write_all(fd: int, data: bytes, path: Path) -> None:
         view = view[os.write(fd, view) :]
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Replace ``path`` whole with ``data`` (bytes, or pieces of them written as they come, so
+    that a large page is not held twice): written beside it, fsynced, renamed, folder synced."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)  # a leftover of a crash (a link is removed, not followed)
     fd = os.open(tmp, NEW_FILE | os.O_EXCL, 0o644)
     try:
         try:
-            write_all(fd, data, path)
+            for piece in (data,) if isinstance(data, bytes) else data:
+                write_all(fd, piece, path)
             os.fsync(fd)
         finally:
             os.close(fd)
