@@ -165,6 +165,33 @@ def test_keep_changed_keeps_the_rendered_prompt_on_the_card_and_is_remembered(
     assert plan_json(manifest, capsys)["jobs"]["changed"] == ["job-1"]
 
 
+def test_a_planted_fifo_sidecar_does_not_hang_the_report(
+    tmp_path: Path, make_sim: Any, run_cli: Any
+) -> None:
+    """A kept job's card reads its sidecar for the fields rendered; a FIFO planted there must
+    not hang `report` (run in a child, so that a hang fails the test instead of holding it)."""
+    import os
+    import subprocess
+    import sys
+
+    sim = make_sim()
+    manifest = write_manifest(tmp_path, jobs=2)
+    assert run_cli("run", manifest, sim) == 0
+    manifest.write_text(manifest.read_text().replace("number 1", "number one, edited"))
+    assert run_cli("run", manifest, sim, "--keep-changed") == 0
+    sidecar = out_dir(manifest) / "job-1.json"
+    sidecar.unlink()
+    os.mkfifo(sidecar)
+    child = subprocess.run(
+        [sys.executable, "-m", "wanbatch", "report", str(manifest)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 0, child.stdout + child.stderr
+
+
 # --- 22: the cap line says what the summary says --------------------------------------------
 
 

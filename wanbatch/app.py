@@ -57,7 +57,7 @@ from wanbatch.models import (
     JobState,
     Manifest,
 )
-from wanbatch.outtree import atomic_write
+from wanbatch.outtree import atomic_write, read_all
 from wanbatch.progress import LiveProgress, PlainProgress, watch
 from wanbatch.salvage import adopt_into, adopted_view, describe_adoptions, salvage_journal
 from wanbatch.scheduler import FaultHook, Runner, RunOptions, RunSummary
@@ -695,8 +695,8 @@ def _asked_for(
 
 def _sidecar_fields(manifest: Manifest, job: JobSpec, record: JobRecord) -> object:
     try:
-        text = sidecar_path(manifest.output_dir / video_path(job, record)).read_text("utf-8")
-        data = json.loads(text)
+        # as adoption reads sidecars: not through a link, never waiting on a planted FIFO
+        data = json.loads(read_all(sidecar_path(manifest.output_dir / video_path(job, record))))
     except (OSError, ValueError, RecursionError):
         return None
     return data.get("fields") if isinstance(data, dict) else None
