@@ -301,8 +301,10 @@ def test_a_really_full_disk_stops_the_run_in_one_line_then_the_rerun_resumes(
         assert "No space left on device" in printed.out + printed.err
         assert "Traceback" not in printed.out + printed.err
         for video in out.glob("*.mp4"):  # whatever was renamed into place is whole
-            sidecar = json.loads(video.with_suffix(".json").read_text())
-            assert video.stat().st_size == sidecar["size"] == 120_000
+            assert video.stat().st_size == 120_000
+            sidecar = video.with_suffix(".json")  # absent when the disk filled just after
+            if sidecar.exists():  # the rename; the rerun then writes it
+                assert json.loads(sidecar.read_text())["size"] == 120_000
         subprocess.run(["mount", "-o", "remount,size=4m", str(out)], check=True)
         assert run_sim(manifest, sim, monkeypatch) == 0
         assert len(list(out.glob("*.mp4"))) == 6
