@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from wanbatch.client import WanApi, check_base_url, normalise_status
+from wanbatch.client import ProviderApi, check_base_url
 from wanbatch.errors import (
     AuthError,
     CreditsExhaustedError,
@@ -19,6 +19,7 @@ from wanbatch.errors import (
     TransientApiError,
 )
 from wanbatch.models import JobSpec, TaskStatus
+from wanbatch.providers.wanapi import WORDS
 
 from hostile import Answer, http_response, json_response, serve, trickling
 
@@ -31,10 +32,10 @@ def call(raw: bytes, *, poll: bool = False, stall: float = 0.0, timeout: float =
     with serve(lambda method, path, headers: Answer(raw, stall)) as server:
 
         async def go() -> Any:
-            async with WanApi(server.base_url, KEY, timeout_seconds=timeout) as api:
+            async with ProviderApi(server.base_url, KEY, timeout_seconds=timeout) as api:
                 if poll:
                     return await api.get("gen_1")
-                return await api.create(JOB, "idem-1")
+                return (await api.create(JOB, "idem-1")).view
 
         try:
             return anyio.run(go)
@@ -134,8 +135,8 @@ def test_unknown_status_words_mean_not_done_yet() -> None:
     """Any status word other than the final ones means the task is still going."""
     view = call(json_response(200, '{"id": "gen_1", "status": "dreaming"}'), poll=True)
     assert view.status is TaskStatus.RUNNING and view.raw_status == "dreaming"
-    assert normalise_status("SUCCEEDED") is TaskStatus.SUCCEEDED
-    assert normalise_status("failed") is TaskStatus.FAILED
+    assert WORDS.status("SUCCEEDED") is TaskStatus.SUCCEEDED
+    assert WORDS.status("failed") is TaskStatus.FAILED
 
 
 def test_success_without_video_url_has_no_url() -> None:
@@ -227,7 +228,7 @@ def test_a_bad_task_id_is_refused_before_anything_is_sent(task_id: str) -> None:
     with serve(lambda m, p, h: Answer(json_response(200, '{"status": "running"}'))) as server:
 
         async def go() -> None:
-            async with WanApi(server.base_url, KEY) as api:
+            async with ProviderApi(server.base_url, KEY) as api:
                 await api.get(task_id)
 
         with pytest.raises(BadTaskIdError, match="task id"):
@@ -241,7 +242,7 @@ def test_task_ids_are_escaped_in_the_url() -> None:
     with serve(lambda m, p, h: Answer(json_response(200, '{"status": "running"}'))) as server:
 
         async def go() -> Any:
-            async with WanApi(server.base_url, KEY) as api:
+            async with ProviderApi(server.base_url, KEY) as api:
                 return await api.get("gen:1")
 
         view = anyio.run(go)
@@ -293,7 +294,7 @@ def test_a_create_answer_trickling_in_is_cut_at_the_answer_limit() -> None:
 
         async def go() -> Any:
             url = f"http://127.0.0.1:{port}/v1"
-            async with WanApi(url, KEY, timeout_seconds=1.0, answer_seconds=0.3) as api:
+            async with ProviderApi(url, KEY, timeout_seconds=1.0, answer_seconds=0.3) as api:
                 with anyio.fail_after(5):  # the old code reads for 8 s
                     return await api.create(JOB, "idem-1")
 

@@ -116,6 +116,48 @@ def test_other_base_url_is_refused(tmp_path: Path) -> None:
     assert BASE in str(caught.value) and "api.example.com" in str(caught.value)
 
 
+def test_another_provider_is_refused_and_the_header_names_it(tmp_path: Path) -> None:
+    """The run record names the provider; a resume for another provider at the same address
+    is refused (its task ids mean nothing there), naming both and the way out."""
+    write_sample(tmp_path)
+    assert read_journal(tmp_path).provider == "wanapi"
+    with pytest.raises(JournalMismatchError) as caught:
+        Journal.open(tmp_path, base_url=BASE, manifest="m.yaml", provider="fal")
+    assert "'wanapi'" in str(caught.value) and "'fal'" in str(caught.value)
+    assert "api.provider: wanapi" in str(caught.value)
+
+
+def test_a_journal_from_before_providers_resumes_as_wanapi(tmp_path: Path) -> None:
+    """A run record without ``provider`` (every journal before providers were named) was
+    written for wanapi: it resumes under wanapi and is refused for another."""
+    from wanbatch.journal import _seal
+
+    header = _seal({"v": 1, "at": 1.0, "ev": "run", "base_url": BASE, "manifest": "m.yaml"})
+    state = journal_path(tmp_path)
+    state.parent.mkdir(parents=True)
+    state.write_bytes(header)
+    assert read_journal(tmp_path).provider == "wanapi"
+    Journal.open(tmp_path, base_url=BASE, manifest="m.yaml").close()
+    with pytest.raises(JournalMismatchError):
+        Journal.open(tmp_path, base_url=BASE, manifest="m.yaml", provider="replicate")
+
+
+def test_a_created_event_keeps_the_providers_handle(tmp_path: Path) -> None:
+    """What an API handed out to find a task again (fal's URLs) is journaled with the task id,
+    and forgotten by the next intent."""
+
+    async def go() -> None:
+        journal = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+        try:
+            await journal.append(ev(EventKind.INTENT, idempotency_key="k1", fingerprint="f"))
+            await journal.append(ev(EventKind.CREATED, task_id="r1", handle='{"status_url":"x"}'))
+        finally:
+            journal.close()
+
+    anyio.run(go)
+    assert read_journal(tmp_path).records["a"].handle == '{"status_url":"x"}'
+
+
 def test_second_runner_is_refused_and_told_the_holder(tmp_path: Path) -> None:
     """While one journal is open, a second open fails and names the holder's pid."""
     first = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")

@@ -46,6 +46,19 @@ def test_defaults_are_inherited_and_a_jobs_own_fields_win(tmp_path: Path) -> Non
     assert (b.model, b.duration, b.aspect_ratio) == ("wan-2-2", 3, "9:16")
 
 
+def test_the_provider_is_named_in_the_api_section(tmp_path: Path) -> None:
+    """`api.provider` picks the API (wanapi when absent); an unknown one names the line, the
+    key and the known providers, and nothing is built."""
+    plain = load_manifest(write(tmp_path, "a.yaml", "jobs:\n  - prompt: p\n"))
+    assert plain.api.provider == "wanapi"
+    path = write(tmp_path, "b.yaml", "api:\n  provider: nope\njobs:\n  - prompt: p\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    (problem,) = caught.value.problems
+    assert (problem.key, problem.location) == ("api.provider", "line 2")
+    assert "wanapi" in problem.message
+
+
 def test_built_in_defaults_and_name_from_the_file(tmp_path: Path) -> None:
     """Without defaults: wan-2-2, 5 s, 16:9; the name is the file stem; output renders/<name>."""
     path = write(tmp_path, "spring.yaml", "jobs:\n  - prompt: p\n")

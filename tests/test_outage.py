@@ -24,7 +24,7 @@ from test_submit import manifest_file as small_manifest
 
 from wanbatch import app, progress
 from wanbatch.backoff import PollPolicy, RetryPolicy
-from wanbatch.client import VideoFetcher, WanApi
+from wanbatch.client import ProviderApi, VideoFetcher
 from wanbatch.journal import Journal
 from wanbatch.manifest import load_manifest
 from wanbatch.outage import ClockWatch, HostHealth, ProbePolicy, outage_line, past_limit
@@ -87,7 +87,7 @@ def run(
     async def go() -> RunSummary:
         journal = Journal.open(manifest.output_dir, base_url=base_url, manifest=str(path))
         try:
-            async with WanApi(base_url, DEFAULT_KEY) as api, VideoFetcher() as videos:
+            async with ProviderApi(base_url, DEFAULT_KEY) as api, VideoFetcher() as videos:
                 runner = Runner(
                     manifest, journal, api, videos, options=RunOptions(**options), timing=timing
                 )

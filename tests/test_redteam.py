@@ -378,7 +378,7 @@ def test_a_retry_after_too_large_for_a_float_is_the_longest_wait(tmp_path: Path)
     """`Retry-After: 999...9` (400 digits) is a wait of the documented maximum, not an
     OverflowError."""
     from wanbatch.backoff import MAX_RETRY_AFTER_SECONDS
-    from wanbatch.client import WanApi
+    from wanbatch.client import ProviderApi
     from wanbatch.errors import TransientApiError
     from wanbatch.manifest import load_manifest
 
@@ -386,7 +386,7 @@ def test_a_retry_after_too_large_for_a_float_is_the_longest_wait(tmp_path: Path)
     answer = Answer(json_response(503, "{}", {"Retry-After": "9" * 400}))
 
     async def create(base_url: str) -> None:
-        async with WanApi(base_url, "sk-test") as api:
+        async with ProviderApi(base_url, "sk-test") as api:
             await api.create(job, "key-1")
 
     with (

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from wanbatch.backoff import RetryPolicy
-from wanbatch.client import VideoFetcher, WanApi
+from wanbatch.client import ProviderApi, VideoFetcher
 from wanbatch.costguard import CostGuard
 from wanbatch.journal import Journal
 from wanbatch.manifest import load_manifest
@@ -57,7 +57,7 @@ def run_once(
     async def go() -> RunSummary:
         journal = Journal.open(manifest.output_dir, base_url=base_url, manifest=str(path))
         try:
-            async with WanApi(base_url, "sk-wan-test") as api, VideoFetcher() as videos:
+            async with ProviderApi(base_url, "sk-wan-test") as api, VideoFetcher() as videos:
                 runner = Runner(
                     manifest, journal, api, videos, options=RunOptions(retry=FAST_RETRY, **options)
                 )

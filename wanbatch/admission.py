@@ -27,6 +27,7 @@ import anyio
 from wanbatch.errors import ApiError, JobRejectedError, NotSentError, TransientApiError
 from wanbatch.models import JobSpec, TaskView
 from wanbatch.outage import HostHealth, past_limit
+from wanbatch.providers.base import Created
 from wanbatch.ratelimit import AdaptiveLimit, HostGate, RequestPacer
 from wanbatch.retrying import RetryState
 from wanbatch.runcontext import RunContext, TaskApi, Timing
@@ -266,7 +267,7 @@ class ReportingApi:
         self._ctx = ctx
         self._admission = admission
 
-    async def create(self, job: JobSpec, idempotency_key: str) -> TaskView:
+    async def create(self, job: JobSpec, idempotency_key: str) -> Created:
         try:
             view = await self._api.create(job, idempotency_key)
         except ApiError as exc:
@@ -275,9 +276,9 @@ class ReportingApi:
         self._answered()
         return view
 
-    async def get(self, task_id: str) -> TaskView:
+    async def get(self, task_id: str, handle: str | None = None) -> TaskView:
         try:
-            view = await self._api.get(task_id)
+            view = await self._api.get(task_id, handle)
         except ApiError as exc:
             self._heard(exc)
             raise

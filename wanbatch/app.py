@@ -29,7 +29,7 @@ import anyio
 
 from wanbatch import logs
 from wanbatch.backoff import PollPolicy
-from wanbatch.client import VideoFetcher, WanApi, check_base_url
+from wanbatch.client import ProviderApi, VideoFetcher, check_base_url
 from wanbatch.download import file_matches, sidecar_path
 from wanbatch.errors import DiskError, UsageError, WanbatchError
 from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, gallery_lines, retry_manifest
@@ -48,7 +48,6 @@ from wanbatch.journal import Journal, Replay, read_journal, state_dir, without_u
 from wanbatch.manifest import Overrides, load_manifest
 from wanbatch.models import (
     BASE_URL_ENV,
-    DEFAULT_BASE_URL,
     LOST_CODE,
     EventKind,
     JobEvent,
@@ -59,6 +58,7 @@ from wanbatch.models import (
 )
 from wanbatch.outtree import atomic_write, read_all
 from wanbatch.progress import LiveProgress, PlainProgress, watch
+from wanbatch.providers import provider_for
 from wanbatch.salvage import adopt_into, adopted_view, describe_adoptions, salvage_journal
 from wanbatch.scheduler import FaultHook, Runner, RunOptions, RunSummary
 from wanbatch.stops import EXIT_CODES, ROUND_PAUSE_SECONDS, StopReason, pause_before_next_round
@@ -122,7 +122,13 @@ def load(options: CommonOptions) -> Manifest:
 
 def resolve_base_url(options: CommonOptions, manifest: Manifest) -> str:
     url = options.base_url or os.environ.get(BASE_URL_ENV) or manifest.api.base_url
-    return _refuse_credentials(url or DEFAULT_BASE_URL, manifest.api.key_env)
+    url = url or provider_for(manifest.api).default_base_url
+    if url is None:
+        raise UsageError(
+            f"the {manifest.api.provider} provider has no default address: set api.base_url"
+            f" in {manifest.path}, or pass --base-url"
+        )
+    return _refuse_credentials(url, manifest.api.key_env)
 
 
 def _refuse_credentials(url: str, key_env: str) -> str:
@@ -312,7 +318,10 @@ def _run_round(
         if salvaged is not None:
             print("\n".join(salvaged.lines()), file=out)
         journal = Journal.open(  # the path resolved: `report` may run from another folder
-            manifest.output_dir, base_url=journal_base, manifest=str(manifest.path.resolve())
+            manifest.output_dir,
+            base_url=journal_base,
+            manifest=str(manifest.path.resolve()),
+            provider=manifest.api.provider,
         )
         view = _progress_view(manifest, options, flags)
         log_file = logs.configure(
@@ -402,9 +411,10 @@ async def _run_async(
         )
     await journal.flush()
     async with (
-        WanApi(
+        ProviderApi(
             base_url,
             api_key,
+            provider=provider_for(manifest.api),
             max_connections=manifest.limits.concurrency,
             allow_insecure_http=flags.allow_insecure_http,
         ) as api,
@@ -457,7 +467,8 @@ def _api_endpoint(
         state = state_dir(manifest.output_dir) / "simulator-state.json"
         try:
             state.parent.mkdir(parents=True, exist_ok=True)
-            sim = SimulatorServer(demo_config(), state_file=state).start()
+            config = demo_config().replace(provider=manifest.api.provider)
+            sim = SimulatorServer(config, state_file=state).start()
         except OSError as exc:  # a file in the way, a folder where its state file should be
             raise DiskError(f"cannot start the simulator in {state.parent}: {exc}") from exc
         except (ValueError, TypeError, KeyError, RecursionError) as exc:  # saved tasks damaged

@@ -1,18 +1,19 @@
 """The wire: the only module that imports httpx.
 
-``WanApi`` speaks the API of wanapi.io (``POST /video/generations``, ``GET /video/generations/{id}``)
-and turns every answer into a ``TaskView`` or a wanbatch error; it is the one adapter to replace
-for another provider. ``VideoFetcher`` streams videos from the video host with a separate client
-that holds no credentials at all, so the key cannot follow a redirect or reach the CDN.
+``ProviderApi`` sends the calls a provider adapter (``wanbatch.providers``) describes and hands
+it back each whole answer; the adapter turns it into a ``TaskView`` or a wanbatch error. So one
+module speaks HTTP for every provider. ``VideoFetcher`` streams videos from the video host with
+a separate client that holds no credentials at all, so the key cannot follow a redirect or
+reach the CDN.
 
 Every httpx exception is translated here (``_map_transport_errors``), ``raise ... from exc``;
-messages never contain the key. Every answer from the API host is checked here, once: a task
-id must follow ``TASK_ID_RULE`` before it is used (and it is always escaped into the URL);
-every piece of server text (error messages and codes, status words, request ids) passes through
-``_server_text``, which redacts the key, neutralises control characters and caps the length;
-a whole answer must arrive within ``answer_seconds``, however slowly its bytes trickle in.
+messages never contain the key. A task id must follow ``TASK_ID_RULE`` before it is used in a
+URL; a URL the API handed out (fal's) gets the key only when it is on the API host; a whole
+answer must arrive within ``answer_seconds``, however slowly its bytes trickle in. The
+adapters pass all server text through ``ServerText`` (the key redacted, control characters
+neutralised, the length capped).
 
-Over 400 lines on purpose: this is the one module allowed to import httpx, so both adapters (the
+Over 400 lines on purpose: this is the one module allowed to import httpx, so both clients (the
 API and the video host, with the rules that read a video answer's head) live here.
 """
 
@@ -20,64 +21,33 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
-import re
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
 from wanbatch import __version__
-from wanbatch.backoff import cap_retry_after, parse_retry_after
 from wanbatch.errors import (
-    AnswerUnknownError,
-    ApiError,
-    AuthError,
     BadTaskIdError,
-    CreditsExhaustedError,
     DownloadError,
     InsecureURLError,
     JobRejectedError,
     NotSentError,
-    RateLimitedError,
-    TaskNotFoundError,
     TransientApiError,
     TransientDownloadError,
     UnusableVideoUrlError,
     VideoHostUnreachableError,
     VideoUrlExpiredError,
 )
-from wanbatch.models import (
-    DEFAULT_ANSWER_SECONDS,
-    MAX_SERVER_TEXT,
-    MAX_SERVER_WORD,
-    MAX_TASK_ID_LENGTH,
-    JobSpec,
-    TaskStatus,
-    TaskView,
-    VideoChunkHeader,
-)
+from wanbatch.models import DEFAULT_ANSWER_SECONDS, JobSpec, TaskView, VideoChunkHeader
+from wanbatch.providers import DEFAULT_PROVIDER, PROVIDERS
+from wanbatch.providers.base import Answer, Call, Created, Provider, ServerText, task_id_problem
 
 USER_AGENT = f"wanbatch/{__version__}"
-# Status words, compared lower-case with "-" and " " read as "_". A word in none of these sets is
-# taken as "not done yet" (a new non-final state must not fail paid work) and marked
-# ``unrecognised_status`` so the run warns once per word and `status` shows it.
-_SUCCEEDED = {"succeeded", "success", "completed", "complete", "done"}
-_FAILED = {
-    "failed", "failure", "error", "errored", "cancelled", "canceled", "rejected",
-    "expired", "timeout", "timed_out", "timedout", "aborted", "deleted", "killed", "terminated",
-}  # fmt: skip
-_PENDING = {"queued", "pending", "submitted", "waiting", "created"}
-_RUNNING = {
-    "running", "processing", "in_progress", "started", "generating", "rendering", "active",
-}  # fmt: skip
-# A usable task id: 1 to MAX_TASK_ID_LENGTH characters, letters, digits and "._:~-", starting
-# with a letter or a digit (so never "." or ".."). Anything else is refused before it is used.
-TASK_ID_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:~-]*")
 
 
 def is_loopback(host: str) -> bool:
@@ -145,52 +115,9 @@ def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "[key]") if secret else text
 
 
-def _server_text(text: str, secret: str | None, limit: int) -> str:
-    """Server text as wanbatch keeps it: the key redacted, control characters (terminal
-    escapes, newlines) made spaces, at most ``limit`` characters."""
-    text = "".join(ch if ch.isprintable() else " " for ch in _redact(text, secret))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def task_id_problem(task_id: str) -> str | None:
-    """Why ``task_id`` cannot be used in a URL (see ``TASK_ID_RULE``), or None."""
-    if not task_id:
-        return "it is empty"
-    if len(task_id) > MAX_TASK_ID_LENGTH:
-        return f"longer than {MAX_TASK_ID_LENGTH} characters"
-    if not TASK_ID_RULE.fullmatch(task_id):
-        return "only letters, digits and ._:~- are allowed, starting with a letter or digit"
-    return None
-
-
-def _shown_id(task_id: str, secret: str | None) -> str:
-    shown = repr(_redact(task_id[:40], secret))
-    return shown + (f" (+{len(task_id) - 40} more characters)" if len(task_id) > 40 else "")
-
-
-def _word(raw: str) -> str:
-    return raw.strip().lower().replace("-", "_").replace(" ", "_")
-
-
-def normalise_status(raw: str) -> TaskStatus:
-    word = _word(raw)
-    if word in _SUCCEEDED:
-        return TaskStatus.SUCCEEDED
-    if word in _FAILED:
-        return TaskStatus.FAILED
-    if word in _PENDING:
-        return TaskStatus.PENDING
-    return TaskStatus.RUNNING  # any other word means "not done yet"
-
-
-def recognised_status(raw: str) -> bool:
-    """Whether ``raw`` is a status word this adapter knows (the others count as running)."""
-    word = _word(raw)
-    return any(word in known for known in (_SUCCEEDED, _FAILED, _PENDING, _RUNNING))
-
-
-class WanApi:
-    """The wanapi.io adapter: create and get tasks. Use ``async with``.
+class ProviderApi:
+    """Create and get tasks on one provider's API, its wire format given by ``provider``.
+    Use ``async with``.
 
     ``timeout_seconds`` bounds each connect and each read; ``answer_seconds`` bounds a whole
     request and its answer (a server trickling one byte a second never trips a read timeout).
@@ -201,6 +128,8 @@ class WanApi:
         base_url: str,
         api_key: str,
         *,
+        provider: Provider | None = None,
+        notify_url: str | None = None,
         max_connections: int = 8,
         timeout_seconds: float = 30.0,
         answer_seconds: float = DEFAULT_ANSWER_SECONDS,
@@ -208,11 +137,15 @@ class WanApi:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        self.provider: Provider = provider or PROVIDERS[DEFAULT_PROVIDER]
+        self._notify_url = notify_url
         self._key = api_key
+        self._text = ServerText(api_key)
         self._answer_seconds = answer_seconds
+        self._origin = _origin(self.base_url)
         self._http = httpx.AsyncClient(
             base_url=self.base_url + "/",
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT},
+            headers={**self.provider.auth_headers(api_key), "User-Agent": USER_AGENT},
             timeout=httpx.Timeout(timeout_seconds),
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
@@ -222,186 +155,76 @@ class WanApi:
             trust_env=False,
         )
 
-    async def __aenter__(self) -> WanApi:
+    async def __aenter__(self) -> ProviderApi:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._http.aclose()
 
-    async def create(self, job: JobSpec, idempotency_key: str) -> TaskView:
-        body: dict[str, Any] = {
-            "model": job.model,
-            "prompt": job.prompt,
-            "duration": job.duration,
-            "aspect_ratio": job.aspect_ratio,
-        }
-        if job.image is not None:
-            body["image"] = job.image
-        body.update(job.extra)
-        response = await self._request(
-            "create",
-            "POST",
-            "video/generations",
-            json=body,
-            headers={"Idempotency-Key": idempotency_key},
-        )
-        return self._created(response)
+    async def create(self, job: JobSpec, idempotency_key: str) -> Created:
+        call = self.provider.create_call(job, idempotency_key, self._notify_url)
+        answer = await self._send(call)
+        if answer.status >= 300:
+            raise self.provider.error(answer, "create", self._text)
+        return self.provider.read_created(answer, self._text)
 
-    async def get(self, task_id: str) -> TaskView:
+    async def get(self, task_id: str, handle: str | None = None) -> TaskView:
         problem = task_id_problem(task_id)
         if problem is not None:
             raise BadTaskIdError(
-                f"the task id {_shown_id(task_id, self._key)} cannot be used: {problem};"
+                f"the task id {self._text.shown_id(task_id)} cannot be used: {problem};"
                 " nothing was sent with it",
                 code="bad_task_id",
             )
-        response = await self._request(
-            "poll", "GET", "video/generations/" + quote(task_id, safe="")
-        )
-        return self._polled(response, task_id)
+        call = self.provider.poll_call(task_id, handle)
+        answer = await self._send(call)
+        if answer.status >= 300:
+            raise self.provider.error(answer, call.what, self._text)
+        read = self.provider.read_polled(answer, task_id, self._text)
+        if isinstance(read, TaskView):
+            return read
+        answer = await self._send(read)  # the provider asks for a further call: the result
+        if answer.status >= 300:
+            raise self.provider.error(answer, read.what, self._text)
+        return self.provider.read_result(answer, task_id, self._text)
 
-    async def _request(self, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _send(self, call: Call) -> Answer:
         """One request and its whole answer, within ``answer_seconds``."""
+        url = call.url
+        if call.absolute and _origin(url) != self._origin:
+            raise JobRejectedError(
+                f"{call.what}: the API handed out {shorten_url(url)}, which is not on the API"
+                f" host {self._origin}; the key is not sent there",
+                code="foreign_url",
+            )
+        kwargs: dict[str, Any] = {"headers": dict(call.headers)}
+        if call.json is not None:
+            kwargs["json"] = call.json
+        if call.params:
+            kwargs["params"] = dict(call.params)
         try:
-            with _map_transport_errors(what, self._key), anyio.fail_after(self._answer_seconds):
-                return await self._http.request(method, url, **kwargs)
+            with (
+                _map_transport_errors(call.what, self._key),
+                anyio.fail_after(self._answer_seconds),
+            ):
+                response = await self._http.request(call.method, url, **kwargs)
         except TimeoutError as exc:
             raise TransientApiError(
-                f"{what}: no whole answer within {self._answer_seconds:g} s"
+                f"{call.what}: no whole answer within {self._answer_seconds:g} s"
             ) from exc
-
-    def _created(self, response: httpx.Response) -> TaskView:
-        """A create's answer. A 2xx that names no usable task may still have made one: that is
-        ``AnswerUnknownError``, which the submit stage does not resend."""
-        if response.status_code >= 300:
-            raise self._error(response, "create")
-        payload = _json_object(response)
-        request_id = self._request_id(response)
-        if payload is None:
-            raise AnswerUnknownError(
-                "create: the answer is not a JSON object, so any task it made has no known id",
-                status=response.status_code,
-                request_id=request_id,
-            )
-        raw_id = payload.get("id")
-        task_id = (
-            raw_id
-            if isinstance(raw_id, str)
-            else str(raw_id)
-            if isinstance(raw_id, int) and not isinstance(raw_id, bool)
-            else None
-        )
-        problem = "missing or not a string" if task_id is None else task_id_problem(task_id)
-        if task_id is None or problem is not None:
-            shown = "" if task_id is None else " " + _shown_id(task_id, self._key)
-            raise AnswerUnknownError(
-                f"create: the answer's task id{shown} is not usable ({problem}),"
-                " so any task it made has no known id",
-                status=response.status_code,
-                request_id=request_id,
-            )
-        raw_status = payload.get("status")
-        return self._view(task_id, raw_status if isinstance(raw_status, str) else "", payload)
-
-    def _polled(self, response: httpx.Response, task_id: str) -> TaskView:
-        if response.status_code >= 300:
-            raise self._error(response, "poll")
-        payload = _json_object(response)
-        raw_status = payload.get("status") if payload is not None else None
-        if payload is None or not isinstance(raw_status, str) or not raw_status.strip():
-            raise TransientApiError(
-                "poll: the answer is not a JSON object with a status",
-                status=response.status_code,
-                request_id=self._request_id(response),
-            )
-        return self._view(task_id, raw_status, payload)
-
-    def _view(self, task_id: str, raw_status: str, payload: Mapping[str, Any]) -> TaskView:
-        video_url = payload.get("video_url")
-        error_message, error_code = _error_fields(payload.get("error"))
-        status = normalise_status(raw_status) if raw_status else TaskStatus.PENDING
-        return TaskView(
-            task_id=task_id,
-            status=status,
-            raw_status=_server_text(raw_status, self._key, MAX_SERVER_WORD),
-            video_url=_redact(video_url, self._key)
-            if isinstance(video_url, str) and video_url
-            else None,
-            error_message=self._text(error_message, MAX_SERVER_TEXT),
-            error_code=self._text(error_code, MAX_SERVER_WORD),
-            unrecognised_status=bool(raw_status) and not recognised_status(raw_status),
+        return Answer(
+            status=response.status_code,
+            headers={name.lower(): value for name, value in response.headers.items()},
+            body=response.content,
+            reason=response.reason_phrase,
+            at=time.time(),
         )
 
-    def _text(self, text: str | None, limit: int) -> str | None:
-        return None if text is None else _server_text(text, self._key, limit)
 
-    def _request_id(self, response: httpx.Response) -> str | None:
-        return self._text(_request_id(response), MAX_SERVER_WORD)
-
-    def _error(self, response: httpx.Response, what: str) -> ApiError:
-        status = response.status_code
-        payload = _json_object(response)
-        message, code = _error_fields(payload.get("error") if payload else None)
-        if message is None:  # a body that is not an error object: its start (after redaction)
-            text = _server_text(response.text.strip(), self._key, 200)
-            message = text or response.reason_phrase or "no message"
-        message = f"{what}: {self._text(message, MAX_SERVER_TEXT)}"
-        asked = parse_retry_after(response.headers.get("Retry-After"), time.time())
-        retry_after = cap_retry_after(asked)
-        if asked is not None and retry_after is not None and retry_after < asked:
-            message += (
-                f" (the server asked to wait {asked:.0f} s; wanbatch waits {retry_after:g} s,"
-                " its longest wait, and then asks again)"
-            )
-        kwargs: dict[str, Any] = {
-            "status": status,
-            "request_id": self._request_id(response),
-            "code": self._text(code, MAX_SERVER_WORD),
-        }
-        if status == 400 or status == 422:
-            return JobRejectedError(message, **kwargs)
-        if status == 401 or status == 403:
-            return AuthError(message, **kwargs)
-        if status == 402:
-            return CreditsExhaustedError(message, **kwargs)
-        if status == 429:
-            return RateLimitedError(message, retry_after_seconds=retry_after, **kwargs)
-        if status == 404 and what == "poll":
-            return TaskNotFoundError(message + " (the server does not know this task)", **kwargs)
-        if status in (408, 409, 425) or status >= 500:
-            return TransientApiError(message, retry_after_seconds=retry_after, **kwargs)
-        if 300 <= status < 400:
-            return TransientApiError(message + " (unexpected redirect, not followed)", **kwargs)
-        return JobRejectedError(message, **kwargs)
-
-
-def _json_object(response: httpx.Response) -> Mapping[str, Any] | None:
-    try:
-        value = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _error_fields(error: object) -> tuple[str | None, str | None]:
-    if isinstance(error, str):
-        return error, None
-    if isinstance(error, dict):
-        message = error.get("message")
-        code = error.get("code") or error.get("type")
-        return (
-            str(message) if message is not None else None,
-            str(code) if code is not None else None,
-        )
-    return None, None
-
-
-def _request_id(response: httpx.Response) -> str | None:
-    for name in ("x-request-id", "request-id", "x-amzn-requestid"):
-        value: str | None = response.headers.get(name)
-        if value:
-            return value
-    return None
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
 # The video host. These rules read only a response's head; ``download.py`` checks the bytes.

@@ -178,7 +178,7 @@ class DownloadStage:
             await self.admission.acquire(REFRESH)
             ctx.summary.requests["refresh"] += 1
             try:
-                view = await self.api.get(record.task_id)
+                view = await self.api.get(record.task_id, record.handle)
             except JobRejectedError as exc:
                 raise DownloadError(f"cannot refresh the video URL: {exc}") from exc
             except TransientApiError as exc:

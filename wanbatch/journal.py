@@ -43,7 +43,7 @@ from wanbatch.errors import (
     JournalWriteError,
 )
 from wanbatch.lifecycle import IllegalTransition, apply
-from wanbatch.models import STATE_DIR_NAME, EventKind, JobEvent, JobRecord
+from wanbatch.models import DEFAULT_PROVIDER, STATE_DIR_NAME, EventKind, JobEvent, JobRecord
 
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "lock"
@@ -92,12 +92,13 @@ def without_userinfo(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-def encode_run_header(base_url: str, manifest: str) -> bytes:
+def encode_run_header(base_url: str, manifest: str, provider: str = DEFAULT_PROVIDER) -> bytes:
     return _seal(
         {
             "v": FORMAT_VERSION,
             "at": round(time.time(), 3),
             "ev": "run",
+            "provider": provider,
             "base_url": without_userinfo(base_url),
             "manifest": manifest,
             "pid": os.getpid(),
@@ -158,6 +159,7 @@ class Replay:
     """What a journal says: its base URL, each job's record, and whether the tail was torn."""
 
     base_url: str | None = None
+    provider: str | None = None  # as the first run record names it
     records: dict[str, JobRecord] = field(default_factory=dict)
     manifests: list[str] = field(default_factory=list)  # the manifests runs were given, in order
     runs: int = 0
@@ -187,6 +189,8 @@ def replay_bytes(data: bytes, path: str) -> Replay:
                 base_url = without_userinfo(str(record["base_url"]))
                 if result.base_url is None:
                     result.base_url = base_url
+                    # A journal from before providers were named was written for wanapi.
+                    result.provider = str(record.get("provider", DEFAULT_PROVIDER))[:100]
                 result.runs += 1
                 manifest = record.get("manifest")
                 if isinstance(manifest, str) and "\x00" in manifest:
@@ -244,7 +248,14 @@ class Journal:
         self.fsync = os.fsync  # replaceable by fault-injection tests
 
     @classmethod
-    def open(cls, output_dir: Path, *, base_url: str, manifest: str) -> Journal:
+    def open(
+        cls,
+        output_dir: Path,
+        *,
+        base_url: str,
+        manifest: str,
+        provider: str = DEFAULT_PROVIDER,
+    ) -> Journal:
         """Lock the output tree, replay the journal, cut a torn tail, write a ``run`` record."""
         directory = state_dir(output_dir)
         try:
@@ -269,6 +280,13 @@ class Journal:
                     "Resuming against another API would lose track of the tasks already paid "
                     f"for. Use --base-url {replay.base_url}, or a different --output folder."
                 )
+            if replay.provider is not None and replay.provider != provider:
+                raise JournalMismatchError(
+                    f"{path} was written for the provider {replay.provider!r}, not"
+                    f" {provider!r}. Its task ids mean nothing to another provider: resuming"
+                    " there would pay for every unfinished task again. Set api.provider:"
+                    f" {replay.provider} to finish this run, or use a different --output folder."
+                )
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                 if replay.torn_tail:
@@ -276,7 +294,7 @@ class Journal:
             except OSError as exc:
                 raise _open_error(path, exc) from exc
             journal = cls(output_dir, replay, fd, lock_fd)
-            journal._write_now(encode_run_header(base_url, manifest))
+            journal._write_now(encode_run_header(base_url, manifest, provider))
             return journal
         except BaseException:
             os.close(lock_fd)

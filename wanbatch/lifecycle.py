@@ -101,6 +101,7 @@ def apply(record: JobRecord, event: JobEvent) -> JobRecord:
             intents=1 if first else record.intents + 1,
             kept_fingerprint=None,  # a new create: what was kept is no longer rendered
             task_id=None,
+            handle=None,
             video_url=None,
             reason=None,
             code=None,
@@ -108,7 +109,13 @@ def apply(record: JobRecord, event: JobEvent) -> JobRecord:
     if kind is _E.NOT_CREATED:
         return replace(record, state=new_state, intents=0)
     if kind is _E.CREATED:
-        return replace(record, state=new_state, task_id=event.task_id, submitted_at=event.at)
+        return replace(
+            record,
+            state=new_state,
+            task_id=event.task_id,
+            handle=event.handle,
+            submitted_at=event.at,
+        )
     if kind is _E.RUNNING:
         # ``reason`` holds a status word wanbatch does not know, for `status` to show.
         return replace(record, state=new_state, reason=event.reason)

@@ -42,6 +42,7 @@ from wanbatch.models import (
     DEFAULT_MODEL,
     DEFAULT_OUTPUT_ROOT,
     DEFAULT_PATH_TEMPLATE,
+    DEFAULT_PROVIDER,
     KNOWN_MODELS,
     MAX_DURATION,
     MAX_JOB_ID_LENGTH,
@@ -52,9 +53,10 @@ from wanbatch.models import (
     Manifest,
     fingerprint_of,
 )
+from wanbatch.providers import PROVIDERS
 
 TOP_KEYS = ("name", "api", "pricing", "defaults", "limits", "output", "matrix", "jobs_from", "jobs")
-API_KEYS = ("base_url", "key_env", "models")
+API_KEYS = ("provider", "base_url", "key_env", "models")
 JOB_FIELDS = ("prompt", "model", "duration", "aspect_ratio", "image", "extra")
 JOB_KEYS = ("id", *JOB_FIELDS)
 DEFAULT_KEYS = JOB_FIELDS
@@ -420,6 +422,9 @@ def _build(
             if template_ok:
                 output_path = _render_path(str(template), spec, index, name, key, problems) or ""
             jobs.append(_replace(spec, index=index, output_path=output_path))
+            refused = PROVIDERS[api.provider].job_problem(spec)
+            if refused is not None:
+                where.add(key, f"{api.provider} cannot render it: {refused}")
     _check_collisions(jobs, keys, problems)
     if not jobs and not problems.all():
         problems.add("jobs", "the manifest has no jobs (give `jobs:` or `jobs_from:`)")
@@ -443,6 +448,10 @@ def _replace(spec: JobSpec, **changes: Any) -> JobSpec:
 
 def _api(api: dict[str, Any], problems: _Problems) -> ApiSettings:
     _check_keys(api, API_KEYS, "api", problems)
+    provider = api.get("provider", DEFAULT_PROVIDER)
+    if provider not in PROVIDERS:
+        problems.add("api.provider", f"must be one of {', '.join(PROVIDERS)}")
+        provider = DEFAULT_PROVIDER
     base_url = api.get("base_url")
     if base_url is not None and (
         not isinstance(base_url, str) or not re.match(r"^https?://[^/\s]+", base_url)
@@ -464,7 +473,7 @@ def _api(api: dict[str, Any], problems: _Problems) -> ApiSettings:
             problems.add("api.models", "must be a non-empty list of model names")
         else:
             models = tuple(dict.fromkeys([*KNOWN_MODELS, *listed]))
-    return ApiSettings(base_url=base_url, key_env=key_env, models=models)
+    return ApiSettings(provider=provider, base_url=base_url, key_env=key_env, models=models)
 
 
 def _pricing(

@@ -20,6 +20,7 @@ DEFAULT_BASE_URL = "https://api.wanapi.io/v1"
 DEFAULT_KEY_ENV = "WAN_API_KEY"
 BASE_URL_ENV = "WAN_API_BASE_URL"
 KNOWN_MODELS: tuple[str, ...] = ("wan-2-2", "wan-2-1")
+DEFAULT_PROVIDER = "wanapi"  # the API a manifest without api.provider is written for
 DEFAULT_MODEL = "wan-2-2"
 DEFAULT_DURATION = 5
 MAX_DURATION = 60  # seconds of video a single job may ask for
@@ -92,7 +93,8 @@ def fingerprint_of(fields: Mapping[str, Any]) -> str:
 class ApiSettings:
     """Where and how to reach the API, as the manifest says (flags and env may override)."""
 
-    base_url: str | None = None  # None: take the environment or the built-in default
+    provider: str = DEFAULT_PROVIDER  # which API's wire format (``wanbatch.providers``)
+    base_url: str | None = None  # None: take the environment or the provider's default
     key_env: str = DEFAULT_KEY_ENV
     models: tuple[str, ...] = KNOWN_MODELS
 
@@ -186,6 +188,7 @@ class JobEvent:
     path: str | None = None
     size: int | None = None
     sha256: str | None = None
+    handle: str | None = None  # what the provider handed out to find the task (fal's URLs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +212,7 @@ class JobRecord:
     submitted_at: float | None = None  # when the server answered the create
     finished_at: float | None = None  # when it was first seen rendered (or failed)
     downloaded_at: float | None = None  # when the video was put in place
+    handle: str | None = None  # the provider's own way back to the task, beside its id
 
 
 class TaskStatus(enum.StrEnum):

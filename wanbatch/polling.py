@@ -171,7 +171,7 @@ class PollStage:
             polls += 1
             ctx.summary.requests["poll"] += 1
             try:
-                view = await self.api.get(record.task_id)
+                view = await self.api.get(record.task_id, record.handle)
             except TaskNotFoundError as exc:
                 now = ctx.timing.wall()
                 missing_since = now if missing_since is None else missing_since

@@ -19,6 +19,7 @@ from wanbatch.backoff import PollPolicy, RetryPolicy
 from wanbatch.journal import Journal
 from wanbatch.models import EventKind, JobEvent, JobSpec, JobState, Manifest, TaskView
 from wanbatch.outage import MAX_OUTAGE_SECONDS, ClockWatch, ProbePolicy
+from wanbatch.providers.base import Created
 from wanbatch.stops import StopController, StopReason
 from wanbatch.summary import RunSummary
 
@@ -28,13 +29,13 @@ RECENT_FAILURES = 5  # failures the live view shows
 class TaskReader(Protocol):
     """Asks a provider about a task (polls, URL refreshes)."""
 
-    async def get(self, task_id: str) -> TaskView: ...
+    async def get(self, task_id: str, handle: str | None = None) -> TaskView: ...
 
 
 class TaskApi(TaskReader, Protocol):
-    """What a run needs of a provider; ``client.WanApi`` is one."""
+    """What a run needs of a provider; ``client.ProviderApi`` is one."""
 
-    async def create(self, job: JobSpec, idempotency_key: str) -> TaskView: ...
+    async def create(self, job: JobSpec, idempotency_key: str) -> Created: ...
 
 
 class FaultHook(Protocol):

@@ -157,17 +157,22 @@ class SubmitStage:
             ctx.summary.requests["create"] += 1
             try:
                 with self.shield() as shield:
-                    view = await self.api.create(job, key)
+                    created = await self.api.create(job, key)
                     ctx.fault("after_create", job.id)
                     await ctx.journal.append(
-                        ctx.event(EventKind.CREATED, job.id, task_id=view.task_id)
+                        ctx.event(
+                            EventKind.CREATED,
+                            job.id,
+                            task_id=created.view.task_id,
+                            handle=created.handle,
+                        )
                     )
                     self.guard.commit(job.id)
                 if shield.cancelled_caught:  # interrupted mid-create: the outcome is unknown
                     return Submitted.UNKNOWN
                 ctx.fault("after_created", job.id)
                 self.admission.created()
-                ctx.log.debug("job.submitted", job=job.id, task_id=view.task_id)
+                ctx.log.debug("job.submitted", job=job.id, task_id=created.view.task_id)
                 return Submitted.CREATED
             except JobRejectedError as exc:
                 await ctx.fail(job, exc.server_message, exc.code)

@@ -31,13 +31,13 @@ from urllib.parse import parse_qs
 import httpx
 
 from wanbatch.simulator.config import SimConfig
+from wanbatch.simulator.dialects import Reply, Request, SimDialect, dialect
 from wanbatch.simulator.video import make_video
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_RATIO = re.compile(r"^[1-9][0-9]{0,4}:[1-9][0-9]{0,4}$")
 # A request counts as "inside the window" only if it arrives at least this long after the 429
 # that opened the window (earlier ones were already on the wire) and this long before its end.
 _WINDOW_TOLERANCE = 0.05
@@ -88,6 +88,10 @@ class SimState:
         self.cdn_base = ""
         self.mirror_base = ""
         self.state_file = state_file
+        self.dialect: SimDialect = dialect(config.provider)
+        self.pending_notices: list[
+            tuple[Task, str, Callable[[SimState, Task], tuple[bytes, dict[str, str]]]]
+        ] = []
         self._load()
 
     # --- persistence (so `wanbatch run --simulate` can resume after a restart) --------------
@@ -152,38 +156,55 @@ class SimState:
         words = re.findall(r"[a-z0-9']+", prompt.lower())
         return next((word for word in self.config.flagged_words if word.lower() in words), None)
 
-    def view(self, task: Task) -> dict[str, Any]:
-        now = time.time()
-        status = task.status(now)
-        out: dict[str, Any] = {
-            "id": task.id,
-            "object": "video.generation",
-            "status": status,
-            "model": task.body.get("model"),
-            "prompt": task.body.get("prompt"),
-            "duration": task.body.get("duration", 5),
-            "aspect_ratio": task.body.get("aspect_ratio", "16:9"),
-            "created_at": int(task.created),
-        }
-        if status == "succeeded":
-            out["video_url"] = self.signed_url(task.id)
-            out["completed_at"] = int(task.finish)
-        elif status == "failed" and task.flagged:
-            out["error"] = {
-                "message": (
-                    "generation blocked by the content filter: the prompt asks for a real"
-                    f" person's likeness ({task.flagged!r})"
-                ),
-                "type": "content_policy_error",
-                "code": "content_filtered",
-            }
-        elif status == "failed":
-            out["error"] = {
-                "message": "generation failed: the model could not render this prompt",
-                "type": "generation_error",
-                "code": "generation_failed",
-            }
-        return out
+    # --- what the dialects share -------------------------------------------------------
+
+    def task_of(self, key: str, task_id: str) -> Task | None:
+        """The task ``task_id`` if ``key`` made it."""
+        task = self.tasks.get(task_id)
+        return task if task is not None and task.key == key else None
+
+    def count_poll(self, task: Task) -> None:
+        self.counters["polls_total"] += 1
+        self.polls_by_task[task.id] += 1
+
+    def count_create(self, prompt: str, idempotency_key: str | None) -> None:
+        self.counters["creates_total"] += 1
+        self.creates_by_prompt[prompt]["requests"] += 1
+        if idempotency_key:
+            self.creates_by_key[idempotency_key]["requests"] += 1
+
+    def admit(self, key: str, body: dict[str, Any], idempotency_key: str | None) -> Task | None:
+        """A new task charged to ``key``; None when its credits are spent."""
+        if self.credits.get(key, 0) < 1:
+            return None
+        self.credits[key] -= 1
+        task = self.create_task(key, body, idempotency_key)
+        if idempotency_key:
+            self.by_idempotency[(key, idempotency_key)] = task.id
+            self.creates_by_key[idempotency_key]["accepted"] += 1
+        self.creates_by_prompt[str(body.get("prompt", ""))]["accepted"] += 1
+        self.counters["creates_accepted"] += 1
+        return task
+
+    def word(self, task: Task, now: float) -> str:
+        """The task's state in neutral words: queued, running, succeeded, failed."""
+        return task.status(now)
+
+    def failure(self, task: Task) -> tuple[str, str]:
+        """(message, code) of a failed task."""
+        if task.flagged:
+            return (
+                "generation blocked by the content filter: the prompt asks for a real"
+                f" person's likeness ({task.flagged!r})",
+                "content_filtered",
+            )
+        return "generation failed: the model could not render this prompt", "generation_failed"
+
+    def notify_later(
+        self, task: Task, url: str, notice: Callable[[SimState, Task], tuple[bytes, dict[str, str]]]
+    ) -> None:
+        """Send ``url`` a notice (``notice``'s body and headers) when ``task`` ends."""
+        self.pending_notices.append((task, url, notice))
 
     def signed_url(self, task_id: str) -> str:
         expires = time.time() + self.config.url_ttl_seconds
@@ -253,6 +274,11 @@ _COUNTERS = (
 # --- ASGI plumbing --------------------------------------------------------------------------
 
 
+def _error(message: str, kind: str, code: str) -> dict[str, Any]:
+    """An admin route's error (the admin routes are the simulator's own, in one form)."""
+    return {"error": {"message": message, "type": kind, "code": code}}
+
+
 async def _read_body(receive: Receive) -> bytes:
     chunks = []
     while True:
@@ -290,12 +316,8 @@ async def _json(
     await _respond(send, status, json.dumps(payload).encode(), merged)
 
 
-def _error(message: str, kind: str, code: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "code": code}}
-
-
 class ApiApp:
-    """``/v1/video/generations`` and the ``/_sim`` admin endpoints."""
+    """The API in the configured provider's dialect, and the ``/_sim`` admin endpoints."""
 
     def __init__(self, state: SimState) -> None:
         self.state = state
@@ -312,28 +334,31 @@ class ApiApp:
             return
         state = self.state
         headers = _headers(scope)
-        answer: tuple[int, dict[str, Any], dict[str, str]] | None
+        query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+        answer: Reply | None
         with state.lock:
+            speaker = state.dialect
             state.counters["requests_total"] += 1
-            auth = headers.get("authorization", "")
-            key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+            key = speaker.key_of(headers)
             if key not in state.credits:
                 state.counters["auth_failures"] += 1
-                answer = (
-                    401,
-                    _error(
-                        "Invalid or missing API key", "invalid_request_error", "invalid_api_key"
-                    ),
-                    {},
-                )
+                answer = speaker.error(401, "auth", "Invalid or missing API key")
             else:
                 answer = self._gate(key)
             if answer is None:
-                answer = self._route(method, path, key, headers, body)
+                base = speaker.base_path
+                if path == base or path.startswith(base + "/"):
+                    request = Request(method, path[len(base) :] or "/", query, headers, body)
+                    answer = speaker.route(state, key, request)
+                else:
+                    answer = speaker.error(404, "not_found", f"No route {method} {path}")
+            notices, state.pending_notices = state.pending_notices, []
+        for task, url, notice in notices:
+            self._schedule_webhook(task, url, notice)
         status, payload, extra = answer
         await _json(send, status, payload, extra)
 
-    def _gate(self, key: str) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    def _gate(self, key: str) -> Reply | None:
         """Rate limit and injected server errors; None lets the request through."""
         state = self.state
         now = time.time()
@@ -353,96 +378,27 @@ class ApiApp:
                 until = math.ceil(now + wait)
                 headers["retry-after"] = email.utils.formatdate(until, usegmt=True)
                 state.block(key, now, float(until))
-            return (
-                429,
-                _error("Rate limit exceeded", "rate_limit_error", "rate_limit_exceeded"),
-                headers,
-            )
+            status, payload, extra = state.dialect.error(429, "rate_limited", "Rate limit exceeded")
+            return status, payload, {**extra, **headers}
         if state.config.error_rate and state.rng.random() < state.config.error_rate:
             state.counters["server_errors_total"] += 1
             status = state.rng.choice((500, 503))
-            return (
-                status,
-                _error("Upstream error, retry with backoff", "server_error", f"upstream_{status}"),
-                {},
-            )
+            return state.dialect.error(status, "server", "Upstream error, retry with backoff")
         return None
 
-    def _route(
-        self, method: str, path: str, key: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        if path.rstrip("/") == "/v1/video/generations" and method == "POST":
-            return self._create(key, headers, body)
-        if path.startswith("/v1/video/generations/") and method == "GET":
-            task_id = path.rsplit("/", 1)[-1]
-            task = self.state.tasks.get(task_id)
-            if task is None or task.key != key:
-                return 404, _error(f"No task {task_id}", "invalid_request_error", "not_found"), {}
-            self.state.counters["polls_total"] += 1
-            self.state.polls_by_task[task_id] += 1
-            return 200, self.state.view(task), {}
-        return 404, _error(f"No route {method} {path}", "invalid_request_error", "not_found"), {}
-
-    def _create(
-        self, key: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        state = self.state
-        state.counters["creates_total"] += 1
-        idem = headers.get("idempotency-key")
-        try:
-            request = json.loads(body)
-        except ValueError:
-            return 400, _error("The body is not JSON", "invalid_request_error", "invalid_json"), {}
-        if not isinstance(request, dict):
-            return (
-                400,
-                _error("The body must be a JSON object", "invalid_request_error", "invalid_json"),
-                {},
-            )
-        problem = _validate(request, state.config.models)
-        prompt = str(request.get("prompt", ""))
-        state.creates_by_prompt[prompt]["requests"] += 1
-        if idem:
-            state.creates_by_key[idem]["requests"] += 1
-        if problem is not None:
-            field, message = problem
-            return 400, _error(message, "invalid_request_error", f"invalid_{field}"), {}
-        if idem and state.config.honour_idempotency:
-            existing = state.by_idempotency.get((key, idem))
-            if existing is not None:
-                return (
-                    200,
-                    {"id": existing, "status": state.tasks[existing].status(time.time())},
-                    {},
-                )
-        if state.credits.get(key, 0) < 1:
-            return (
-                402,
-                _error(
-                    "Insufficient credits: top up your balance",
-                    "billing_error",
-                    "insufficient_credits",
-                ),
-                {},
-            )
-        state.credits[key] -= 1
-        task = state.create_task(key, request, idem)
-        if idem:
-            state.by_idempotency[(key, idem)] = task.id
-            state.creates_by_key[idem]["accepted"] += 1
-        state.creates_by_prompt[prompt]["accepted"] += 1
-        state.counters["creates_accepted"] += 1
-        webhook = request.get("webhook_url")
-        if isinstance(webhook, str):
-            self._schedule_webhook(task, webhook)
-        return 200, {"id": task.id, "status": "queued"}, {}
-
-    def _schedule_webhook(self, task: Task, url: str) -> None:
+    def _schedule_webhook(
+        self,
+        task: Task,
+        url: str,
+        notice: Callable[[SimState, Task], tuple[bytes, dict[str, str]]],
+    ) -> None:
         async def deliver() -> None:
             await asyncio.sleep(max(0.0, task.finish - time.time()))
+            with self.state.lock:
+                body, headers = notice(self.state, task)
             try:
                 async with httpx.AsyncClient(timeout=5) as client:
-                    await client.post(url, json=self.state.view(task))
+                    await client.post(url, content=body, headers=headers)
                 self.state.counters["webhook_deliveries"] += 1
             except httpx.HTTPError:
                 self.state.counters["webhook_failures"] += 1
@@ -481,29 +437,6 @@ class ApiApp:
                     return 400, _error(str(exc), "invalid_request_error", "invalid_knob")
                 return 200, asdict(state.config)
         return 404, _error(f"No admin route {method} {path}", "invalid_request_error", "not_found")
-
-
-def _validate(request: dict[str, Any], models: tuple[str, ...]) -> tuple[str, str] | None:
-    """(field, message) for the first invalid field, as a provider would answer 400."""
-    model = request.get("model")
-    if model not in models:
-        return "model", f"model: must be one of {', '.join(models)}"
-    prompt = request.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        return "prompt", "prompt: must be a non-empty string"
-    duration = request.get("duration", 5)
-    if isinstance(duration, bool) or not isinstance(duration, int) or not 1 <= duration <= 60:
-        return "duration", "duration: must be a whole number of seconds from 1 to 60"
-    ratio = request.get("aspect_ratio", "16:9")
-    if not isinstance(ratio, str) or not _RATIO.match(ratio):
-        return "aspect_ratio", "aspect_ratio: must look like 16:9"
-    for name in ("image", "webhook_url"):
-        value = request.get(name)
-        if value is not None and (
-            not isinstance(value, str) or not value.startswith(("http://", "https://"))
-        ):
-            return name, f"{name}: must be an http(s) URL"
-    return None
 
 
 class CdnApp:

@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     server = SimulatorServer(config, port=args.port).start()
     info = {
+        "provider": config.provider,
         "base_url": server.base_url,
         "api_key": server.api_key,
         "cdn_url": server.cdn_url,
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(info), flush=True)
     else:
-        print(f"Wan API simulator at {server.base_url}", flush=True)
+        print(f"Wan API simulator ({config.provider}) at {server.base_url}", flush=True)
         print(f"  key:    {server.api_key}   (export WAN_API_KEY={server.api_key})")
         print(f"  videos: {server.cdn_url}")
         print(f"  stats:  {server.origin}/_sim/stats")

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from wanbatch.simulator.dialects import dialect
+
 DEFAULT_KEY = "sk-wan-sim-local"
 
 
@@ -17,6 +19,7 @@ DEFAULT_KEY = "sk-wan-sim-local"
 class SimConfig:
     """Everything that shapes how the fake Wan API behaves. Times are in seconds."""
 
+    provider: str = "wanapi"  # the API dialect spoken: wanapi, dashscope, fal, replicate, gateway
     api_key: str = DEFAULT_KEY  # the one key that is accepted
     credits: int = 1_000_000  # the key's balance; one credit per created task
     models: tuple[str, ...] = ("wan-2-2", "wan-2-1")
@@ -76,6 +79,8 @@ def coerce(changes: dict[str, Any]) -> dict[str, Any]:
         else:
             value = str(value)
         out[name] = value
+    if "provider" in out:
+        dialect(out["provider"])  # ValueError naming the known ones
     if out.get("distribution", "fixed") not in ("fixed", "uniform", "lognormal"):
         raise ValueError("distribution must be fixed, uniform or lognormal")
     if out.get("retry_after_format", "seconds") not in ("seconds", "http-date", "none"):

@@ -49,7 +49,7 @@ class SimulatorServer:
         api_port, cdn_port, mirror_port = (sock.getsockname()[1] for sock in self._sockets)
         host = self.config.host
         self.origin = f"http://{host}:{api_port}"
-        self.base_url = f"{self.origin}/v1"
+        self.base_url = self.origin + self.state.dialect.base_path
         self.cdn_url = f"http://{host}:{cdn_port}"
         self.mirror_url = f"http://{host}:{mirror_port}"
         self.state.cdn_base = self.cdn_url
