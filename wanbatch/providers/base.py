@@ -88,6 +88,15 @@ class Created:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """A webhook notice as the provider sent it: which task, and the delivery's own id (to
+    drop repeats). Only a hint: the task is then polled, and the poll is the truth."""
+
+    task_id: str
+    delivery_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Capabilities:
     """What an API offers and how long its results live; the runner and the plan read these."""
 
@@ -150,6 +159,17 @@ class Provider(Protocol):
     def read_result(self, answer: Answer, task_id: str, text: ServerText) -> TaskView: ...
 
     def error(self, answer: Answer, what: str, text: ServerText) -> ApiError: ...
+
+    def list_call(self, job: JobSpec, since: float) -> Call:
+        """Where ``capabilities.list_tasks``: the call that lists tasks made since ``since``
+        (epoch seconds), to find the one a create went unanswered for."""
+
+    def read_listed(self, answer: Answer, job: JobSpec, text: ServerText) -> Created | None:
+        """The task ``job`` made, from a ``list_call`` answer; None when none is listed."""
+
+    def read_notice(self, headers: Mapping[str, str], body: bytes) -> Notice | None:
+        """Where ``capabilities.webhooks``: the task a webhook notice is about (its signature
+        is checked elsewhere); None for a body that names no task."""
 
 
 # --- rules most adapters share ------------------------------------------------------------

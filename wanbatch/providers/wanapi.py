@@ -22,6 +22,7 @@ from wanbatch.providers.base import (
     Call,
     Capabilities,
     Created,
+    Notice,
     ServerText,
     StatusWords,
     body_start,
@@ -29,6 +30,7 @@ from wanbatch.providers.base import (
     http_error,
     not_json,
     retry_after_of,
+    task_id_problem,
     usable_task_id,
 )
 
@@ -128,6 +130,20 @@ class WanApiProvider:
             request_id=header_request_id(answer, text),
             retry_after=retry_after,
         )
+
+    def list_call(self, job: JobSpec, since: float) -> Call:
+        raise NotImplementedError("wanapi lists no tasks; its Idempotency-Key makes resends safe")
+
+    def read_listed(self, answer: Answer, job: JobSpec, text: ServerText) -> Created | None:
+        raise NotImplementedError("wanapi lists no tasks")
+
+    def read_notice(self, headers: Mapping[str, str], body: bytes) -> Notice | None:
+        """The notice is the task's view, as a poll would answer it (the docs give no more)."""
+        payload = Answer(200, headers, body).json_object()
+        task_id = payload.get("id") if payload is not None else None
+        if not isinstance(task_id, str) or task_id_problem(task_id) is not None:
+            return None
+        return Notice(task_id=task_id, delivery_id=headers.get("webhook-id"))
 
     def _view(
         self, task_id: str, raw_status: str, payload: Mapping[str, Any], text: ServerText
