@@ -5,17 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import KEY_ENV
 
 from wanbatch import cli
 from wanbatch.journal import journal_path, read_journal
 from wanbatch.models import JobState
-
-KEY_ENV = "WANBATCH_TEST_KEY"
 
 
 def run_argv(manifest: Path, base_url: str, *extra: str) -> list[str]:
@@ -29,6 +27,7 @@ def write_manifest(folder: Path, jobs: int = 6, **limits: Any) -> Path:
         "name: t",
         "api:",
         f"  key_env: {KEY_ENV}",
+        f"  provider: {limits.get('provider', 'wanapi')}",
         "defaults:",
         "  model: wan-2-2",
         "  duration: 5",
@@ -46,18 +45,6 @@ def write_manifest(folder: Path, jobs: int = 6, **limits: Any) -> Path:
     path = folder / "m.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-@pytest.fixture
-def run_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., int]:
-    """Runs `wanbatch ARGS` in-process against a simulator; returns the exit code."""
-
-    def go(command: str, manifest: Path, sim: Any, *extra: str, key: str | None = None) -> int:
-        monkeypatch.setenv(KEY_ENV, key if key is not None else sim.api_key)
-        argv = [command, str(manifest), "--base-url", sim.base_url, "--poll-interval", "0.02", "-q"]
-        return cli.main([*argv, *extra])
-
-    return go
 
 
 def stats(sim: Any) -> dict[str, Any]:
