@@ -14,7 +14,7 @@ from wanbatch import cli
 from wanbatch.journal import journal_path, read_journal
 from wanbatch.models import JobEvent, JobState
 
-from test_runner import out_dir, run_cli, stats, videos, write_manifest
+from test_runner import out_dir, stats, videos, write_manifest
 
 __all__ = ["run_cli"]  # the fixture, shared with test_runner
 

@@ -16,7 +16,7 @@ from wanbatch.journal import journal_path, read_journal, replay_bytes, state_dir
 from wanbatch.models import EventKind, JobState
 from wanbatch.salvage import repair
 
-from test_runner import out_dir, run_cli, stats, videos, write_manifest
+from test_runner import out_dir, stats, videos, write_manifest
 
 __all__ = ["run_cli"]  # the fixture, shared with test_runner
 

@@ -16,7 +16,7 @@ from wanbatch import cli
 from wanbatch.journal import journal_path, read_journal
 
 from hostile import Answer, json_response, serve
-from test_runner import KEY_ENV, out_dir, run_cli, stats, write_manifest
+from test_runner import KEY_ENV, out_dir, stats, write_manifest
 
 __all__ = ["run_cli"]  # the fixture, used by name below
 
