@@ -16,8 +16,6 @@ from wanbatch.models import JobEvent, JobState
 
 from test_runner import out_dir, stats, videos, write_manifest
 
-__all__ = ["run_cli"]  # the fixture, shared with test_runner
-
 
 def plan_json(manifest: Path, capsys: Any) -> dict[str, Any]:
     capsys.readouterr()

@@ -18,8 +18,6 @@ from wanbatch.salvage import repair
 
 from test_runner import out_dir, stats, videos, write_manifest
 
-__all__ = ["run_cli"]  # the fixture, shared with test_runner
-
 
 def flip(data: bytes, line: int) -> bytes:
     """``data`` with one byte changed inside line ``line`` (1-based)."""

@@ -18,8 +18,6 @@ from wanbatch.journal import journal_path, read_journal
 from hostile import Answer, json_response, serve
 from test_runner import KEY_ENV, out_dir, stats, write_manifest
 
-__all__ = ["run_cli"]  # the fixture, used by name below
-
 
 def plan_json(manifest: Path, capsys: Any) -> dict[str, Any]:
     capsys.readouterr()
