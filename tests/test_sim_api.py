@@ -472,7 +472,8 @@ def test_command_line_server_prints_json_and_stops_on_ctrl_c(
 ) -> None:
     """`python -m wanbatch.simulator --json` prints its URLs and key, serves, and stops on SIGINT."""
     child, info = sim_process
-    assert set(info) == {"base_url", "api_key", "cdn_url", "admin_url"}
+    assert set(info) == {"provider", "base_url", "api_key", "cdn_url", "admin_url"}
+    assert info["provider"] == "wanapi"
     headers = {"Authorization": f"Bearer {info['api_key']}"}
     response = httpx.post(f"{info['base_url']}/video/generations", json=BODY, headers=headers)
     assert response.status_code == 200
