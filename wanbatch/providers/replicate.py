@@ -182,10 +182,9 @@ class ReplicateProvider:
         view = self._view(task_id, raw_status, payload, text)
         if view.status is TaskStatus.SUCCEEDED and view.video_url is None and deleted(payload):
             raise JobRejectedError(
-                f"replicate deleted prediction {text.shown_id(task_id)}'s output: it keeps the"
-                " output of API predictions for 1 hour after they finish, and that hour passed"
+                f"replicate deleted the output of prediction {text.shown_id(task_id)}: it keeps"
+                " an API prediction's output for 1 hour after it finishes, and that hour passed"
                 " before the video was downloaded; nothing is left to fetch, render it again",
-                status=answer.status,
                 code="output_deleted",
             )
         return view
