@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import json
 import threading
 import time
@@ -22,7 +23,7 @@ import httpx
 import pytest
 import structlog
 
-from wanbatch import cli
+from wanbatch import app, cli
 from wanbatch.backoff import PollPolicy, RetryPolicy
 from wanbatch.client import ProviderApi, VideoFetcher
 from wanbatch.errors import (
@@ -568,3 +569,16 @@ def test_a_download_after_the_hour_says_the_output_was_deleted(
     reason = summary.left["late"]
     assert "deleted" in reason and "1 hour" in reason, reason
     assert sim.stats()["cdn_expired"] >= 1
+
+
+def test_the_plan_says_replicate_deletes_outputs_an_hour_after_they_finish(
+    tmp_path: Path,
+) -> None:
+    shown = io.StringIO()
+    assert app.plan(app.CommonOptions(manifest=str(three_ratios(tmp_path))), out=shown) == 0
+    assert "replicate deletes outputs 1 h after they finish" in shown.getvalue()
+    wanapi = tmp_path / "w.yaml"
+    wanapi.write_text("name: w\noutput: {dir: o}\njobs:\n  - {id: a, prompt: a kite}\n")
+    other = io.StringIO()
+    app.plan(app.CommonOptions(manifest=str(wanapi)), out=other)
+    assert "deletes outputs" not in other.getvalue()

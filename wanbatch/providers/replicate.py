@@ -1,32 +1,35 @@
 """Replicate's predictions API (https://replicate.com/docs/reference/http).
 
-Documented (HTTP reference, github:replicate/replicate-python ``replicate/prediction.py``,
-``client.py``, ``exceptions.py``, ``webhook.py``):
-- base URL ``https://api.replicate.com/v1``; ``Authorization: Bearer KEY`` (the SDK's header).
+Documented (the HTTP reference; docs/topics/predictions/{lifecycle,rate-limits,data-retention};
+changelog 2025-10-16-prediction-deadlines; github:replicate/replicate-python
+``replicate/prediction.py``, ``client.py``, ``exceptions.py``, ``webhook.py``):
+- base URL ``https://api.replicate.com/v1``; ``Authorization: Bearer KEY``.
 - create for an official model: ``POST models/{owner}/{name}/predictions`` with
   ``{"input": {...}, "webhook"?, "webhook_events_filter"?: ["completed"]}``; the answer is the
-  prediction ``{id, model, status, input, output, error, urls: {get, cancel}, created_at, ...}``.
-  (``Prefer: wait`` would hold the answer open until the render ends: not used.)
+  prediction ``{id, model, status, input, output, error, data_removed, urls: {get, cancel},
+  created_at, ...}``. (``Prefer: wait`` would hold the answer open: not used.)
 - poll ``GET predictions/{id}``; cancel ``POST predictions/{id}/cancel``; list
-  ``GET predictions`` (paginated ``{next, previous, results}``, newest first).
-- statuses ``starting``, ``processing``, ``succeeded``, ``failed``, ``canceled``; the HTTP
-  reference adds ``aborted`` (ended before it ran, e.g. its deadline passed: not billed).
+  ``GET predictions`` (100 a page ``{next, previous, results}``, newest first, API and web
+  predictions; ``created_after`` narrows it, per the OpenAPI spec the generated SDKs carry).
+- statuses ``starting``, ``processing``, ``succeeded``, ``failed``, ``canceled`` (by the user,
+  or past its deadline after it started: billed) and ``aborted`` (past its deadline before it
+  started: not billed).
 - ``output`` is the model's output: for the Wan video models a URL (a list is read too).
 - errors are RFC 7807 problem JSON ``{type?, title, detail, status}``.
 - rate limits: 600 creates a minute, 3000 other requests a minute; a 429's body reads
   ``{"detail": "Request was throttled. Your rate limit resets in ~30s."}``.
-- API predictions' inputs, outputs, output files and logs are removed after one hour
-  (docs/topics/predictions/data-retention): ``url_lifetime_seconds`` 3600, so downloads must
-  follow each render closely. A prediction polled after that is ``succeeded`` with no output;
-  this adapter then says the output was deleted (``JobRejectedError`` code ``output_deleted``).
+- an API prediction's input, output, output files and logs are removed an hour after it ends:
+  ``url_lifetime_seconds`` 3600, so downloads must follow each render closely. Polled after
+  that, it is ``succeeded`` with ``data_removed: true`` and no output; this adapter then says
+  the output was deleted (``JobRejectedError``, code ``output_deleted``).
 - webhooks follow Standard Webhooks: headers ``webhook-id``, ``webhook-timestamp``,
-  ``webhook-signature``; the body is the prediction. The signing secret is at
+  ``webhook-signature``; the body is the prediction; the signing secret is served at
   ``GET webhooks/default/secret`` (``{"key": "whsec_..."}``).
-- no idempotency key is documented.
+- no idempotency key.
 
-Assumed (not found in the docs): a 429 may also carry ``retry_after`` (seconds) in its body;
-``created_after`` narrows the prediction list (ignored harmlessly if not); the prediction's
-``data_removed: true`` marks the hour's deletion; the Wan 2.1 models' names and inputs below.
+Assumed: a 429 may carry ``retry_after`` (seconds) in its body (read when no ``Retry-After``
+header came; else "resets in ~Ns" is read from ``detail``); the Wan 2.1 models' names and
+inputs below.
 
 Models (their input schemas on replicate.com): ``wan-2-2`` is ``wan-video/wan-2.2-t2v-fast``
 (``num_frames`` 81-100, ``frames_per_second`` 5-24, ``aspect_ratio`` 16:9 or 9:16) or, for a
