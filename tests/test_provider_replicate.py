@@ -27,6 +27,7 @@ from wanbatch import app, cli
 from wanbatch.backoff import PollPolicy, RetryPolicy
 from wanbatch.client import ProviderApi, VideoFetcher
 from wanbatch.errors import (
+    AnswerUnknownError,
     AuthError,
     CreditsExhaustedError,
     JobRejectedError,
@@ -167,6 +168,15 @@ def test_a_deleted_output_is_named_not_waited_for() -> None:
     assert caught.value.code == "output_deleted" and "1 hour" in str(caught.value)
     # succeeded without output and not removed: the poll stage asks again (not an error)
     assert polled(prediction("succeeded")).video_url is None
+
+
+def test_a_created_answer_without_a_usable_id_is_an_unknown_outcome() -> None:
+    created = REPLICATE.read_created(answer(201, prediction("starting")), TEXT)
+    assert created.view.task_id == "p1" and created.view.status is TaskStatus.PENDING
+    assert created.handle is None  # the id is enough: predictions/{id}
+    for body in (b"<html>busy</html>", {"status": "starting"}, {"id": "../../etc"}):
+        with pytest.raises(AnswerUnknownError):
+            REPLICATE.read_created(answer(201, body), TEXT)
 
 
 @pytest.mark.parametrize(
@@ -546,17 +556,17 @@ def test_an_output_polled_after_its_deletion_fails_the_job_saying_so(
 def test_a_download_after_the_hour_says_the_output_was_deleted(
     tmp_path: Path, replicate_sim: Callable[..., SimulatorServer]
 ) -> None:
-    """A compressed clock: outputs live 0.4 s; the download is held 0.6 s after the render
+    """A compressed clock: outputs live 1 s; the download is held 1.3 s after the render
     (a slow queue, a sleeping laptop). The URL no longer works, the refresh finds the output
     deleted, and the job is left with that reason."""
-    sim = replicate_sim(output_lifetime_seconds=0.4, url_ttl_seconds=0.4)
+    sim = replicate_sim(output_lifetime_seconds=1.0, url_ttl_seconds=1.0)
     path = write_manifest(tmp_path, ["  - {id: late, prompt: a paper boat}"])
     held: list[str] = []
 
     def hold(point: str, job_id: str) -> None:
         if point == "before_download" and not held:
             held.append(job_id)
-            time.sleep(0.6)
+            time.sleep(1.3)
 
     summary, journal = run_replicate(
         path,
