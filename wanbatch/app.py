@@ -819,4 +819,12 @@ def plan(options: CommonOptions, *, as_json: bool = False, out: TextIO | None = 
             )
     cost = f", about {credits:g} credits" if credits is not None else ""
     print(f"A run would submit {len(submit)} job(s): {seconds} s of video{cost}.", file=out)
+    lifetime = provider_for(manifest.api).capabilities.url_lifetime_seconds
+    if lifetime is not None:  # the provider deletes a finished video soon after
+        shown = f"{lifetime / 3600:g} h" if lifetime >= 3600 else f"{lifetime / 60:g} min"
+        print(
+            f"{manifest.api.provider} deletes outputs {shown} after they finish:"
+            " downloads follow each render as it ends.",
+            file=out,
+        )
     return 0

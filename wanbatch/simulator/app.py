@@ -379,6 +379,8 @@ class ApiApp:
                 headers["retry-after"] = email.utils.formatdate(until, usegmt=True)
                 state.block(key, now, float(until))
             status, payload, extra = state.dialect.error(429, "rate_limited", "Rate limit exceeded")
+            if isinstance(payload, dict) and "retry_after" in payload:  # said in the body
+                payload["retry_after"] = max(1, math.ceil(wait))
             return status, payload, {**extra, **headers}
         if state.config.error_rate and state.rng.random() < state.config.error_rate:
             state.counters["server_errors_total"] += 1

@@ -36,6 +36,8 @@ class SimConfig:
     flagged_words: tuple[str, ...] = ()  # a prompt with one of these fails: content filter
     honour_idempotency: bool = True  # same Idempotency-Key -> same task, charged once
     url_ttl_seconds: float = 600.0  # signed video URLs expire after this
+    output_lifetime_seconds: float = 3600.0  # replicate: a finished task's output is deleted
+    webhook_secret: str = "whsec_d2FuYmF0Y2gtc2ltdWxhdG9yLXNpZ25pbmcta2V5ISE="  # signs notices
     truncate_first_download: bool = False  # the first full download of each video is cut short
     redirect_downloads: bool = False  # the CDN redirects to a third origin
     video_size: int = 0  # pad every video to at least this many bytes
