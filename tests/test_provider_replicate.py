@@ -558,7 +558,8 @@ def test_a_download_after_the_hour_says_the_output_was_deleted(
 ) -> None:
     """A compressed clock: outputs live 1 s; the download is held 1.3 s after the render
     (a slow queue, a sleeping laptop). The URL no longer works, the refresh finds the output
-    deleted, and the job is left with that reason."""
+    deleted, and the job fails for good with that reason (so `retry` renders it again) after
+    one refresh, not one per download retry."""
     sim = replicate_sim(output_lifetime_seconds=1.0, url_ttl_seconds=1.0)
     path = write_manifest(tmp_path, ["  - {id: late, prompt: a paper boat}"])
     held: list[str] = []
@@ -572,13 +573,15 @@ def test_a_download_after_the_hour_says_the_output_was_deleted(
         path,
         sim.base_url,
         faults=hold,
-        download_retry=RetryPolicy(max_attempts=2, base_seconds=0.001, cap_seconds=0.01),
+        download_retry=RetryPolicy(max_attempts=4, base_seconds=0.001, cap_seconds=0.01),
     )
+    record = journal.record("late")
     journal.close()
     assert summary.downloaded == []
-    reason = summary.left["late"]
+    reason = summary.failed["late"]
     assert "deleted" in reason and "1 hour" in reason, reason
-    assert sim.stats()["cdn_expired"] >= 1
+    assert (record.state, record.code) == (JobState.FAILED, "output_deleted")
+    assert sim.stats()["cdn_expired"] == 1  # one refused download, then no more tries
 
 
 def test_the_plan_says_replicate_deletes_outputs_an_hour_after_they_finish(

@@ -262,6 +262,12 @@ class VideoHostUnreachableError(TransientDownloadError):
     TLS): the host is down, not the URL; downloads wait for it (``outage.HostHealth``)."""
 
 
+class TaskGoneError(DownloadError):
+    """Asked again for its video, the provider said the task can never give it (Replicate
+    deletes outputs an hour after they finish): the job has failed for good (journaled), so
+    ``retry`` renders it again."""
+
+
 class UnusableVideoUrlError(DownloadError):
     """The task's video URL is not an absolute http(s) URL (``javascript:``, ``file:``, a
     relative path...): it is never fetched and not retried; the job is left with the reason."""

@@ -22,6 +22,7 @@ from wanbatch.download import VideoSource, download_video, write_sidecar
 from wanbatch.errors import (
     DownloadError,
     JobRejectedError,
+    TaskGoneError,
     TransientApiError,
     TransientDownloadError,
     UnusableVideoUrlError,
@@ -79,6 +80,8 @@ class DownloadStage:
                         return
                     continue
                 error: Exception = exc
+            except TaskGoneError:
+                return  # failed for good and journaled by the refresh
             except UnusableVideoUrlError as exc:
                 ctx.log.warning("download.unusable_url", job=job.id, detail=str(exc))
                 await self._forget_url(job)
@@ -179,8 +182,9 @@ class DownloadStage:
             ctx.summary.requests["refresh"] += 1
             try:
                 view = await self.api.get(record.task_id, record.handle)
-            except JobRejectedError as exc:
-                raise DownloadError(f"cannot refresh the video URL: {exc}") from exc
+            except JobRejectedError as exc:  # for good: the adapter says asking again cannot help
+                await ctx.fail(job, f"cannot refresh the video URL: {exc.server_message}", exc.code)
+                raise TaskGoneError(str(exc)) from exc
             except TransientApiError as exc:
                 if not await after_refusal(ctx, self.admission, exc, retries, "refresh", job.id):
                     raise  # the download's own retries take it from here

@@ -42,6 +42,7 @@ TRANSITIONS: dict[tuple[JobState, EventKind], JobState] = {
     (_S.RUNNING, _E.SUCCEEDED): _S.SUCCEEDED,
     (_S.RUNNING, _E.FAILED): _S.FAILED,
     (_S.SUCCEEDED, _E.SUCCEEDED): _S.SUCCEEDED,
+    (_S.SUCCEEDED, _E.FAILED): _S.FAILED,  # the video was gone for good before it was fetched
     (_S.SUCCEEDED, _E.DOWNLOADED): _S.DOWNLOADED,
     (_S.DOWNLOADED, _E.SUCCEEDED): _S.SUCCEEDED,
     (_S.DOWNLOADED, _E.DOWNLOADED): _S.DOWNLOADED,
