@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import pytest
 import structlog
+import yaml
 
 from wanbatch import cli
 from wanbatch.backoff import PollPolicy, RetryPolicy
@@ -37,7 +38,7 @@ from wanbatch.manifest import load_manifest
 from wanbatch.models import GatewayDescription, JobSpec, JobState, Manifest, TaskStatus, TaskView
 from wanbatch.providers import provider_for
 from wanbatch.providers.base import Answer, ServerText
-from wanbatch.providers.gateway import GatewayProvider
+from wanbatch.providers.gateway import GatewayProvider, as_manifest
 from wanbatch.scheduler import Runner, RunOptions, RunSummary
 from wanbatch.simulator import SimulatorServer
 
@@ -483,3 +484,53 @@ def test_an_error_answer_reads_its_message_code_and_quota() -> None:
     assert isinstance(bare, JobRejectedError) and "prompt too long" in str(bare)
     html = provider.error(Answer(502, {}, b"<html>bad gateway</html>"), "poll", text)
     assert isinstance(html, TransientApiError) and "bad gateway" in str(html)
+
+
+def test_retry_yaml_keeps_the_provider_and_its_description(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """The failed jobs' retry.yaml names the gateway and its description, so `wanbatch retry`
+    goes to the same API in the same form (and the journal accepts it)."""
+    gateway = (
+        "    id: id\n"
+        "    statuses: {succeeded: [completed], failed: [failed], pending: [queued],"
+        " running: [in_progress]}\n"
+        "    body: {model: '{model}', prompt: '{prompt}', seconds: '{seconds}', size: '{size}'}\n"
+        "    headers: {X-Org: '${GATEWAY_ORG}'}\n"
+        "    webhook: hook.url\n"
+    )
+    jobs = "  - {id: famous, prompt: a celebrity waving}\n  - {id: plain, prompt: a forest}\n"
+    path = write(tmp_path, gateway, jobs)
+    original = load_manifest(path)
+    assert cli.main(["run", str(path), "--simulate", "-q"]) == 2
+    assert "${GATEWAY_ORG}, which is not set" in capsys.readouterr().err
+    monkeypatch.setenv("GATEWAY_ORG", "org-7")
+    assert cli.main(["run", str(path), "--simulate", "-q"]) == 1  # the celebrity is filtered
+    retry = load_manifest(tmp_path / "out" / "retry.yaml")
+    assert [spec.id for spec in retry.jobs] == ["famous"]
+    assert retry.api.provider == "gateway" and retry.api.gateway == original.api.gateway
+    assert (
+        cli.main(["retry", str(tmp_path / "out" / "retry.yaml"), "--simulate", "--yes", "-q"]) == 1
+    )
+
+
+def test_a_description_written_back_reads_the_same(tmp_path: Path) -> None:
+    gateway = (
+        "    create: PUT jobs?api-version=2\n"
+        "    get: POST jobs/{id}/status\n"
+        "    id: data.id\n"
+        "    video_url: data.urls.0\n"
+        "    error_code: null\n"
+        "    sizes: {'16:9': 1920x1080}\n"
+        "    models: {wan-2-2: wan2.2-t2v-plus}\n"
+        "    auth_header: api-key\n"
+        "    auth_scheme: ''\n"
+        "    idempotency_keys: true\n"
+    )
+    described = load_manifest(write(tmp_path, gateway, "  - {id: a, prompt: one}\n")).api.gateway
+    assert described is not None and described.create_path == "jobs?api-version=2"
+    written = yaml.safe_dump({"gw": as_manifest(described)})
+    block = "".join("  " + line + "\n" for line in written.splitlines()[1:])
+    again = load_manifest(write(tmp_path, block, "  - {id: a, prompt: one}\n")).api.gateway
+    assert again == described
+    assert as_manifest(GatewayDescription()) == {}

@@ -75,6 +75,33 @@ ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 QUOTA_CODES = frozenset({"insufficient_quota", "insufficient_credits", "insufficient_balance"})
 
 
+def as_manifest(description: GatewayDescription) -> dict[str, Any]:
+    """``description`` as ``api.gateway`` writes it (its keys that differ from the defaults),
+    for the retry manifest."""
+    default = GatewayDescription()
+    out: dict[str, Any] = {}
+    for key, method, path in (
+        ("create", "create_method", "create_path"),
+        ("get", "get_method", "get_path"),
+    ):
+        if (getattr(description, method), getattr(description, path)) != (
+            getattr(default, method),
+            getattr(default, path),
+        ):
+            out[key] = f"{getattr(description, method)} {getattr(description, path)}"
+    for key in (
+        "id", "status", "video_url", "error_message", "error_code", "auth_header", "auth_scheme",
+        "idempotency_keys", "webhook",
+    ):  # fmt: skip
+        if getattr(description, key) != getattr(default, key):
+            out[key] = getattr(description, key)
+    for key in ("statuses", "body", "sizes", "models", "headers"):
+        value = getattr(description, key)
+        if value != getattr(default, key):
+            out[key] = {name: list(v) if isinstance(v, tuple) else v for name, v in value.items()}
+    return out
+
+
 def dig_path(payload: object, path: str) -> object:
     """The value at dotted ``path``; a step of digits indexes a list. None where missing."""
     for step in path.split("."):
