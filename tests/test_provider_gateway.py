@@ -245,17 +245,16 @@ def test_failed_and_filtered_renders_carry_the_servers_reason(
 def test_an_unknown_status_word_surfaces_by_name(make_sim: MakeSim, tmp_path: Path) -> None:
     """A map without the dialect's ``in_progress``: the word is warned about by name and kept
     in the journal while the task renders, never silently taken as running."""
-    sim = make_sim(provider="gateway", generation_seconds=0.3)
+    sim = make_sim(provider="gateway", generation_seconds=60)  # rendering from the start
     gateway = "    statuses: {succeeded: [completed], failed: [failed], pending: [queued]}\n"
     manifest = load_manifest(write(tmp_path, gateway, "  - {id: a, prompt: one}\n"))
     provider = provider_for(manifest.api)
     created = anyio.run(call, sim, provider, lambda api: api.create(manifest.jobs[0], "k"))
-    anyio.run(anyio.sleep, 0.05)
     view = anyio.run(call, sim, provider, lambda api: api.get(created.view.task_id))
     assert view.unrecognised_status and view.raw_status == "in_progress"
     assert view.status is TaskStatus.RUNNING
     with structlog.testing.capture_logs() as logs:
-        summary, journal = run(manifest, make_sim(provider="gateway", generation_seconds=0.3))
+        summary, journal = run(manifest, make_sim(provider="gateway", generation_seconds=1))
         journal.close()
     warned = [entry for entry in logs if entry["event"] == "api.unknown_status"]
     assert [entry["status"] for entry in warned] == ["in_progress"]
