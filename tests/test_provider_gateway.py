@@ -2,7 +2,8 @@
 
 End to end against the simulator's ``gateway`` dialect over real loopback sockets (a campaign
 rendered by ``run --simulate`` and by the Runner, every error class, an unknown status word,
-a description pointing at the wrong place in the JSON), the manifest's checks of
+a description pointing at the wrong place in the JSON, a kill at each step of a job's life),
+the manifest's checks of
 ``api.gateway`` (each problem names the file, the line and the key) and the wire details on
 bytes.
 """
@@ -10,6 +11,7 @@ bytes.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import anyio
 import pytest
 import structlog
 import yaml
+from test_resume import CRASH_POINTS, assert_whole_and_paid_once, finish, start_runner
 
 from wanbatch import cli
 from wanbatch.backoff import PollPolicy, RetryPolicy
@@ -41,6 +44,8 @@ from wanbatch.providers.base import Answer, ServerText
 from wanbatch.providers.gateway import GatewayProvider, as_manifest
 from wanbatch.scheduler import Runner, RunOptions, RunSummary
 from wanbatch.simulator import SimulatorServer
+
+from test_runner import stats, write_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 FAST_RETRY = RetryPolicy(
@@ -533,3 +538,47 @@ def test_a_description_written_back_reads_the_same(tmp_path: Path) -> None:
     again = load_manifest(write(tmp_path, block, "  - {id: a, prompt: one}\n")).api.gateway
     assert again == described
     assert as_manifest(GatewayDescription()) == {}
+
+
+# --- crashes: nothing paid twice ------------------------------------------------------------
+
+
+def crash_manifest(folder: Path, keys: bool) -> Path:
+    manifest = write_manifest(folder, jobs=4, concurrency=2, downloads=1)
+    gateway = "  provider: gateway\n" + ("  gateway: {idempotency_keys: true}\n" if keys else "")
+    manifest.write_text(manifest.read_text().replace("api:\n", "api:\n" + gateway))
+    return manifest
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_crash_then_resume_pays_once_where_keys_are_honoured(
+    tmp_path: Path, make_sim: MakeSim, point: str
+) -> None:
+    """A gateway described as honouring Idempotency-Key: killed at each step of a job's
+    life, the rerun finishes every job with no task paid twice."""
+    sim = make_sim(provider="gateway", video_size=300_000)
+    manifest = crash_manifest(tmp_path, keys=True)
+    env = {"WANBATCH_TEST_CRASH_AT": f"{point}:2"}
+    code, _, err = finish(start_runner(manifest, sim, env=env))
+    assert code == -signal.SIGKILL, err
+    code, out, err = finish(start_runner(manifest, sim))
+    assert code == 0, out + err
+    assert_whole_and_paid_once(manifest, sim, 4)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the submit stage resends an unanswered create whatever"
+    " capabilities.idempotency_keys says; a gateway without keys then pays twice",
+)
+def test_a_crash_after_a_create_without_keys_is_not_resent(
+    tmp_path: Path, make_sim: MakeSim
+) -> None:
+    sim = make_sim(provider="gateway")
+    manifest = crash_manifest(tmp_path, keys=False)
+    code, _, err = finish(
+        start_runner(manifest, sim, env={"WANBATCH_TEST_CRASH_AT": "after_create:2"})
+    )
+    assert code == -signal.SIGKILL, err
+    finish(start_runner(manifest, sim))
+    assert stats(sim)["tasks_created"] <= 4
