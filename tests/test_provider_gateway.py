@@ -3,9 +3,8 @@
 End to end against the simulator's ``gateway`` dialect over real loopback sockets (a campaign
 rendered by ``run --simulate`` and by the Runner, every error class, an unknown status word,
 a description pointing at the wrong place in the JSON, a kill at each step of a job's life),
-the manifest's checks of
-``api.gateway`` (each problem names the file, the line and the key) and the wire details on
-bytes.
+the manifest's checks of ``api.gateway`` (each problem names the file, the line and the key)
+and the wire details on bytes.
 """
 
 from __future__ import annotations
