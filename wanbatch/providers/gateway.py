@@ -52,7 +52,7 @@ from typing import Any
 from urllib.parse import quote
 
 from wanbatch.errors import AnswerUnknownError, ApiError, TransientApiError, UsageError
-from wanbatch.models import GatewayDescription, JobSpec, TaskStatus, TaskView
+from wanbatch.models import GATEWAY_CLASSES, GatewayDescription, JobSpec, TaskStatus, TaskView
 from wanbatch.providers.base import (
     Answer,
     Call,
@@ -130,7 +130,7 @@ class GatewayProvider:
         self._environ = environ
         self.models: Mapping[str, str] = dict(description.models)
         self.words = StatusWords(
-            **{name: set(description.statuses.get(name, ())) for name in _CLASSES}
+            **{name: set(description.statuses.get(name, ())) for name in GATEWAY_CLASSES}
         )
         self.capabilities = Capabilities(
             idempotency_keys=description.idempotency_keys,
@@ -313,9 +313,6 @@ class GatewayProvider:
         return self.words.view(
             task_id, raw_status, text, video_url=url, error_message=message, error_code=code
         )
-
-
-_CLASSES = ("succeeded", "failed", "pending", "running")
 
 
 def _names(value: object) -> list[str]:
