@@ -34,6 +34,7 @@ import yaml
 
 from wanbatch.jobstate import LABELS, Standing, VideoCheck, is_changed, standing, video_path
 from wanbatch.models import (
+    DEFAULT_PROVIDER,
     KNOWN_MODELS,
     JobRecord,
     JobSpec,
@@ -41,6 +42,7 @@ from wanbatch.models import (
     Limits,
     Manifest,
 )
+from wanbatch.providers.gateway import as_manifest
 
 GALLERY_NAME = "report.html"
 RETRY_NAME = "retry.yaml"
@@ -529,6 +531,10 @@ def retry_manifest(
     ]
     head: dict[str, Any] = {"name": _retry_name(manifest.name)}
     api: dict[str, Any] = {}
+    if manifest.api.provider != DEFAULT_PROVIDER:
+        api["provider"] = manifest.api.provider
+    if manifest.api.gateway is not None and (gateway := as_manifest(manifest.api.gateway)):
+        api["gateway"] = gateway
     if manifest.api.base_url is not None:
         api["base_url"] = manifest.api.base_url
     api["key_env"] = manifest.api.key_env

@@ -89,6 +89,55 @@ def fingerprint_of(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
+# The gateway provider (``api.gateway``; providers/gateway.py says what each key means). Its
+# defaults are OpenAI's Videos API, with the video URL where Together's answer holds it.
+GATEWAY_CLASSES: tuple[str, ...] = ("succeeded", "failed", "pending", "running")
+GATEWAY_FIELDS: tuple[str, ...] = (
+    "model", "prompt", "duration", "seconds", "aspect_ratio", "size", "width", "height", "image",
+)  # fmt: skip
+GATEWAY_STATUSES: Mapping[str, tuple[str, ...]] = {
+    "succeeded": ("completed", "succeeded"),
+    "failed": ("failed", "cancelled", "canceled", "expired"),
+    "pending": ("queued", "pending"),
+    "running": ("in_progress", "processing", "running"),
+}
+GATEWAY_BODY: Mapping[str, Any] = {
+    "model": "{model}",
+    "prompt": "{prompt}",
+    "seconds": "{seconds}",
+    "size": "{size}",
+    "image": "{image}",
+}
+GATEWAY_SIZES: Mapping[str, str] = {
+    "16:9": "1280x720", "9:16": "720x1280", "1:1": "720x720", "4:3": "960x720", "3:4": "720x960",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayDescription:
+    """An OpenAI-style video API as ``api.gateway`` describes it; paths into its JSON are
+    dotted (``data.id``, ``unsigned_urls.0``)."""
+
+    create_method: str = "POST"
+    create_path: str = "videos"  # relative to the base URL
+    get_method: str = "GET"
+    get_path: str = "videos/{id}"
+    id: str = "id"
+    status: str = "status"
+    video_url: str = "outputs.video_url"
+    error_message: str | None = "error.message"
+    error_code: str | None = "error.code"
+    statuses: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(GATEWAY_STATUSES))
+    body: Mapping[str, Any] = field(default_factory=lambda: dict(GATEWAY_BODY))
+    sizes: Mapping[str, str] = field(default_factory=lambda: dict(GATEWAY_SIZES))
+    models: Mapping[str, str] = field(default_factory=dict)  # wanbatch's name -> the gateway's
+    headers: Mapping[str, str] = field(default_factory=dict)  # values may hold ${ENV_VAR}
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"  # "": the bare key (Azure's api-key header)
+    idempotency_keys: bool = False  # it honours Idempotency-Key
+    webhook: str | None = None  # where in the create's body the notify URL goes
+
+
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
     """Where and how to reach the API, as the manifest says (flags and env may override)."""
@@ -97,6 +146,7 @@ class ApiSettings:
     base_url: str | None = None  # None: take the environment or the provider's default
     key_env: str = DEFAULT_KEY_ENV
     models: tuple[str, ...] = KNOWN_MODELS
+    gateway: GatewayDescription | None = None  # api.gateway, for provider "gateway"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,19 +6,23 @@ one (``wanapi`` when absent).
 
 from __future__ import annotations
 
-from wanbatch.models import DEFAULT_PROVIDER, ApiSettings
+from wanbatch.models import DEFAULT_PROVIDER, ApiSettings, GatewayDescription
 from wanbatch.providers.base import Provider
+from wanbatch.providers.gateway import GatewayProvider
 from wanbatch.providers.replicate import ReplicateProvider
 from wanbatch.providers.wanapi import WanApiProvider
 
 PROVIDERS: dict[str, Provider] = {
     "wanapi": WanApiProvider(),
     "replicate": ReplicateProvider(),
+    "gateway": GatewayProvider(GatewayDescription()),  # as described: see provider_for
 }
 
 
 def provider_for(api: ApiSettings) -> Provider:
-    """The adapter a manifest's ``api`` section asks for."""
+    """The adapter a manifest's ``api`` section asks for (a gateway as ``api.gateway`` says)."""
+    if api.provider == "gateway":
+        return GatewayProvider(api.gateway or GatewayDescription())
     return PROVIDERS[api.provider]
 
 

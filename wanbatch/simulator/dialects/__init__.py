@@ -45,10 +45,15 @@ class SimDialect(Protocol):
 
 
 def dialect(name: str) -> SimDialect:
+    from wanbatch.simulator.dialects.gateway import GatewayDialect
     from wanbatch.simulator.dialects.replicate import ReplicateDialect
     from wanbatch.simulator.dialects.wanapi import WanApiDialect
 
-    dialects: dict[str, SimDialect] = {"wanapi": WanApiDialect(), "replicate": ReplicateDialect()}
+    dialects: dict[str, SimDialect] = {
+        "wanapi": WanApiDialect(),
+        "replicate": ReplicateDialect(),
+        "gateway": GatewayDialect(),
+    }
     try:
         return dialects[name]
     except KeyError:
