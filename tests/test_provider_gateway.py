@@ -543,8 +543,8 @@ def test_a_description_written_back_reads_the_same(tmp_path: Path) -> None:
 
 
 def crash_manifest(folder: Path, keys: bool) -> Path:
-    manifest = write_manifest(folder, jobs=4, concurrency=2, downloads=1)
-    gateway = "  provider: gateway\n" + ("  gateway: {idempotency_keys: true}\n" if keys else "")
+    manifest = write_manifest(folder, jobs=4, concurrency=2, downloads=1, provider="gateway")
+    gateway = "  gateway: {idempotency_keys: true}\n" if keys else ""
     manifest.write_text(manifest.read_text().replace("api:\n", "api:\n" + gateway))
     return manifest
 
