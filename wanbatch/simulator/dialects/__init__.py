@@ -45,9 +45,10 @@ class SimDialect(Protocol):
 
 
 def dialect(name: str) -> SimDialect:
+    from wanbatch.simulator.dialects.fal import FalDialect
     from wanbatch.simulator.dialects.wanapi import WanApiDialect
 
-    dialects: dict[str, SimDialect] = {"wanapi": WanApiDialect()}
+    dialects: dict[str, SimDialect] = {"wanapi": WanApiDialect(), "fal": FalDialect()}
     try:
         return dialects[name]
     except KeyError:
