@@ -4,7 +4,10 @@ a scripted server where the simulator is too polite) over real loopback sockets.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -464,3 +467,16 @@ def test_the_fal_example_renders_with_simulate(tmp_path: Path) -> None:
     assert set(states.values()) == {JobState.DOWNLOADED} and len(states) == 5
     record = read_journal(tmp_path / "out").records["red-carpet"]
     assert record.code == "content_policy_violation"
+
+
+def test_a_killed_simulate_run_resumes_on_the_urls_it_kept(tmp_path: Path) -> None:
+    """`run --simulate` restarts the simulator on the port it had, so the journaled fal URLs
+    (absolute, on the simulator's own origin) still lead to their requests."""
+    manifest = fal_manifest(tmp_path, prompts(2), concurrency=1)
+    argv = [sys.executable, "-m", "wanbatch", "run", str(manifest), "--simulate", "-q"]
+    env = {**os.environ, "WANBATCH_TEST_CRASH_AT": "after_created:1"}
+    killed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert set(outcome(manifest).values()) == {JobState.DOWNLOADED}
