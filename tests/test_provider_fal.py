@@ -355,13 +355,7 @@ def test_a_kill_after_the_submit_resumes_with_the_kept_urls(tmp_path: Path, make
 
 def test_the_simulator_sends_fals_notice(make_sim: Any) -> None:
     """``fal_webhook`` is called with fal's body when the request ends; the adapter reads it."""
-    received: list[bytes] = []
-
-    def receiver(method: str, path: str, headers: dict[str, str]) -> Scripted:
-        received.append(path.encode())
-        return Scripted(json_response(200, "{}"))
-
-    with serve(receiver) as hook:
+    with serve(lambda m, p, h: Scripted(json_response(200, "{}"))) as hook:
         sim = make_sim(provider="fal")
         notify = f"http://127.0.0.1:{hook.port}/notice"
 
@@ -380,6 +374,37 @@ def test_the_simulator_sends_fals_notice(make_sim: Any) -> None:
     notice = FAL.read_notice({}, body)
     assert notice is not None and notice.task_id == task_id
     assert json.loads(body)["status"] == "OK" and hook.requests[0][0] == "POST"
+
+
+def test_cancel_and_unknown_requests_over_sockets(make_sim: Any) -> None:
+    """A queued request cancels (PUT cancel_url, 202) and then ends in fal's 499; a request
+    the key never made, or asked for under another app, is 404 (not found)."""
+    sim = make_sim(provider="fal", slots=1, generation_seconds=5.0)
+
+    async def go() -> None:
+        async with ProviderApi(sim.base_url, sim.api_key, provider=FAL) as api:
+            await api.create(job(prompt="first, rendering"), "k")
+            queued = await api.create(job(prompt="second, queued"), "k")
+            view = await api.get(queued.view.task_id, queued.handle)
+            assert view.status is TaskStatus.PENDING and view.raw_status == "IN_QUEUE"
+            cancel = FAL.cancel_call(queued.view.task_id, queued.handle)  # type: ignore[attr-defined]
+            sent = await api._send(cancel)
+            assert (sent.status, json.loads(sent.body)) == (
+                202,
+                {"status": "CANCELLATION_REQUESTED"},
+            )
+            with pytest.raises(JobRejectedError) as caught:
+                await api.get(queued.view.task_id, queued.handle)
+            assert caught.value.code == "client_cancelled"
+            urls = json.loads(queued.handle or "{}")
+            for url in (
+                urls["status_url"].replace(queued.view.task_id, "gen_000000000000"),
+                urls["status_url"].replace("/fal-ai/wan/", "/fal-ai/other/"),
+            ):
+                with pytest.raises(TaskNotFoundError):
+                    await api.get(queued.view.task_id, json.dumps({"status_url": url}))
+
+    anyio.run(go)
 
 
 # --- where the simulator is too polite: a scripted server ----------------------------------

@@ -11,7 +11,8 @@ client, github:fal-ai/fal ``projects/fal_client/src/fal_client/client.py``):
   so they cannot be rebuilt from the endpoint alone.
 - ``GET {status_url}``: ``status`` IN_QUEUE (with ``queue_position``), IN_PROGRESS or COMPLETED;
   a COMPLETED status may carry ``error`` and ``error_type`` (``fal_client.Completed``) and names
-  its ``response_url``. ``GET {response_url}`` is the result: the video at ``video.url``. A
+  its ``response_url`` (fal's status schema; ``read_polled`` is not handed the journal's handle,
+  so the result is fetched from the URL the status names, on the same host rule). ``GET {response_url}`` is the result: the video at ``video.url``. A
   failure may show only there: 4xx with a ``detail`` list of typed errors (422
   ``content_policy_violation``; https://fal.ai/docs/documentation/model-apis/errors) or a request
   error ``{detail, error_type}`` (also in ``X-Fal-Error-Type``; ``runner_server_error`` 500, ...;
