@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
-from test_resume import finish, start_runner
+from test_resume import CRASH_POINTS, finish, start_runner
 
 from wanbatch import cli
 from wanbatch.backoff import PollPolicy, RetryPolicy
@@ -505,3 +506,24 @@ def test_a_killed_simulate_run_resumes_on_the_urls_it_kept(tmp_path: Path) -> No
     again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr
     assert set(outcome(manifest).values()) == {JobState.DOWNLOADED}
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_the_crash_campaign_over_fal(tmp_path: Path, make_sim: Any, point: str) -> None:
+    """Killed at each step of a job's life, the rerun finishes every job, nothing lost. fal
+    takes no idempotency key and lists no requests, so a submit whose answer was not yet
+    journaled when the run died is sent again: every task paid twice is one the rerun names."""
+    sim = make_sim(provider="fal", video_size=300_000)
+    manifest = fal_manifest(tmp_path, prompts(4), concurrency=2)
+    env = {"WANBATCH_TEST_CRASH_AT": f"{point}:2"}
+    code, _, err = finish(start_runner(manifest, sim, env=env))
+    assert code == -signal.SIGKILL, err
+    code, out, err = finish(start_runner(manifest, sim))
+    assert code == 0, out + err
+    assert set(outcome(manifest).values()) == {JobState.DOWNLOADED}
+    named = re.search(r"created again after an unknown outcome \(.*\): (.*)", out)
+    suspects = named.group(1).split(", ") if named else []
+    extra = sim.stats()["tasks_created"] - 4
+    assert 0 <= extra <= len(suspects), out
+    if point == "after_create":  # the submit was answered, its journal line never written
+        assert extra >= 1
