@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from wanbatch.models import DEFAULT_PROVIDER, ApiSettings, GatewayDescription
 from wanbatch.providers.base import Provider
+from wanbatch.providers.fal import FalProvider
 from wanbatch.providers.gateway import GatewayProvider
 from wanbatch.providers.replicate import ReplicateProvider
 from wanbatch.providers.wanapi import WanApiProvider
@@ -16,6 +17,7 @@ PROVIDERS: dict[str, Provider] = {
     "wanapi": WanApiProvider(),
     "replicate": ReplicateProvider(),
     "gateway": GatewayProvider(GatewayDescription()),  # as described: see provider_for
+    "fal": FalProvider(),
 }
 
 

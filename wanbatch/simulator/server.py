@@ -33,6 +33,21 @@ def _bind(host: str, port: int = 0) -> socket.socket:
     return sock
 
 
+def _bind_again(host: str, port: int, state_file: Path | None) -> socket.socket:
+    """The API's socket; with saved state, on the port it had last time when that is free (a
+    provider such as fal hands out absolute URLs on the API's origin, which resumed runs keep)."""
+    saved = state_file.with_suffix(".port") if state_file is not None else None
+    if port == 0 and saved is not None:
+        with contextlib.suppress(OSError, ValueError, OverflowError):  # no FIFO, no large file
+            if saved.is_file() and saved.stat().st_size < 16:
+                return _bind(host, int(saved.read_text()))
+    sock = _bind(host, port)
+    if saved is not None:
+        with contextlib.suppress(OSError):
+            saved.write_text(str(sock.getsockname()[1]))
+    return sock
+
+
 class SimulatorServer:
     """The fake Wan API, its CDN and a third "mirror" origin, on loopback."""
 
@@ -42,7 +57,7 @@ class SimulatorServer:
         self.config = config or SimConfig()
         self.state = SimState(self.config, state_file)
         self._sockets = [
-            _bind(self.config.host, port),
+            _bind_again(self.config.host, port, state_file),
             _bind(self.config.host),
             _bind(self.config.host),
         ]

@@ -45,6 +45,7 @@ class SimDialect(Protocol):
 
 
 def dialect(name: str) -> SimDialect:
+    from wanbatch.simulator.dialects.fal import FalDialect
     from wanbatch.simulator.dialects.gateway import GatewayDialect
     from wanbatch.simulator.dialects.replicate import ReplicateDialect
     from wanbatch.simulator.dialects.wanapi import WanApiDialect
@@ -53,6 +54,7 @@ def dialect(name: str) -> SimDialect:
         "wanapi": WanApiDialect(),
         "replicate": ReplicateDialect(),
         "gateway": GatewayDialect(),
+        "fal": FalDialect(),
     }
     try:
         return dialects[name]
