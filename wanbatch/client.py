@@ -196,7 +196,7 @@ class ProviderApi:
         answer = await self._send(call)
         if answer.status >= 300:
             raise self.provider.error(answer, call.what, self._text)
-        return self.provider.read_listed(answer, job, self._text)
+        return self.provider.read_listed(answer, job, since, self._text)
 
     async def _send(self, call: Call) -> Answer:
         """One request and its whole answer, within ``answer_seconds``."""

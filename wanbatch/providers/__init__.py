@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from wanbatch.models import DEFAULT_PROVIDER, ApiSettings
 from wanbatch.providers.base import Provider
+from wanbatch.providers.dashscope import DashScopeProvider
 from wanbatch.providers.wanapi import WanApiProvider
 
 PROVIDERS: dict[str, Provider] = {
     "wanapi": WanApiProvider(),
+    "dashscope": DashScopeProvider(),
 }
 
 

@@ -164,8 +164,11 @@ class Provider(Protocol):
         """Where ``capabilities.list_tasks``: the call that lists tasks made since ``since``
         (epoch seconds), to find the one a create went unanswered for."""
 
-    def read_listed(self, answer: Answer, job: JobSpec, text: ServerText) -> Created | None:
-        """The task ``job`` made, from a ``list_call`` answer; None when none is listed."""
+    def read_listed(
+        self, answer: Answer, job: JobSpec, since: float, text: ServerText
+    ) -> Created | None:
+        """The task ``job`` made since ``since``, from a ``list_call`` answer; None when none
+        is listed; ``AnswerUnknownError`` when the list cannot tell (several candidates)."""
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> Notice | None:
         """Where ``capabilities.webhooks``: the task a webhook notice is about (its signature

@@ -45,9 +45,10 @@ class SimDialect(Protocol):
 
 
 def dialect(name: str) -> SimDialect:
+    from wanbatch.simulator.dialects.dashscope import DashScopeDialect
     from wanbatch.simulator.dialects.wanapi import WanApiDialect
 
-    dialects: dict[str, SimDialect] = {"wanapi": WanApiDialect()}
+    dialects: dict[str, SimDialect] = {"wanapi": WanApiDialect(), "dashscope": DashScopeDialect()}
     try:
         return dialects[name]
     except KeyError:
