@@ -36,7 +36,7 @@ from wanbatch.manifest import load_manifest
 from wanbatch.models import JobSpec, JobState, TaskStatus
 from wanbatch.providers import PROVIDERS
 from wanbatch.providers.base import Answer as WireAnswer
-from wanbatch.providers.base import ServerText
+from wanbatch.providers.base import Capabilities, Provider, ServerText
 from wanbatch.providers.dashscope import DashScopeProvider
 from wanbatch.scheduler import Runner, RunOptions, RunSummary
 from wanbatch.simulator import SimulatorServer
@@ -77,7 +77,11 @@ def manifest_file(folder: Path, jobs: list[str] | None = None, *, concurrency: i
 
 
 def run_once(
-    path: Path, base_url: str, key: str = "sk-wan-sim-local", **options: Any
+    path: Path,
+    base_url: str,
+    key: str = "sk-wan-sim-local",
+    provider: Provider = DASHSCOPE,
+    **options: Any,
 ) -> tuple[RunSummary, Journal]:
     """One in-process run on the DashScope adapter; the journal reopened after it."""
     manifest = load_manifest(path)
@@ -89,7 +93,7 @@ def run_once(
         )
         try:
             async with (
-                ProviderApi(base_url, key, provider=DASHSCOPE) as api,
+                ProviderApi(base_url, key, provider=provider) as api,
                 VideoFetcher() as videos,
             ):
                 runner = Runner(manifest, journal, api, videos, options=RunOptions(**options))
@@ -428,3 +432,51 @@ def test_read_listed_chooses_by_model_and_time() -> None:
         provider.read_listed(listed(mine, {**mine, "task_id": "t-2"}), job(), 1900.0, TEXT)
     with pytest.raises(AnswerUnknownError):
         provider.read_listed(listed(mine, total=500), job(), 1900.0, TEXT)
+
+
+class Unlisted(DashScopeProvider):
+    """DashScope's wire format on an API that could not list tasks (as fal's or Replicate's
+    may not): no key to dedupe by, no list to look in."""
+
+    capabilities = Capabilities(
+        idempotency_keys=False,
+        webhooks=False,
+        cancel=False,
+        list_tasks=False,
+        url_lifetime_seconds=None,
+        task_lifetime_seconds=None,
+    )
+
+
+def test_without_a_task_list_a_lost_create_is_never_resent_unless_asked(
+    make_sim: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    """No idempotency keys and no list: the create whose answer was lost is not sent again,
+    in this run or the next; the summary says how to go on; --resend-unknown sends it (and
+    reports the possible duplicate)."""
+    sim = make_sim(provider="dashscope")
+    path = manifest_file(tmp_path)
+    unlisted = Unlisted()
+    with dropping(sim) as proxy:
+        for _ in range(2):
+            summary, journal = run_once(path, proxy.base_url, provider=unlisted)
+            record = journal.record("job-0")
+            journal.close()
+            assert record.state is JobState.SUBMITTING and accepted(sim) == 1
+            assert "--resend-unknown" in summary.left["job-0"]
+            assert "console" in summary.left["job-0"]
+        assert not any(method == "GET" for method, _ in proxy.seen)
+        summary, journal = run_once(path, proxy.base_url, provider=unlisted, force_resend=True)
+        record = journal.record("job-0")
+        journal.close()
+    assert record.state is JobState.DOWNLOADED and accepted(sim) == 2
+    assert summary.possible_duplicates == ["job-0"]
+
+
+def test_the_resend_flag_is_documented_on_run_and_retry() -> None:
+    from wanbatch.cli import build_parser
+
+    parser = build_parser()
+    for command in ("run", "retry"):
+        text = parser._subparsers._group_actions[0].choices[command].format_help()  # type: ignore[union-attr]
+        assert "--resend-unknown" in text and "paid twice" in text

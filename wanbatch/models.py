@@ -213,6 +213,7 @@ class JobRecord:
     finished_at: float | None = None  # when it was first seen rendered (or failed)
     downloaded_at: float | None = None  # when the video was put in place
     handle: str | None = None  # the provider's own way back to the task, beside its id
+    intent_at: float | None = None  # the first intent of this attempt: no task of it is older
 
 
 class TaskStatus(enum.StrEnum):

@@ -23,6 +23,7 @@ from wanbatch.admission import CREATE, Admission, after_refusal
 from wanbatch.costguard import CostGuard
 from wanbatch.errors import (
     AnswerUnknownError,
+    ApiError,
     AuthError,
     CreditsExhaustedError,
     JobRejectedError,
@@ -44,6 +45,10 @@ class Submitted(enum.Enum):
     UNKNOWN = "unknown"  # the answer was lost: a task may exist; the next run asks again
     SKIPPED = "skipped"  # not sent: the run stopped submitting (a cap, 402, a stop)
 
+
+# Listed tasks made up to this long before the create's intent still count (clocks differ).
+SETTLE_MARGIN_SECONDS = 60.0
+RESEND_FLAG = "run again with --resend-unknown"
 
 Shield = Callable[[], contextlib.AbstractContextManager[anyio.CancelScope]]
 
@@ -79,6 +84,12 @@ class SubmitStage:
         # An unknown outcome is asked about again with the same key, so the server can dedupe.
         key = record.idempotency_key if unknown else idempotency_key_for(job, record.attempt)
         assert key is not None
+        if unknown and not self.dedupes:
+            # No key to dedupe by: settle it first (the task list), or do not resend at all.
+            settled = await self._settle(job, reserved=False)
+            if isinstance(settled, Submitted):
+                return settled
+            unknown = settled is _Resend.FORCED  # NOT_LISTED: sending it pays no second task
         if unknown and not ctx.options.resend_unknown:
             ctx.summary.left[job.id] = (
                 "create sent, answer unknown: not resent by --until-done (a server that ignores"
@@ -146,6 +157,12 @@ class SubmitStage:
             if retries.attempts:
                 if ctx.stops.reason is StopReason.CREDITS and not maybe_created:
                     return await self._not_created(job, f"not sent: {ctx.stops.message}")
+                if maybe_created and not self.dedupes:
+                    settled = await self._settle(job, reserved=True)
+                    if isinstance(settled, Submitted):
+                        return settled
+                    if settled is _Resend.NOT_LISTED:
+                        maybe_created = sending.maybe_created = False
                 await self.admission.acquire(CREATE)
                 if maybe_created:
                     # Sending again after a create that may have made a task may pay twice
@@ -181,9 +198,11 @@ class SubmitStage:
                 # The server took the create and may have made a task we cannot name: sending
                 # it again would pay twice where Idempotency-Key is ignored. Counted as spent.
                 self.guard.commit(job.id)
-                ctx.summary.left[job.id] = (
-                    f"create sent, answer unknown: {exc} (not resent in this run; the next run"
-                    " sends it again with the same Idempotency-Key)"
+                ctx.summary.left[job.id] = f"create sent, answer unknown: {exc} " + (
+                    "(not resent in this run; the next run sends it again with the same"
+                    " Idempotency-Key)"
+                    if self.dedupes
+                    else "(not resent in this run; the next run looks for its task first)"
                 )
                 ctx.log.warning("job.answer_unknown", job=job.id, error=str(exc))
                 return Submitted.UNKNOWN
@@ -206,6 +225,75 @@ class SubmitStage:
                         return await self._not_created(job, f"refused {n} times: {exc}")
                     ctx.summary.left[job.id] = f"create not confirmed after {n} attempts: {exc}"
                     return Submitted.UNKNOWN
+
+    @property
+    def dedupes(self) -> bool:
+        """A create resent with the same key makes no second task on this API."""
+        return self.api.provider.capabilities.idempotency_keys
+
+    async def _settle(self, job: JobSpec, *, reserved: bool) -> Submitted | _Resend:
+        """A create that may have made a task, on an API without idempotency keys: find its
+        task in the API's task list and journal it (``NOT_LISTED``: none is listed, sending is
+        safe). Without a list, or when the list cannot tell, the job is left "answer unknown"
+        unless ``--resend-unknown`` (``FORCED``). ``reserved``: this run's cost guard holds
+        the create."""
+        ctx = self.ctx
+        provider = self.api.provider
+        how = f"to send it anyway (it may be paid twice): {RESEND_FLAG}"
+        if not provider.capabilities.list_tasks:
+            if ctx.options.force_resend:
+                return _Resend.FORCED
+            return self._unsettled(
+                job,
+                f"create sent, answer unknown: {provider.name} has no idempotency keys and"
+                " lists no tasks, so sending it again may pay for a second video; look for"
+                f" the task in {provider.name}'s console, and {how}",
+            )
+        intent_at = ctx.journal.record(job.id).intent_at
+        since = (intent_at if intent_at is not None else 0.0) - SETTLE_MARGIN_SECONDS
+        await self.admission.acquire(CREATE)
+        ctx.summary.requests["list"] += 1
+        try:
+            found = await self.api.find(job, since)
+        except AnswerUnknownError as exc:
+            if ctx.options.force_resend:
+                return _Resend.FORCED
+            return self._unsettled(job, f"create sent, answer unknown: {exc}; {how}")
+        except ApiError as exc:
+            return self._unsettled(
+                job,
+                f"create sent, answer unknown: the task list could not be read ({exc});"
+                " the next run looks again",
+            )
+        if found is None:
+            ctx.log.warning("job.not_listed", job=job.id, detail="no task listed: sending it")
+            return _Resend.NOT_LISTED
+        task_id = found.view.task_id
+        owner = next(
+            (other for other, record in ctx.journal.records.items()
+             if record.task_id == task_id and other != job.id),
+            None,
+        )  # fmt: skip
+        if owner is not None:
+            if ctx.options.force_resend:
+                return _Resend.FORCED
+            return self._unsettled(
+                job,
+                f"create sent, answer unknown: the one task listed for it is job {owner}'s; {how}",
+            )
+        await ctx.journal.append(
+            ctx.event(EventKind.CREATED, job.id, task_id=task_id, handle=found.handle)
+        )
+        if reserved:
+            self.guard.commit(job.id)
+        self.admission.created()
+        ctx.log.warning("job.found_by_listing", job=job.id, task_id=task_id)
+        return Submitted.CREATED
+
+    def _unsettled(self, job: JobSpec, why: str) -> Submitted:
+        self.ctx.summary.left[job.id] = why
+        self.ctx.log.warning("job.answer_unknown", job=job.id, error=why)
+        return Submitted.UNKNOWN
 
     async def _gate_then_go(self, job: JobSpec, *, certain_none: bool) -> bool:
         """Wait for the host's Retry-After gate (a 429 may have come back while the intent was
@@ -235,6 +323,13 @@ class SubmitStage:
     def _possible_duplicate(self, job: JobSpec) -> None:
         if job.id not in self.ctx.summary.possible_duplicates:
             self.ctx.summary.possible_duplicates.append(job.id)
+
+
+class _Resend(enum.Enum):
+    """Why a create that may have made a task is sent again (``SubmitStage._settle``)."""
+
+    NOT_LISTED = "not_listed"  # the task list shows none: no second payment
+    FORCED = "forced"  # --resend-unknown: it may be paid twice
 
 
 @dataclass(slots=True)

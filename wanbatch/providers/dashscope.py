@@ -36,7 +36,7 @@ made), so it is treated like a 404.
 
 Matching a listed task to a job (``read_listed``): the list names no prompt, so a task is this
 job's only when it is the one task of the job's model created since the create's intent (minus
-a margin). Two or more candidates cannot be told apart: that is an ``AnswerUnknownError`` and
+a minute, for skewed clocks). Two or more candidates cannot be told apart: that is an ``AnswerUnknownError`` and
 the job stays "answer unknown" rather than guessing; a listed task carrying a prompt (if the
 API ever lists one) must match the job's.
 """
@@ -97,7 +97,6 @@ MODELS: dict[str, tuple[str, str, str, dict[str, str]]] = {
     "wan-2-1": ("wanx2.1-t2v-plus", "wanx2.1-i2v-plus", "720P", _SIZES_720P),
 }
 DURATIONS = (5,)  # seconds: the only length these models render
-LIST_MARGIN_SECONDS = 60.0  # clock skew between us and the API, when choosing listed tasks
 LIST_PAGE = 100
 
 
@@ -239,8 +238,7 @@ class DashScopeProvider:
     def read_listed(
         self, answer: Answer, job: JobSpec, since: float, text: ServerText
     ) -> Created | None:
-        """The one task of the job's model created since ``since`` (minus a margin for skewed
-        clocks). None when there is none; ``AnswerUnknownError`` when there are several (the
+        """The one task of the job's model created since ``since``. None when there is none; ``AnswerUnknownError`` when there are several (the
         list names no prompt, so they cannot be told apart) or when the list runs past one
         page."""
         payload = answer.json_object()
@@ -261,7 +259,7 @@ class DashScopeProvider:
                 request_id=request_id,
             )
         model = _model_of(job)
-        after_ms = (since - LIST_MARGIN_SECONDS) * 1000
+        after_ms = since * 1000  # the caller has taken off a margin for skewed clocks
         found = [item for item in items if _candidate(item, model, after_ms, job.prompt)]
         if not found:
             return None
