@@ -118,6 +118,7 @@ class Dropper:
 
     target: str
     drop: int = 1
+    refuse: int = 0  # the first creates answered 503 without reaching the server
     port: int = 0
     dropped: int = 0
     seen: list[tuple[str, str]] = field(default_factory=list)
@@ -141,6 +142,10 @@ class Dropper:
             while len(body) < int(headers.get("content-length", "0")):
                 body += await stream.receive()
             self.seen.append((method, target))
+            if method == "POST" and self.refuse > 0:
+                self.refuse -= 1
+                await stream.send(json_response(503, '{"code": "ServiceUnavailable"}'))
+                return
             forward = {k: v for k, v in headers.items() if k not in ("host", "content-length")}
             async with httpx.AsyncClient() as client:
                 answer = await client.request(
@@ -154,8 +159,8 @@ class Dropper:
 
 
 @contextlib.contextmanager
-def dropping(sim: SimulatorServer, drop: int = 1) -> Iterator[Dropper]:
-    proxy = Dropper(sim.origin, drop)
+def dropping(sim: SimulatorServer, drop: int = 1, refuse: int = 0) -> Iterator[Dropper]:
+    proxy = Dropper(sim.origin, drop, refuse)
     with anyio.from_thread.start_blocking_portal() as portal:
 
         async def listen() -> anyio.abc.SocketListener:
@@ -250,8 +255,8 @@ def test_each_dashscope_error_code_has_its_class() -> None:
     assert isinstance(error_of(401, "InvalidApiKey"), AuthError)
     assert "per region" in str(error_of(401, "InvalidApiKey"))
     assert isinstance(error_of(429, "Throttling.RateQuota"), RateLimitedError)
-    assert isinstance(error_of(429, "Throttling.AllocationQuota", "Allocated quota exceeded"),
-                      RateLimitedError)  # fmt: skip
+    allocated = error_of(429, "Throttling.AllocationQuota", "Allocated quota exceeded")
+    assert isinstance(allocated, RateLimitedError)
     assert isinstance(
         error_of(429, "Throttling.AllocationQuota", "Free allocated quota exceeded."),
         CreditsExhaustedError,
@@ -284,11 +289,12 @@ def test_errors_over_the_wire(make_sim: Callable[..., SimulatorServer], tmp_path
     journal.close()
     assert summary.exit_code == 3 and accepted(sim) == 0
 
-    path = manifest_file(
-        tmp_path / "filter",
-        ["  - {id: star, prompt: a famous celebrity waving}", "  - {id: ok, prompt: a calm lake}"],
-    ) if (tmp_path / "filter").mkdir() is None else None  # fmt: skip
-    assert path is not None
+    (tmp_path / "filter").mkdir()
+    jobs = [
+        "  - {id: star, prompt: a famous celebrity waving}",
+        "  - {id: ok, prompt: a calm lake}",
+    ]
+    path = manifest_file(tmp_path / "filter", jobs)
     summary, journal = run_once(path, sim.base_url)
     record = journal.record("star")
     journal.close()
@@ -337,12 +343,12 @@ def test_injected_server_errors_are_retried(
 
 
 def test_an_unknown_status_word_is_warned_by_name(tmp_path: Path) -> None:
+    def answer(word: str) -> Answer:
+        body = {"request_id": "r", "output": {"task_id": "t-1", "task_status": word}}
+        return Answer(json_response(200, json.dumps(body)))
+
     def script(method: str, path: str, headers: dict[str, str]) -> Answer:
-        if method == "POST":
-            return Answer(json_response(200, '{"output": {"task_id": "t-1", "task_status": '
-                                              '"PENDING"}, "request_id": "r"}'))  # fmt: skip
-        return Answer(json_response(200, '{"output": {"task_id": "t-1", "task_status": '
-                                          '"HIBERNATING"}, "request_id": "r"}'))  # fmt: skip
+        return answer("PENDING" if method == "POST" else "HIBERNATING")
 
     path = manifest_file(tmp_path)
     text = path.read_text().replace("limits: {", "limits: {job_deadline_seconds: 0.3, ")
@@ -473,10 +479,29 @@ def test_without_a_task_list_a_lost_create_is_never_resent_unless_asked(
     assert summary.possible_duplicates == ["job-0"]
 
 
-def test_the_resend_flag_is_documented_on_run_and_retry() -> None:
-    from wanbatch.cli import build_parser
+def test_the_resend_flag_is_documented_on_run_and_retry(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from wanbatch import cli
 
-    parser = build_parser()
     for command in ("run", "retry"):
-        text = parser._subparsers._group_actions[0].choices[command].format_help()  # type: ignore[union-attr]
+        cli.main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
         assert "--resend-unknown" in text and "paid twice" in text
+
+
+def test_a_503_on_create_is_listed_then_sent_once_more(
+    make_sim: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    """A 5xx on a create may have made a task: the task list is read first; it shows none, so
+    the create is sent again, and that is no possible duplicate."""
+    sim = make_sim(provider="dashscope")
+    with dropping(sim, drop=0, refuse=1) as proxy, structlog.testing.capture_logs() as logs:
+        summary, journal = run_once(manifest_file(tmp_path), proxy.base_url)
+        record = journal.record("job-0")
+        journal.close()
+    methods = [method for method, _ in proxy.seen]
+    assert methods[:3] == ["POST", "GET", "POST"]  # create (503), list, create
+    assert record.state is JobState.DOWNLOADED and accepted(sim) == 1
+    assert summary.possible_duplicates == []
+    assert any(entry["event"] == "job.not_listed" for entry in logs)
