@@ -7,6 +7,16 @@ exists; one whose answer was lost stays ``submitting`` and the next run resends 
 key and reports it as a possible duplicate. A 2xx that names no usable task (``AnswerUnknownError``)
 is not resent in the same run at all: the server took it, and may not dedupe. ``create``
 returns an outcome, never raises for one.
+
+An API without idempotency keys (``capabilities.idempotency_keys`` false, e.g. DashScope) would
+make a second task for a resent create, so a create that may have made one is settled before
+anything is resent, in this run or the next (``_settle``): where the API lists tasks, the task
+is looked for among those made since the attempt's first intent (less a minute for skewed
+clocks): found, it is journaled ``created`` and no create is sent; none listed, the create is
+sent again (no possible duplicate). Without a list, or when the list cannot tell (two tasks that
+could be the job's), the job is left "answer unknown" and never resent automatically; the
+summary says to look in the provider's console and, to send it anyway, to run with
+``--resend-unknown`` (``RunOptions.force_resend``), which reports it as a possible duplicate.
 """
 
 from __future__ import annotations
