@@ -33,7 +33,7 @@ from wanbatch.errors import (
 )
 from wanbatch.journal import Journal
 from wanbatch.manifest import load_manifest
-from wanbatch.models import JobSpec, JobState, TaskStatus
+from wanbatch.models import JobSpec, JobState
 from wanbatch.providers import PROVIDERS
 from wanbatch.providers.base import Answer as WireAnswer
 from wanbatch.providers.base import Capabilities, Provider, ServerText
@@ -420,7 +420,7 @@ def test_two_lost_creates_of_one_model_are_not_guessed(
     assert summary.exit_code != 0
 
 
-def test_read_listed_chooses_by_model_and_time() -> None:
+def test_read_listed_chooses_by_model_time_and_any_prompt_shown() -> None:
     provider = DashScopeProvider()
 
     def listed(*items: dict[str, Any], total: int | None = None) -> WireAnswer:
@@ -431,13 +431,14 @@ def test_read_listed_chooses_by_model_and_time() -> None:
     mine = {"task_id": "t-new", "model_name": "wan2.2-t2v-plus", "gmt_create": 2_000_000}
     other = {"task_id": "t-x", "model_name": "wanx2.1-t2v-plus", "gmt_create": 2_000_000}
     found = provider.read_listed(listed(older, mine, other), job(), 1900.0, TEXT)
-    assert found is not None and found.view.task_id == "t-new"
-    assert found.view.status is TaskStatus.PENDING or found.view.raw_status == ""
-    assert provider.read_listed(listed(older), job(), 1900.0, TEXT) is None
-    with pytest.raises(AnswerUnknownError):
-        provider.read_listed(listed(mine, {**mine, "task_id": "t-2"}), job(), 1900.0, TEXT)
+    assert [created.view.task_id for created in found] == ["t-new"]
+    assert provider.read_listed(listed(older), job(), 1900.0, TEXT) == []
+    two = provider.read_listed(listed(mine, {**mine, "task_id": "t-2"}), job(), 1900.0, TEXT)
+    assert len(two) == 2
     with pytest.raises(AnswerUnknownError):
         provider.read_listed(listed(mine, total=500), job(), 1900.0, TEXT)
+    prompted = {**mine, "orig_prompt": "another prompt"}
+    assert provider.read_listed(listed(prompted), job(), 1900.0, TEXT) == []
 
 
 class Unlisted(DashScopeProvider):
@@ -505,3 +506,25 @@ def test_a_503_on_create_is_listed_then_sent_once_more(
     assert record.state is JobState.DOWNLOADED and accepted(sim) == 1
     assert summary.possible_duplicates == []
     assert any(entry["event"] == "job.not_listed" for entry in logs)
+
+
+def test_a_task_another_job_holds_is_not_taken_for_the_lost_one(
+    make_sim: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    """Two jobs of one model, one at a time; the first create's answer is lost and the run
+    gives up on it, the second renders. The next run lists two tasks: the one the second job
+    holds is ruled out, the other is the first job's, adopted: two tasks for two jobs."""
+    sim = make_sim(provider="dashscope")
+    jobs = ["  - {id: a, prompt: first prompt}", "  - {id: b, prompt: second prompt}"]
+    path = manifest_file(tmp_path, jobs, concurrency=1)
+    with dropping(sim, drop=1) as proxy:
+        summary, journal = run_once(path, proxy.base_url, retry=RetryPolicy(max_attempts=1))
+        states = {name: journal.record(name).state for name in ("a", "b")}
+        journal.close()
+        assert sorted(states.values()) == [JobState.DOWNLOADED, JobState.SUBMITTING]
+        summary, journal = run_once(path, proxy.base_url)
+        tasks = {journal.record(name).task_id for name in ("a", "b")}
+        states = {name: journal.record(name).state for name in ("a", "b")}
+        journal.close()
+    assert set(states.values()) == {JobState.DOWNLOADED}
+    assert len(tasks) == 2 and accepted(sim) == 2

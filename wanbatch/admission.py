@@ -277,7 +277,7 @@ class ReportingApi:
         self._answered()
         return view
 
-    async def find(self, job: JobSpec, since: float) -> Created | None:
+    async def find(self, job: JobSpec, since: float) -> list[Created]:
         try:
             found = await self._api.find(job, since)
         except ApiError as exc:

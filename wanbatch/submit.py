@@ -275,30 +275,59 @@ class SubmitStage:
                 f"create sent, answer unknown: the task list could not be read ({exc});"
                 " the next run looks again",
             )
-        if found is None:
+        held = {
+            record.task_id
+            for other, record in ctx.journal.records.items()
+            if other != job.id and record.task_id is not None
+        }
+        free = [created for created in found if created.view.task_id not in held]
+        if not free:
             ctx.log.warning("job.not_listed", job=job.id, detail="no task listed: sending it")
             return _Resend.NOT_LISTED
-        task_id = found.view.task_id
-        owner = next(
-            (other for other, record in ctx.journal.records.items()
-             if record.task_id == task_id and other != job.id),
-            None,
-        )  # fmt: skip
-        if owner is not None:
+        if len(free) > 1:
             if ctx.options.force_resend:
                 return _Resend.FORCED
+            shown = ", ".join(repr(created.view.task_id) for created in free[:5])
             return self._unsettled(
                 job,
-                f"create sent, answer unknown: the one task listed for it is job {owner}'s; {how}",
+                f"create sent, answer unknown: {len(free)} tasks no other job holds were made"
+                f" since it was sent ({shown}), and {provider.name}'s list does not say which is"
+                f" this job's; {how}",
             )
+        rivals = self._rivals(job)
+        if rivals and not ctx.options.force_resend:
+            # Another job of the model is being sent, or its answer was lost too: the one
+            # task no job holds may be its, and the list names no prompt to tell.
+            return self._unsettled(
+                job,
+                f"create sent, answer unknown: the one task listed that no job holds"
+                f" ({free[0].view.task_id!r}) may be job {rivals[0]}'s, whose create is in"
+                " flight or unanswered too; not resent, the next run looks again",
+            )
+        task_id, handle = free[0].view.task_id, free[0].handle
         await ctx.journal.append(
-            ctx.event(EventKind.CREATED, job.id, task_id=task_id, handle=found.handle)
+            ctx.event(EventKind.CREATED, job.id, task_id=task_id, handle=handle)
         )
         if reserved:
             self.guard.commit(job.id)
         self.admission.created()
         ctx.log.warning("job.found_by_listing", job=job.id, task_id=task_id)
         return Submitted.CREATED
+
+    def _rivals(self, job: JobSpec) -> list[str]:
+        """Other jobs whose create may have made a task the list cannot tell from ``job``'s:
+        sent and not settled (``submitting``), of the same model, both with or both without an
+        image (so the same model of the provider)."""
+        records = self.ctx.journal.records
+        return [
+            other.id
+            for other in self.ctx.manifest.jobs
+            if other.id != job.id
+            and other.model == job.model
+            and (other.image is None) == (job.image is None)
+            and (record := records.get(other.id)) is not None
+            and record.state is JobState.SUBMITTING
+        ]
 
     def _unsettled(self, job: JobSpec, why: str) -> Submitted:
         self.ctx.summary.left[job.id] = why

@@ -34,11 +34,11 @@ speaks of a *free* quota, which is spent (then, like ``Arrearage`` and ``Allocat
 credits are exhausted); UNKNOWN means the server no longer knows the task (expired or never
 made), so it is treated like a 404.
 
-Matching a listed task to a job (``read_listed``): the list names no prompt, so a task is this
-job's only when it is the one task of the job's model created since the create's intent (minus
-a minute, for skewed clocks). Two or more candidates cannot be told apart: that is an ``AnswerUnknownError`` and
-the job stays "answer unknown" rather than guessing; a listed task carrying a prompt (if the
-API ever lists one) must match the job's.
+Matching a listed task to a job: the list names no prompt, so ``read_listed`` gives every task
+of the job's model created since the create's intent (less a minute for skewed clocks; and of
+the job's prompt, should the list ever show one); the submit stage rules out the tasks other
+jobs hold, and adopts the one left. Two or more left cannot be told apart: the job stays
+"answer unknown" rather than guessing.
 """
 
 from __future__ import annotations
@@ -237,43 +237,36 @@ class DashScopeProvider:
 
     def read_listed(
         self, answer: Answer, job: JobSpec, since: float, text: ServerText
-    ) -> Created | None:
-        """The one task of the job's model created since ``since``. None when there is none; ``AnswerUnknownError`` when there are several (the
-        list names no prompt, so they cannot be told apart) or when the list runs past one
-        page."""
+    ) -> list[Created]:
+        """The listed tasks of the job's model created since ``since`` (and of its prompt,
+        should the list ever show one); ``AnswerUnknownError`` when the list runs past one
+        page, so that the job's task may be on another."""
         payload = answer.json_object()
         request_id = _request_id(payload, answer, text)
         items = payload.get("data") if payload is not None else None
-        if not isinstance(items, list):
+        if payload is None or not isinstance(items, list):
             raise TransientApiError(
                 "list: the answer is not a JSON object with a data list",
                 status=answer.status,
                 request_id=request_id,
             )
-        total = payload.get("total") if payload is not None else None
+        total = payload.get("total")
         if isinstance(total, int) and total > len(items):
             raise AnswerUnknownError(
                 f"list: {total} tasks of {_model_of(job)} around the create's time, more than"
-                " one page: which one is this job's cannot be settled from the list",
+                " one page: whether one is this job's cannot be settled from the list",
                 status=answer.status,
                 request_id=request_id,
             )
         model = _model_of(job)
         after_ms = since * 1000  # the caller has taken off a margin for skewed clocks
-        found = [item for item in items if _candidate(item, model, after_ms, job.prompt)]
-        if not found:
-            return None
-        if len(found) > 1:
-            shown = ", ".join(text.shown_id(str(item["task_id"])) for item in found[:5])
-            raise AnswerUnknownError(
-                f"list: {len(found)} tasks of {model} were created since the create was sent"
-                f" ({shown}); the list names no prompt, so which one is this job's is unknown",
-                status=answer.status,
-                request_id=request_id,
-            )
-        item = found[0]
-        raw = item.get("status") or item.get("task_status")
-        return Created(WORDS.view(str(item["task_id"]), raw if isinstance(raw, str) else "", text))
+        found = []
+        for item in items:
+            if _candidate(item, model, after_ms, job.prompt):
+                raw = item.get("status")
+                word = raw if isinstance(raw, str) else ""
+                found.append(Created(WORDS.view(str(item["task_id"]), word, text)))
+        return found
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> Notice | None:
         raise NotImplementedError("DashScope's video API sends no webhook notices")

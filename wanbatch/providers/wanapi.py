@@ -136,7 +136,7 @@ class WanApiProvider:
 
     def read_listed(
         self, answer: Answer, job: JobSpec, since: float, text: ServerText
-    ) -> Created | None:
+    ) -> list[Created]:
         raise NotImplementedError("wanapi lists no tasks")
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> Notice | None:
