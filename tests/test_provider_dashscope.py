@@ -400,13 +400,38 @@ def test_a_lost_answer_found_in_the_next_run(
     assert record.state is JobState.DOWNLOADED and accepted(sim) == 1
 
 
-def test_two_lost_creates_of_one_model_are_not_guessed(
+def test_two_lost_creates_of_one_model_are_told_apart_by_their_prompts(
     make_sim: Callable[..., SimulatorServer], tmp_path: Path
 ) -> None:
     """Two jobs, both answers lost: the list shows two tasks of the model and names no
-    prompt, so neither is adopted and neither is resent; each says how to go on."""
+    prompt, so each task is asked the prompt it was made from: each job adopts its own."""
     sim = make_sim(provider="dashscope")
     jobs = ["  - {id: a, prompt: first prompt}", "  - {id: b, prompt: second prompt}"]
+    path = manifest_file(tmp_path, jobs)
+    with dropping(sim, drop=2) as proxy:
+        summary, journal = run_once(path, proxy.base_url, retry=RetryPolicy(max_attempts=1))
+        journal.close()
+        summary, journal = run_once(path, proxy.base_url)
+        records = [journal.record(name) for name in ("a", "b")]
+        journal.close()
+    assert accepted(sim) == 2
+    assert {record.state for record in records} == {JobState.DOWNLOADED}
+    assert records[0].task_id != records[1].task_id
+    served = sim.stats()["creates_by_prompt"]
+    assert served["first prompt"]["accepted"] == served["second prompt"]["accepted"] == 1
+
+
+def test_two_lost_creates_of_one_prompt_are_not_guessed(
+    make_sim: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    """One prompt at two aspect ratios, both answers lost: neither the list nor the tasks'
+    prompts tell them apart, so neither is adopted and neither is resent; each says how to go
+    on."""
+    sim = make_sim(provider="dashscope")
+    jobs = [
+        '  - {id: a, prompt: same prompt, aspect_ratio: "16:9"}',
+        '  - {id: b, prompt: same prompt, aspect_ratio: "9:16"}',
+    ]
     path = manifest_file(tmp_path, jobs)
     with dropping(sim, drop=2) as proxy:
         summary, journal = run_once(path, proxy.base_url, retry=RetryPolicy(max_attempts=1))
@@ -528,3 +553,22 @@ def test_a_task_another_job_holds_is_not_taken_for_the_lost_one(
         journal.close()
     assert set(states.values()) == {JobState.DOWNLOADED}
     assert len(tasks) == 2 and accepted(sim) == 2
+
+
+def test_a_task_made_elsewhere_on_the_account_is_not_adopted(
+    make_sim: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    """Someone else on the key makes a task of the model while the job's create meets a 503:
+    the list shows that task, its prompt is not the job's, so the create is sent again and
+    the job renders its own."""
+    sim = make_sim(provider="dashscope")
+    url = sim.base_url + "/services/aigc/video-generation/video-synthesis"
+    headers = {"Authorization": f"Bearer {sim.api_key}", "X-DashScope-Async": "enable"}
+    body = {"model": "wan2.2-t2v-plus", "input": {"prompt": "someone else's video"}}
+    foreign = httpx.post(url, json=body, headers=headers).json()["output"]["task_id"]
+    with dropping(sim, drop=0, refuse=1) as proxy:
+        summary, journal = run_once(manifest_file(tmp_path), proxy.base_url)
+        record = journal.record("job-0")
+        journal.close()
+    assert record.state is JobState.DOWNLOADED and record.task_id != foreign
+    assert accepted(sim) == 2 and summary.possible_duplicates == []

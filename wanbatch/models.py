@@ -236,6 +236,9 @@ class TaskView:
     error_message: str | None = None
     error_code: str | None = None
     unrecognised_status: bool = False  # a status word the adapter does not know (taken as running)
+    # The prompt the task was made from, where the API says: compared (never kept) to tell
+    # whose a listed task is when a create went unanswered on an API without idempotency keys.
+    prompt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,12 @@ An API without idempotency keys (``capabilities.idempotency_keys`` false, e.g. D
 make a second task for a resent create, so a create that may have made one is settled before
 anything is resent, in this run or the next (``_settle``): where the API lists tasks, the task
 is looked for among those made since the attempt's first intent (less a minute for skewed
-clocks): found, it is journaled ``created`` and no create is sent; none listed, the create is
-sent again (no possible duplicate). Without a list, or when the list cannot tell (two tasks that
-could be the job's), the job is left "answer unknown" and never resent automatically; the
-summary says to look in the provider's console and, to send it anyway, to run with
-``--resend-unknown`` (``RunOptions.force_resend``), which reports it as a possible duplicate.
+clocks), less those other jobs hold and those whose own prompt (asked of each) is not the
+job's: one found, it is journaled ``created`` and no create is sent; none, the create is sent
+again (no possible duplicate). Without a list, or when it cannot tell (two tasks that could be
+the job's, or another unsettled job with the same prompt), the job is left "answer unknown" and
+never resent automatically; the summary says to look in the provider's console and, to send it
+anyway, to run with ``--resend-unknown`` (``RunOptions.force_resend``): a possible duplicate.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from wanbatch.errors import (
     TransientApiError,
 )
 from wanbatch.models import EventKind, JobSpec, JobState
+from wanbatch.providers.base import Created
 from wanbatch.retrying import RetryState
 from wanbatch.runcontext import RunContext, TaskApi
 from wanbatch.stops import StopReason
@@ -59,6 +61,7 @@ class Submitted(enum.Enum):
 # Listed tasks made up to this long before the create's intent still count (clocks differ).
 SETTLE_MARGIN_SECONDS = 60.0
 RESEND_FLAG = "run again with --resend-unknown"
+MAX_LOOKS = 20  # listed tasks asked for their prompt at most, to settle one create
 
 Shield = Callable[[], contextlib.AbstractContextManager[anyio.CancelScope]]
 
@@ -284,25 +287,26 @@ class SubmitStage:
         if not free:
             ctx.log.warning("job.not_listed", job=job.id, detail="no task listed: sending it")
             return _Resend.NOT_LISTED
-        if len(free) > 1:
+        # The list may show tasks made elsewhere on the account: ask each its prompt.
+        rivals = self._rivals(job)
+        looked = await self._by_prompt(job, free)
+        if looked is not None:
+            free, prompts_known = looked
+            if not free:
+                ctx.log.warning("job.not_listed", job=job.id, detail="none has its prompt")
+                return _Resend.NOT_LISTED
+            if prompts_known:
+                rivals = [r for r in rivals if _alike(self._spec(r).prompt, job.prompt)]
+        if len(free) > 1 or rivals:
             if ctx.options.force_resend:
                 return _Resend.FORCED
             shown = ", ".join(repr(created.view.task_id) for created in free[:5])
+            whose = f"; job {rivals[0]}'s create is unsettled too" if rivals else ""
             return self._unsettled(
                 job,
-                f"create sent, answer unknown: {len(free)} tasks no other job holds were made"
-                f" since it was sent ({shown}), and {provider.name}'s list does not say which is"
-                f" this job's; {how}",
-            )
-        rivals = self._rivals(job)
-        if rivals and not ctx.options.force_resend:
-            # Another job of the model is being sent, or its answer was lost too: the one
-            # task no job holds may be its, and the list names no prompt to tell.
-            return self._unsettled(
-                job,
-                f"create sent, answer unknown: the one task listed that no job holds"
-                f" ({free[0].view.task_id!r}) may be job {rivals[0]}'s, whose create is in"
-                " flight or unanswered too; not resent, the next run looks again",
+                f"create sent, answer unknown: {len(free)} task(s) no job holds were made"
+                f" since it was sent ({shown}){whose}, and {provider.name} does not say which"
+                f" is this job's; not resent ({how})",
             )
         task_id, handle = free[0].view.task_id, free[0].handle
         await ctx.journal.append(
@@ -313,6 +317,29 @@ class SubmitStage:
         self.admission.created()
         ctx.log.warning("job.found_by_listing", job=job.id, task_id=task_id)
         return Submitted.CREATED
+
+    async def _by_prompt(
+        self, job: JobSpec, tasks: list[Created]
+    ) -> tuple[list[Created], bool] | None:
+        """``tasks`` less those whose own prompt (asked of each, a poll) is unlike ``job``'s,
+        and whether every prompt was told; None when one could not be asked, or too many."""
+        if len(tasks) > MAX_LOOKS:
+            return None
+        kept, known = [], True
+        for created in tasks:
+            await self.admission.acquire(CREATE)
+            self.ctx.summary.requests["poll"] += 1
+            try:
+                view = await self.api.get(created.view.task_id, created.handle)
+            except ApiError:
+                return None
+            known = known and view.prompt is not None
+            if view.prompt is None or _alike(view.prompt, job.prompt):
+                kept.append(created)
+        return kept, known
+
+    def _spec(self, job_id: str) -> JobSpec:
+        return next(job for job in self.ctx.manifest.jobs if job.id == job_id)
 
     def _rivals(self, job: JobSpec) -> list[str]:
         """Other jobs whose create may have made a task the list cannot tell from ``job``'s:
@@ -362,6 +389,14 @@ class SubmitStage:
     def _possible_duplicate(self, job: JobSpec) -> None:
         if job.id not in self.ctx.summary.possible_duplicates:
             self.ctx.summary.possible_duplicates.append(job.id)
+
+
+def _alike(one: str, other: str) -> bool:
+    """Prompts that may be the same one: equal once whitespace is collapsed, or one the start
+    of the other (an API may cut a long prompt short). A prompt unlike the job's rules a task
+    out, so the test errs towards "alike"."""
+    one, other = " ".join(one.split()), " ".join(other.split())
+    return one.startswith(other) or other.startswith(one)
 
 
 class _Resend(enum.Enum):

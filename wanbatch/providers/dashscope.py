@@ -16,9 +16,9 @@ video_synthesis.py``):
   img_url?}, parameters: {size "W*H" (text-to-video) or resolution "720P" (image-to-video),
   duration, seed?, prompt_extend?, watermark?}}``; answer ``{request_id, output: {task_id,
   task_status}}``. No idempotency header: "Do not create duplicate tasks" is the docs' advice.
-- Poll: ``GET {base}/tasks/{task_id}``; ``output.task_status`` PENDING / RUNNING / SUCCEEDED /
+- Poll: ``GET {base}/tasks/{task_id}`` (20 requests a second per account); ``output.task_status`` PENDING / RUNNING / SUCCEEDED /
   FAILED / CANCELED / UNKNOWN (the SDK's ``TaskStatus`` adds SUSPENDED); ``output.video_url`` on
-  success; ``output.code``/``output.message`` on failure. The task id and the video URL live
+  success; ``output.code``/``output.message`` on failure; ``output.orig_prompt``. The task id and the video URL live
   24 hours.
 - Errors ``{request_id, code, message}``: 400 ``InvalidParameter``, 400 ``DataInspectionFailed``
   (content moderation), 400 ``Arrearage`` (the account is overdue), 401 ``InvalidApiKey``, 429
@@ -35,16 +35,18 @@ credits are exhausted); UNKNOWN means the server no longer knows the task (expir
 made), so it is treated like a 404.
 
 Matching a listed task to a job: the list names no prompt, so ``read_listed`` gives every task
-of the job's model created since the create's intent (less a minute for skewed clocks; and of
-the job's prompt, should the list ever show one); the submit stage rules out the tasks other
-jobs hold, and adopts the one left. Two or more left cannot be told apart: the job stays
-"answer unknown" rather than guessing.
+of the job's model created since the create's intent (less a minute for skewed clocks); the
+submit stage rules out the tasks other jobs hold, then asks each one left for the prompt it was
+made from (``output.orig_prompt`` of ``GET /tasks/{id}``, documented in the video API's query
+answer; ``TaskView.prompt``), and adopts the one task with the job's prompt when no other
+unsettled job has that prompt. Otherwise the job stays "answer unknown" rather than guessing.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -183,7 +185,7 @@ class DashScopeProvider:
                 request_id=_request_id(payload, answer, text),
                 code=GONE,
             )
-        return WORDS.view(
+        view = WORDS.view(
             task_id,
             raw,
             text,
@@ -191,6 +193,8 @@ class DashScopeProvider:
             error_message=output.get("message"),
             error_code=output.get("code"),
         )
+        prompt = output.get("orig_prompt")  # compared with the job's, never kept
+        return replace(view, prompt=prompt) if isinstance(prompt, str) else view
 
     def read_result(self, answer: Answer, task_id: str, text: ServerText) -> TaskView:
         raise NotImplementedError("DashScope's poll answer carries the result")
