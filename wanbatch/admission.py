@@ -264,6 +264,7 @@ class ReportingApi:
 
     def __init__(self, api: TaskApi, ctx: RunContext, admission: Admission) -> None:
         self._api = api
+        self.provider = api.provider
         self._ctx = ctx
         self._admission = admission
 
@@ -275,6 +276,15 @@ class ReportingApi:
             raise
         self._answered()
         return view
+
+    async def find(self, job: JobSpec, since: float) -> list[Created]:
+        try:
+            found = await self._api.find(job, since)
+        except ApiError as exc:
+            self._heard(exc)
+            raise
+        self._answered()
+        return found
 
     async def get(self, task_id: str, handle: str | None = None) -> TaskView:
         try:

@@ -103,6 +103,7 @@ class RunFlags:
     until_done: bool = False  # go round again (resume) on what time can cure, until done
     wait_credits: float | None = None  # on 402: wait this long and go round again
     round_pause: float = ROUND_PAUSE_SECONDS  # --until-done: the wait between rounds
+    resend_unknown: bool = False  # resend unsettled creates on an API without idempotency keys
 
 
 def load(options: CommonOptions) -> Manifest:
@@ -343,6 +344,7 @@ def _run_round(
                 max_credits=flags.max_credits,
                 reached_before=rounds > 1,  # a later round: a refusal is an outage
                 resend_unknown=rounds == 1,  # a later round nobody asked for does not resend
+                force_resend=flags.resend_unknown,
                 earlier_videos=earlier.videos if earlier else 0,
                 earlier_credits=earlier.credits if earlier else 0.0,
             )

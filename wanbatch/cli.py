@@ -117,6 +117,14 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
         " of ending with exit 4 (top up meanwhile)",
     )
     group.add_argument(
+        "--resend-unknown",
+        action="store_true",
+        help="on a provider without idempotency keys (dashscope, fal, replicate...): send"
+        " again a create whose answer was lost even when wanbatch could not settle whether it"
+        " made a task (the provider lists no tasks, or its list cannot tell). Each such job may"
+        " be paid twice: look in the provider's console first",
+    )
+    group.add_argument(
         "--allow-insecure-http",
         action="store_true",
         help="allow the key over plain http:// to a non-loopback host",
@@ -295,6 +303,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             max_outage=args.max_outage,
             until_done=args.until_done,
             wait_credits=args.wait_credits,
+            resend_unknown=args.resend_unknown,
         )
         if args.command == "run":
             return app.run(options, flags)

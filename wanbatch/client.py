@@ -188,15 +188,15 @@ class ProviderApi:
             raise self.provider.error(answer, read.what, self._text)
         return self.provider.read_result(answer, task_id, self._text)
 
-    async def find(self, job: JobSpec, since: float) -> Created | None:
-        """The task ``job``'s create made since ``since``, from the provider's task list (only
-        where ``capabilities.list_tasks``): how an unanswered create is settled before any
-        resend on an API without idempotency keys."""
+    async def find(self, job: JobSpec, since: float) -> list[Created]:
+        """The tasks that may be the one ``job``'s create made since ``since``, from the
+        provider's task list (only where ``capabilities.list_tasks``): how an unanswered create
+        is settled before any resend on an API without idempotency keys."""
         call = self.provider.list_call(job, since)
         answer = await self._send(call)
         if answer.status >= 300:
             raise self.provider.error(answer, call.what, self._text)
-        return self.provider.read_listed(answer, job, self._text)
+        return self.provider.read_listed(answer, job, since, self._text)
 
     async def _send(self, call: Call) -> Answer:
         """One request and its whole answer, within ``answer_seconds``."""

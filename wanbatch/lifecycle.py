@@ -100,6 +100,7 @@ def apply(record: JobRecord, event: JobEvent) -> JobRecord:
             idempotency_key=event.idempotency_key,
             fingerprint=event.fingerprint,
             intents=1 if first else record.intents + 1,
+            intent_at=event.at if first or record.intent_at is None else record.intent_at,
             kept_fingerprint=None,  # a new create: what was kept is no longer rendered
             task_id=None,
             handle=None,

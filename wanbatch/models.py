@@ -263,6 +263,7 @@ class JobRecord:
     finished_at: float | None = None  # when it was first seen rendered (or failed)
     downloaded_at: float | None = None  # when the video was put in place
     handle: str | None = None  # the provider's own way back to the task, beside its id
+    intent_at: float | None = None  # the first intent of this attempt: no task of it is older
 
 
 class TaskStatus(enum.StrEnum):
@@ -285,6 +286,9 @@ class TaskView:
     error_message: str | None = None
     error_code: str | None = None
     unrecognised_status: bool = False  # a status word the adapter does not know (taken as running)
+    # The prompt the task was made from, where the API says: compared (never kept) to tell
+    # whose a listed task is when a create went unanswered on an API without idempotency keys.
+    prompt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

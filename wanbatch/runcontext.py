@@ -19,7 +19,7 @@ from wanbatch.backoff import PollPolicy, RetryPolicy
 from wanbatch.journal import Journal
 from wanbatch.models import EventKind, JobEvent, JobSpec, JobState, Manifest, TaskView
 from wanbatch.outage import MAX_OUTAGE_SECONDS, ClockWatch, ProbePolicy
-from wanbatch.providers.base import Created
+from wanbatch.providers.base import Created, Provider
 from wanbatch.stops import StopController, StopReason
 from wanbatch.summary import RunSummary
 
@@ -33,9 +33,15 @@ class TaskReader(Protocol):
 
 
 class TaskApi(TaskReader, Protocol):
-    """What a run needs of a provider; ``client.ProviderApi`` is one."""
+    """What a run needs of a provider; ``client.ProviderApi`` is one. ``provider`` is the
+    adapter (its ``capabilities`` say whether a resent create is deduped, and whether tasks
+    can be listed to ``find`` one whose create went unanswered)."""
+
+    provider: Provider
 
     async def create(self, job: JobSpec, idempotency_key: str) -> Created: ...
+
+    async def find(self, job: JobSpec, since: float) -> list[Created]: ...
 
 
 class FaultHook(Protocol):
@@ -76,6 +82,9 @@ class RunOptions:
     earlier_videos: int = 0
     earlier_credits: float = 0.0
     resend_unknown: bool = True
+    # --resend-unknown: on an API without idempotency keys, send again a create whose answer
+    # was lost even where no task list could settle whether it made a task (may pay twice).
+    force_resend: bool = False
 
 
 @dataclass(slots=True)

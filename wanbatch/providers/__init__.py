@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from wanbatch.models import DEFAULT_PROVIDER, ApiSettings, GatewayDescription
 from wanbatch.providers.base import Provider
+from wanbatch.providers.dashscope import DashScopeProvider
 from wanbatch.providers.fal import FalProvider
 from wanbatch.providers.gateway import GatewayProvider
 from wanbatch.providers.replicate import ReplicateProvider
@@ -18,6 +19,7 @@ PROVIDERS: dict[str, Provider] = {
     "replicate": ReplicateProvider(),
     "gateway": GatewayProvider(GatewayDescription()),  # as described: see provider_for
     "fal": FalProvider(),
+    "dashscope": DashScopeProvider(),
 }
 
 

@@ -164,8 +164,13 @@ class Provider(Protocol):
         """Where ``capabilities.list_tasks``: the call that lists tasks made since ``since``
         (epoch seconds), to find the one a create went unanswered for."""
 
-    def read_listed(self, answer: Answer, job: JobSpec, text: ServerText) -> Created | None:
-        """The task ``job`` made, from a ``list_call`` answer; None when none is listed."""
+    def read_listed(
+        self, answer: Answer, job: JobSpec, since: float, text: ServerText
+    ) -> list[Created]:
+        """The listed tasks that may be the one ``job``'s create made since ``since`` (its
+        model, made since then, its prompt where the list shows one), from a ``list_call``
+        answer; the caller rules out those other jobs hold. ``AnswerUnknownError`` when the
+        list cannot be complete (more than one page)."""
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> Notice | None:
         """Where ``capabilities.webhooks``: the task a webhook notice is about (its signature

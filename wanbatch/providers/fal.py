@@ -237,7 +237,9 @@ class FalProvider:
     def list_call(self, job: JobSpec, since: float) -> Call:
         raise NotImplementedError("fal's queue API lists no requests")
 
-    def read_listed(self, answer: Answer, job: JobSpec, text: ServerText) -> Created | None:
+    def read_listed(
+        self, answer: Answer, job: JobSpec, since: float, text: ServerText
+    ) -> list[Created]:
         raise NotImplementedError("fal's queue API lists no requests")
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> Notice | None:

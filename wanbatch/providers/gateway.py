@@ -265,7 +265,9 @@ class GatewayProvider:
     def list_call(self, job: JobSpec, since: float) -> Call:
         raise NotImplementedError("a gateway lists no tasks")
 
-    def read_listed(self, answer: Answer, job: JobSpec, text: ServerText) -> Created | None:
+    def read_listed(
+        self, answer: Answer, job: JobSpec, since: float, text: ServerText
+    ) -> list[Created]:
         raise NotImplementedError("a gateway lists no tasks")
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> Notice | None:

@@ -46,12 +46,12 @@ import datetime
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
 from wanbatch.backoff import parse_retry_after
-from wanbatch.errors import ApiError, JobRejectedError, TransientApiError
+from wanbatch.errors import AnswerUnknownError, ApiError, JobRejectedError, TransientApiError
 from wanbatch.models import JobSpec, TaskStatus, TaskView
 from wanbatch.providers.base import (
     Answer,
@@ -222,15 +222,27 @@ class ReplicateProvider:
             params={"created_after": after.isoformat(timespec="seconds").replace("+00:00", "Z")},
         )
 
-    def read_listed(self, answer: Answer, job: JobSpec, text: ServerText) -> Created | None:
-        """The newest listed prediction of ``job``'s model whose input is the one ``job``
-        sends (the list is newest first; only its first page is read)."""
+    def read_listed(
+        self, answer: Answer, job: JobSpec, since: float, text: ServerText
+    ) -> list[Created]:
+        """The listed predictions of ``job``'s model whose input is the one ``job`` sends,
+        newest first (the list asks for those made since ``since``). A list that runs past its
+        first page is ``AnswerUnknownError``: the one sought may be on the next."""
         payload = answer.json_object()
         results = payload.get("results") if payload is not None else None
         found = route_of(job)
         if not isinstance(results, list) or found is None:
-            return None
+            raise AnswerUnknownError(
+                "list: the answer is not Replicate's list of predictions",
+                status=answer.status,
+            )
+        if payload is not None and payload.get("next"):
+            raise AnswerUnknownError(
+                "list: more than one page of predictions since the create; not guessing",
+                status=answer.status,
+            )
         wanted = model_input(job, found)
+        matches: list[Created] = []
         for item in results:
             if not isinstance(item, dict) or item.get("input") != wanted:
                 continue
@@ -241,8 +253,8 @@ class ReplicateProvider:
                 continue
             raw_status = item.get("status")
             word = raw_status if isinstance(raw_status, str) else ""
-            return Created(self._view(task_id, word, item, text))
-        return None
+            matches.append(Created(self._view(task_id, word, item, text)))
+        return matches
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> Notice | None:
         """The notice's body is the prediction; ``webhook-id`` is the delivery's id."""
@@ -267,7 +279,7 @@ class ReplicateProvider:
         elif word == "canceled":
             code = "canceled"
             message = message or "the prediction was canceled"
-        return WORDS.view(
+        view = WORDS.view(
             task_id,
             raw_status,
             text,
@@ -275,6 +287,9 @@ class ReplicateProvider:
             error_message=message,
             error_code=code,
         )
+        asked = payload.get("input")
+        prompt = asked.get("prompt") if isinstance(asked, Mapping) else None
+        return replace(view, prompt=prompt) if isinstance(prompt, str) else view
 
 
 def model_input(job: JobSpec, found: Route) -> dict[str, Any]:

@@ -134,7 +134,9 @@ class WanApiProvider:
     def list_call(self, job: JobSpec, since: float) -> Call:
         raise NotImplementedError("wanapi lists no tasks; its Idempotency-Key makes resends safe")
 
-    def read_listed(self, answer: Answer, job: JobSpec, text: ServerText) -> Created | None:
+    def read_listed(
+        self, answer: Answer, job: JobSpec, since: float, text: ServerText
+    ) -> list[Created]:
         raise NotImplementedError("wanapi lists no tasks")
 
     def read_notice(self, headers: Mapping[str, str], body: bytes) -> Notice | None:

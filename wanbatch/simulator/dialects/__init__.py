@@ -45,6 +45,7 @@ class SimDialect(Protocol):
 
 
 def dialect(name: str) -> SimDialect:
+    from wanbatch.simulator.dialects.dashscope import DashScopeDialect
     from wanbatch.simulator.dialects.fal import FalDialect
     from wanbatch.simulator.dialects.gateway import GatewayDialect
     from wanbatch.simulator.dialects.replicate import ReplicateDialect
@@ -55,6 +56,7 @@ def dialect(name: str) -> SimDialect:
         "replicate": ReplicateDialect(),
         "gateway": GatewayDialect(),
         "fal": FalDialect(),
+        "dashscope": DashScopeDialect(),
     }
     try:
         return dialects[name]
