@@ -53,8 +53,11 @@ def test_the_campaign_renders_and_a_rerun_sends_nothing(
 def test_server_errors_rate_limits_and_failures_are_ridden_out(
     tmp_path: Path, make_sim: Any, run_cli: Any, provider: str
 ) -> None:
-    """5xx on a fifth of requests, a tight rate limit, one failing render: every other video
-    downloaded once, the failure reported with the provider's reason, exit 1."""
+    """5xx on a fifth of requests, a tight rate limit, one prompt the content filter blocks:
+    every other video downloaded, no prompt paid twice, the failure reported with the
+    provider's reason. A create answered 5xx may have made a task: where the API neither
+    dedupes nor lists tasks, such a job is left for the user (exit 5, naming
+    --resend-unknown), and ``--resend-unknown`` then finishes it."""
     sim = make_sim(
         provider=provider,
         error_rate=0.2,
@@ -68,12 +71,19 @@ def test_server_errors_rate_limits_and_failures_are_ridden_out(
         "prompt: a test prompt number 7", "prompt: a famous celebrity waving"
     )
     manifest.write_text(text)
-    assert run_cli("run", manifest, sim) == 1
+    capabilities = PROVIDERS[provider].capabilities
+    settles = capabilities.idempotency_keys or capabilities.list_tasks
+    code = run_cli("run", manifest, sim)
+    if not settles and code == 5:  # some 5xx met a create: left to the user, then sent
+        assert run_cli("run", manifest, sim, "--resend-unknown") == 1
+    else:
+        assert code == 1
     records = read_journal(out_dir(manifest)).records
     assert records["job-7"].state is JobState.FAILED
     assert records["job-7"].reason
     assert sorted(videos(manifest)) == [f"job-{n}" for n in range(7)]
-    assert stats(sim)["tasks_created"] == 8
+    made = stats(sim)["creates_by_prompt"]
+    assert all(counts.get("accepted", 0) <= 1 for counts in made.values()), made
     assert stats(sim)["rate_limited_total"] > 0
 
 
@@ -83,11 +93,22 @@ def test_killed_at_a_crash_point_the_rerun_pays_once(
     tmp_path: Path, make_sim: Any, provider: str, point: str
 ) -> None:
     """Killed at each step where a task id could be lost, the rerun finishes every job with
-    one task each (on an API without idempotency keys too)."""
+    one task each. Where the API neither dedupes nor lists tasks (fal, a plain gateway), a
+    create whose answer the kill lost is not sent again: the rerun finishes the rest, pays
+    nothing twice, and names that job and --resend-unknown."""
     sim = make_sim(provider=provider, video_size=300_000)
     manifest = write_manifest(tmp_path, jobs=4, concurrency=2, downloads=1, provider=provider)
     code, _, err = finish(start_runner(manifest, sim, env={"WANBATCH_TEST_CRASH_AT": f"{point}:2"}))
     assert code == -signal.SIGKILL, err
     code, out, err = finish(start_runner(manifest, sim))
-    assert code == 0, out + err
-    assert_whole_and_paid_once(manifest, sim, 4)
+    capabilities = PROVIDERS[provider].capabilities
+    if capabilities.idempotency_keys or capabilities.list_tasks or code == 0:
+        assert code == 0, out + err
+        assert_whole_and_paid_once(manifest, sim, 4)
+        return
+    assert code == 5, out + err
+    records = read_journal(out_dir(manifest)).records
+    unsettled = sorted(job for job, r in records.items() if r.state is JobState.SUBMITTING)
+    assert unsettled and "--resend-unknown" in out + err, out + err
+    assert len(videos(manifest)) == 4 - len(unsettled)
+    assert stats(sim)["tasks_created"] <= 4  # nothing paid twice without being asked

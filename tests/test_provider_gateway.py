@@ -565,11 +565,6 @@ def test_a_crash_then_resume_pays_once_where_keys_are_honoured(
     assert_whole_and_paid_once(manifest, sim, 4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the submit stage resends an unanswered create whatever"
-    " capabilities.idempotency_keys says; a gateway without keys then pays twice",
-)
 def test_a_crash_after_a_create_without_keys_is_not_resent(
     tmp_path: Path, make_sim: MakeSim
 ) -> None:

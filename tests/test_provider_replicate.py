@@ -246,9 +246,13 @@ def test_the_listing_finds_the_prediction_with_this_jobs_input() -> None:
             "input": mine,
         },
     ]
-    found = REPLICATE.read_listed(answer(200, {"results": results}), spec, TEXT)
-    assert found is not None and found.view.task_id == "mine"
-    assert REPLICATE.read_listed(answer(200, {"results": results[:1]}), spec, TEXT) is None
+    since = time.time() - 60
+    found = REPLICATE.read_listed(answer(200, {"results": results}), spec, since, TEXT)
+    assert [created.view.task_id for created in found] == ["mine"]
+    assert found[0].view.prompt == spec.prompt  # what the submit stage compares
+    assert REPLICATE.read_listed(answer(200, {"results": results[:1]}), spec, since, TEXT) == []
+    with pytest.raises(AnswerUnknownError, match="more than one page"):
+        REPLICATE.read_listed(answer(200, {"results": results, "next": "x"}), spec, since, TEXT)
     call = REPLICATE.list_call(spec, time.time())
     assert (call.method, call.url) == ("GET", "predictions") and "created_after" in call.params
 
@@ -479,7 +483,7 @@ def test_the_list_finds_a_created_prediction_and_cancel_ends_one(
             await http.request(cancel.method, cancel.url, headers=headers)
         async with ProviderApi(sim.base_url, KEY, provider=REPLICATE) as api:
             view = await api.get(made.view.task_id)
-        return made.view.task_id, found.view.task_id if found else None, view.raw_status
+        return made.view.task_id, found[0].view.task_id if found else None, view.raw_status
 
     made, found, status = anyio.run(go)
     assert found == made and status == "canceled"

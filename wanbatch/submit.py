@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import anyio
 
@@ -46,6 +48,8 @@ from wanbatch.providers.base import Created
 from wanbatch.retrying import RetryState
 from wanbatch.runcontext import RunContext, TaskApi
 from wanbatch.stops import StopReason
+
+T = TypeVar("T")
 
 
 class Submitted(enum.Enum):
@@ -264,10 +268,8 @@ class SubmitStage:
             )
         intent_at = ctx.journal.record(job.id).intent_at
         since = (intent_at if intent_at is not None else 0.0) - SETTLE_MARGIN_SECONDS
-        await self.admission.acquire(CREATE)
-        ctx.summary.requests["list"] += 1
         try:
-            found = await self.api.find(job, since)
+            found = await self._asking("list", job, lambda: self.api.find(job, since))
         except AnswerUnknownError as exc:
             if ctx.options.force_resend:
                 return _Resend.FORCED
@@ -327,16 +329,33 @@ class SubmitStage:
             return None
         kept, known = [], True
         for created in tasks:
-            await self.admission.acquire(CREATE)
-            self.ctx.summary.requests["poll"] += 1
             try:
-                view = await self.api.get(created.view.task_id, created.handle)
+                view = await self._asking(
+                    "poll",
+                    job,
+                    functools.partial(self.api.get, created.view.task_id, created.handle),
+                )
             except ApiError:
                 return None
             known = known and view.prompt is not None
             if view.prompt is None or _alike(view.prompt, job.prompt):
                 kept.append(created)
         return kept, known
+
+    async def _asking(self, what: str, job: JobSpec, ask: Callable[[], Awaitable[T]]) -> T:
+        """``ask()`` through the request budget, its transient errors (5xx, 429, timeouts, an
+        outage) waited out as any request's are; the last one raised when they persist."""
+        retries = RetryState(self.ctx.options.retry)
+        while True:
+            await self.admission.acquire(CREATE)
+            self.ctx.summary.requests[what] += 1
+            try:
+                return await ask()
+            except AnswerUnknownError:
+                raise
+            except TransientApiError as exc:
+                if not await after_refusal(self.ctx, self.admission, exc, retries, what, job.id):
+                    raise
 
     def _spec(self, job_id: str) -> JobSpec:
         return next(job for job in self.ctx.manifest.jobs if job.id == job_id)
