@@ -247,11 +247,15 @@ def _run_manifest(
         unknown = _answer_unknown(manifest)
         curable = set(summary.left) | set(summary.stalled)
         if summary.exit_code == 5 and not curable - unknown:
+            way_out = (
+                "Run again to resend them with the same key."
+                if provider_for(manifest.api).capabilities.idempotency_keys
+                else "Run again to look for their tasks first (--resend-unknown sends them anyway)."
+            )
             print(
                 f"wanbatch: round {rounds} ended; the {len(unknown)} job(s) left have a create"
-                " whose answer is unknown and are not resent by --until-done (a server that"
-                " ignores Idempotency-Key would charge again). Run again to resend them with"
-                " the same key.",
+                " whose answer is unknown and are not resent by --until-done (it could be"
+                f" charged twice). {way_out}",
                 file=out,
                 flush=True,
             )
@@ -519,9 +523,14 @@ def print_summary(
         reasons = Counter(summary.left.values())
         lines += [f"    {count} x {reason}" for reason, count in reasons.most_common(5)]
     if summary.possible_duplicates:
+        why = (
+            "same Idempotency-Key; may be paid twice if the server ignores it"
+            if provider_for(manifest.api).capabilities.idempotency_keys
+            else "--resend-unknown; may be paid twice"
+        )
         lines.append(
-            "  created again after an unknown outcome (same Idempotency-Key; may be paid twice"
-            f" if the server ignores it): {', '.join(summary.possible_duplicates)}"
+            f"  created again after an unknown outcome ({why}):"
+            f" {', '.join(summary.possible_duplicates)}"
         )
     requests = summary.requests
     lines.append(
