@@ -510,20 +510,27 @@ def test_a_killed_simulate_run_resumes_on_the_urls_it_kept(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_the_crash_campaign_over_fal(tmp_path: Path, make_sim: Any, point: str) -> None:
-    """Killed at each step of a job's life, the rerun finishes every job, nothing lost. fal
-    takes no idempotency key and lists no requests, so a submit whose answer was not yet
-    journaled when the run died is sent again: every task paid twice is one the rerun names."""
+    """Killed at each step of a job's life, nothing is lost. fal takes no idempotency key and
+    lists no requests, so a submit whose answer was not yet journaled when the run died is not
+    sent again: the rerun finishes the rest and names it (exit 5); `--resend-unknown` then
+    sends it, and every task paid twice is one that run names."""
     sim = make_sim(provider="fal", video_size=300_000)
     manifest = fal_manifest(tmp_path, prompts(4), concurrency=2)
     env = {"WANBATCH_TEST_CRASH_AT": f"{point}:2"}
     code, _, err = finish(start_runner(manifest, sim, env=env))
     assert code == -signal.SIGKILL, err
     code, out, err = finish(start_runner(manifest, sim))
-    assert code == 0, out + err
+    assert code in (0, 5), out + err
+    assert sim.stats()["tasks_created"] <= 4  # nothing paid twice unless asked
+    if point == "after_create":  # the submit was answered, its journal line never written
+        assert code == 5 and "--resend-unknown" in out, out
+    if code == 5:
+        code, out, err = finish(start_runner(manifest, sim, "--resend-unknown"))
+        assert code == 0, out + err
     assert set(outcome(manifest).values()) == {JobState.DOWNLOADED}
     named = re.search(r"created again after an unknown outcome \(.*\): (.*)", out)
     suspects = named.group(1).split(", ") if named else []
     extra = sim.stats()["tasks_created"] - 4
     assert 0 <= extra <= len(suspects), out
-    if point == "after_create":  # the submit was answered, its journal line never written
-        assert extra >= 1
+    if point == "after_create":
+        assert extra >= 1  # the task the kill hid was paid again, and named

@@ -18,6 +18,9 @@ again (no possible duplicate). Without a list, or when it cannot tell (two tasks
 the job's, or another unsettled job with the same prompt), the job is left "answer unknown" and
 never resent automatically; the summary says to look in the provider's console and, to send it
 anyway, to run with ``--resend-unknown`` (``RunOptions.force_resend``): a possible duplicate.
+Whether a create answered 5xx may have made a task is the adapter's word
+(``capabilities.error_answer_may_create``): yes where keys or a list settle it; no for an API
+that has neither (fal, a plain gateway), or every 5xx would leave its job to a person.
 """
 
 from __future__ import annotations
@@ -233,7 +236,14 @@ class SubmitStage:
                     job, "credits ran out (402)", certain=not maybe_created
                 )
             except TransientApiError as exc:
-                maybe_created = maybe_created or _answer_lost(exc) or (exc.status or 0) >= 500
+                maybe_created = (
+                    maybe_created
+                    or _answer_lost(exc)
+                    or (
+                        (exc.status or 0) >= 500
+                        and self.api.provider.capabilities.error_answer_may_create
+                    )
+                )
                 sending.maybe_created = maybe_created
                 if not await after_refusal(ctx, self.admission, exc, retries, "create", job.id):
                     n = retries.attempts

@@ -106,6 +106,7 @@ class FalProvider:
         list_tasks=False,
         url_lifetime_seconds=None,
         task_lifetime_seconds=None,
+        error_answer_may_create=False,  # assumed: no list to settle by, so a 5xx is a refusal
     )
     models: Mapping[str, str] = {name: family.text for name, family in FAMILIES.items()}
 

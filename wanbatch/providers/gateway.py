@@ -139,6 +139,8 @@ class GatewayProvider:
             list_tasks=False,
             url_lifetime_seconds=None,
             task_lifetime_seconds=None,
+            # assumed: without keys or a list to settle by, a 5xx answer is a refusal
+            error_answer_may_create=description.idempotency_keys,
         )
 
     def auth_headers(self, key: str) -> dict[str, str]:
