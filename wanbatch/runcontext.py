@@ -76,6 +76,9 @@ class RunOptions:
     earlier_videos: int = 0
     earlier_credits: float = 0.0
     resend_unknown: bool = True
+    # Webhook notices are on (``--notify-url``): the planned polls, a fallback now, are spread
+    # this many times further apart while notices arrive (``noticerules.NoticePace``).
+    notice_pace: float | None = None
 
 
 @dataclass(slots=True)
