@@ -54,7 +54,12 @@ class SignatureCheck:
 
     @classmethod
     def for_provider(cls, provider: str, secret: str | None) -> SignatureCheck:
-        scheme = SIGNING.get(provider, STANDARD_WEBHOOKS if secret else None)
+        scheme = SIGNING.get(provider, STANDARD_WEBHOOKS)
+        if secret and scheme != STANDARD_WEBHOOKS:
+            raise ValueError(
+                f"{provider}'s notices are not signed with a shared secret"
+                + (" (fal signs with ED25519 keys, not checked yet)" if scheme else "")
+            )
         return cls(scheme, secret)
 
     @property

@@ -1,0 +1,385 @@
+"""Webhook notices over real sockets: the receiver's rules (signed, unsigned, forged, replayed,
+late), and runs whose polls are woken by the simulator's notices: completion is found at about
+one poll per job although the fallback polls are set very slow, and nothing is paid twice."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from standardwebhooks import Webhook
+from structlog.testing import capture_logs
+
+from wanbatch import cli
+from wanbatch.backoff import PollPolicy
+from wanbatch.client import ProviderApi, VideoFetcher
+from wanbatch.errors import UsageError
+from wanbatch.journal import Journal, read_journal, state_dir
+from wanbatch.manifest import load_manifest
+from wanbatch.models import JobState
+from wanbatch.noticerules import (
+    MAX_NOTICE_BYTES,
+    BurstRule,
+    DeliveryLog,
+    NoticePace,
+    SignatureCheck,
+)
+from wanbatch.notices import NoticeReceiver, notice_path, parse_listen
+from wanbatch.providers.wanapi import WanApiProvider
+from wanbatch.scheduler import Runner, RunOptions
+from wanbatch.simulator import SimulatorServer
+from wanbatch.submit import idempotency_key_for
+
+KEY_ENV = "WANBATCH_TEST_KEY"
+SECRET_ENV = "WANBATCH_TEST_NOTIFY_SECRET"
+SECRET = "whsec_" + base64.b64encode(b"a test secret, 32 bytes long....").decode()
+SLOW = "30"  # --poll-interval: the fallback polls would come after two minutes (x4)
+NOTICE = json.dumps({"id": "task-1", "status": "succeeded"}).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def signed(body: bytes, msg_id: str = "msg_1", at: datetime | None = None) -> dict[str, str]:
+    """Standard Webhooks headers for ``body``, signed as Replicate signs."""
+    at = at or datetime.now(tz=UTC)
+    signature = Webhook(SECRET).sign(msg_id, at, body.decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signature,
+    }
+
+
+# --- the receiver on a real socket --------------------------------------------------------
+
+
+def exchange(
+    check: SignatureCheck,
+    requests: list[tuple[str, str, Mapping[str, str], bytes]],
+    on_task: Callable[[str], str] | None = None,
+) -> tuple[list[int], NoticeReceiver, list[str]]:
+    """Serve a receiver on /hook and send it ``requests`` (method, path, headers, body)."""
+    woken: list[str] = []
+
+    def wake(task_id: str) -> str:
+        woken.append(task_id)
+        return on_task(task_id) if on_task else "woken"
+
+    receiver = NoticeReceiver(("127.0.0.1", 0), "/hook", WanApiProvider().read_notice, check, wake)
+    statuses: list[int] = []
+
+    async def go() -> None:
+        port = await receiver.open()
+        async with anyio.create_task_group() as group:
+            group.start_soon(receiver.serve)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                for method, path, headers, body in requests:
+                    answer = await client.request(method, path, headers=headers, content=body)
+                    statuses.append(answer.status_code)
+            group.cancel_scope.cancel()
+
+    anyio.run(go)
+    return statuses, receiver, woken
+
+
+def test_a_signed_notice_wakes_its_task_and_a_forged_one_wakes_nothing() -> None:
+    check = SignatureCheck.for_provider("replicate", SECRET)
+    forged = {
+        **signed(NOTICE, "msg_2"),
+        "webhook-signature": "v1," + base64.b64encode(b"x" * 32).decode(),
+    }
+    other_body = json.dumps({"id": "task-2", "status": "succeeded"}).encode()
+    with capture_logs() as logs:
+        statuses, receiver, woken = exchange(
+            check,
+            [
+                ("POST", "/hook", signed(NOTICE), NOTICE),
+                ("POST", "/hook", forged, NOTICE),
+                ("POST", "/hook", signed(NOTICE, "msg_3"), other_body),  # signed for another body
+                ("POST", "/hook", {}, NOTICE),  # unsigned, where the provider signs
+            ],
+        )
+    assert statuses == [200, 401, 401, 401]
+    assert woken == ["task-1"]
+    assert receiver.counts["refused"] == 3
+    assert SECRET not in repr(logs) and SECRET.removeprefix("whsec_") not in repr(logs)
+
+
+def test_a_replayed_delivery_is_answered_and_polls_nothing() -> None:
+    headers = signed(NOTICE, "msg_same")
+    statuses, receiver, woken = exchange(
+        SignatureCheck.for_provider("replicate", SECRET),
+        [("POST", "/hook", headers, NOTICE), ("POST", "/hook", headers, NOTICE)],
+    )
+    assert statuses == [200, 200]  # the sender stops retrying
+    assert woken == ["task-1"]
+    assert receiver.counts["repeated"] == 1
+
+
+def test_a_notice_signed_too_long_ago_is_refused() -> None:
+    late = datetime.now(tz=UTC) - timedelta(minutes=10)
+    early = datetime.now(tz=UTC) + timedelta(minutes=10)
+    statuses, _, woken = exchange(
+        SignatureCheck.for_provider("replicate", SECRET),
+        [
+            ("POST", "/hook", signed(NOTICE, "msg_old", late), NOTICE),
+            ("POST", "/hook", signed(NOTICE, "msg_new", early), NOTICE),
+        ],
+    )
+    assert statuses == [401, 401]
+    assert woken == []
+
+
+def test_unsigned_wanapi_notices_are_hints_and_unknown_tasks_are_counted() -> None:
+    statuses, receiver, woken = exchange(
+        SignatureCheck.for_provider("wanapi", None),
+        [
+            ("POST", "/hook", {}, NOTICE),
+            ("POST", "/hook", {}, json.dumps({"id": "../etc", "status": "x"}).encode()),
+            ("POST", "/hook", {}, b"not json"),
+        ],
+        on_task=lambda task_id: "unknown",
+    )
+    assert statuses == [200, 400, 400]
+    assert woken == ["task-1"]
+    assert receiver.counts["unknown"] == 1 and receiver.counts["unreadable"] == 2
+
+
+def test_only_small_posts_on_its_path_are_read() -> None:
+    big = b"{" + b" " * MAX_NOTICE_BYTES + b"}"
+
+    async def chunks() -> Any:
+        yield big[:1000]
+        yield big[1000:]
+
+    statuses, receiver, woken = exchange(
+        SignatureCheck(None, None),
+        [
+            ("GET", "/hook", {}, b""),
+            ("POST", "/other", {}, NOTICE),
+            ("POST", "/hook", {}, big),
+        ],
+    )
+    assert statuses == [405, 404, 413]
+    assert woken == []
+
+    async def chunked() -> int:
+        receiver = NoticeReceiver(
+            ("127.0.0.1", 0), "/hook", WanApiProvider().read_notice, SignatureCheck(None, None),
+            lambda task_id: "woken",
+        )  # fmt: skip
+        port = await receiver.open()
+        async with anyio.create_task_group() as group:
+            group.start_soon(receiver.serve)
+            async with httpx.AsyncClient() as client:
+                try:
+                    answer = await client.post(f"http://127.0.0.1:{port}/hook", content=chunks())
+                    status = answer.status_code
+                except httpx.HTTPError:  # the receiver may close before the body is all sent
+                    status = 413
+            group.cancel_scope.cancel()
+        assert receiver.counts["too_large"] == 1
+        return status
+
+    assert anyio.run(chunked) == 413
+
+
+def test_settings_are_checked_before_anything_is_sent() -> None:
+    assert parse_listen("0.0.0.0:8080") == ("0.0.0.0", 8080)
+    assert parse_listen("[::1]:9") == ("::1", 9)
+    for bad in ("8080", "host:", "host:99999", ":80"):
+        with pytest.raises(UsageError):
+            parse_listen(bad)
+    assert notice_path("https://hooks.example.com/wanbatch/n") == "/wanbatch/n"
+    with pytest.raises(UsageError):
+        notice_path("ftp://hooks.example.com/")
+    with pytest.raises(UsageError):
+        notice_path("https://user:pw@hooks.example.com/")
+    with pytest.raises(ValueError, match="not signed with a shared secret"):
+        SignatureCheck.for_provider("wanapi", SECRET)
+
+
+# --- the pure rules -----------------------------------------------------------------------
+
+
+def test_the_rules_drop_repeats_fold_bursts_and_slow_the_fallback() -> None:
+    log = DeliveryLog(limit=2)
+    assert [log.repeat(x) for x in ("a", "a", "b", "c", "a", None, None)] == [
+        False, True, False, False, False, False, False,
+    ]  # fmt: skip
+    burst = BurstRule(window_seconds=1.0)
+    assert burst.due(None, 10.0) == 10.0 and burst.due(9.5, 10.0) == 10.5
+    pace = NoticePace(factor=4.0, misses=2)
+    assert pace.stretch(10.0, 12.0) == 18.0
+    assert not pace.finished(woken=False)
+    assert pace.finished(woken=False)  # two in a row: notices are not arriving
+    assert pace.stretch(10.0, 12.0) == 12.0
+    assert not pace.finished(woken=True) and pace.stretch(10.0, 12.0) == 18.0
+
+
+# --- runs woken by the simulator's notices ------------------------------------------------
+
+
+def write_manifest(folder: Path, jobs: int = 6) -> Path:
+    lines = [
+        "name: t",
+        f"api: {{key_env: {KEY_ENV}}}",
+        "defaults: {model: wan-2-2, duration: 5}",
+        "limits: {concurrency: 6, requests_per_second: 200, downloads: 2}",
+        "output: {dir: out}",
+        "jobs:",
+    ]
+    lines += [f"  - {{id: job-{n}, prompt: a test prompt number {n}}}" for n in range(jobs)]
+    path = folder / "m.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_cli(
+    monkeypatch: pytest.MonkeyPatch, manifest: Path, sim: SimulatorServer, *extra: str
+) -> int:
+    monkeypatch.setenv(KEY_ENV, sim.api_key)
+    argv = ["run", str(manifest), "--base-url", sim.base_url, "-q", *extra]
+    return cli.main(argv)
+
+
+def notices_heard(manifest: Path) -> dict[str, Any]:
+    log = state_dir(manifest.parent / "out") / "log.jsonl"
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    return next(e for e in events if e.get("event") == "notices.heard")
+
+
+def test_notices_wake_the_polls_of_a_run_whose_polls_are_slow(
+    tmp_path: Path, make_sim: Callable[..., SimulatorServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a 30 s poll interval (120 s as a fallback) the run still ends as soon as the
+    renders do: each task's notice woke its one poll."""
+    sim = make_sim(generation_seconds=0.2)
+    manifest = write_manifest(tmp_path)
+    port = free_port()
+    hook = f"http://127.0.0.1:{port}/hook"
+    code = run_cli(
+        monkeypatch, manifest, sim, "--poll-interval", SLOW, "--notify-url", hook,
+        "--listen", f"127.0.0.1:{port}",
+    )  # fmt: skip
+    stats = sim.stats()
+    assert code == 0
+    assert stats["webhook_deliveries"] == 6
+    assert sorted(stats["polls_by_task"].values()) == [1] * 6  # one poll per job
+    assert stats["creates_accepted"] == 6  # nothing paid twice
+    heard = notices_heard(manifest)
+    assert heard["received"] == 6 and heard["woken"] == 6
+    records = read_journal(manifest.parent / "out").records
+    assert all(record.state is JobState.DOWNLOADED for record in records.values())
+
+
+def test_the_callback_url_enters_no_fingerprint_nor_idempotency_key(
+    tmp_path: Path, make_sim: Callable[..., SimulatorServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys: list[set[str]] = []
+    fingerprints: list[dict[str, str | None]] = []
+    for notify in (False, True):
+        folder = tmp_path / ("with" if notify else "without")
+        folder.mkdir()
+        manifest = write_manifest(folder, jobs=3)
+        sim = make_sim(generation_seconds=0.05)
+        port = free_port()
+        extra = ["--poll-interval", "0.05"]
+        if notify:
+            extra += ["--notify-url", f"http://127.0.0.1:{port}/n", "--listen", f"127.0.0.1:{port}"]
+        assert run_cli(monkeypatch, manifest, sim, *extra) == 0
+        keys.append(set(sim.stats()["creates_by_idempotency_key"]))
+        records = read_journal(folder / "out").records
+        fingerprints.append({job_id: r.fingerprint for job_id, r in records.items()})
+        jobs = load_manifest(manifest).jobs
+        assert keys[-1] == {idempotency_key_for(job, 0) for job in jobs}
+    assert keys[0] == keys[1]
+    assert fingerprints[0] == fingerprints[1]
+
+
+def test_late_and_unknown_notices_cost_no_poll(
+    tmp_path: Path, make_sim: Callable[..., SimulatorServer]
+) -> None:
+    """After a task's poll found it finished, its notice (late, or replayed) polls nothing;
+    nor does a notice for a task this run does not hold."""
+    sim = make_sim(generation_seconds=0.05)
+    manifest = load_manifest(write_manifest(tmp_path, jobs=2))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    statuses: list[int] = []
+
+    async def go() -> NoticeReceiver:
+        journal = Journal.open(manifest.output_dir, base_url=sim.base_url, manifest="m.yaml")
+        try:
+            async with (
+                ProviderApi(sim.base_url, sim.api_key, notify_url=url) as api,
+                VideoFetcher() as videos,
+            ):
+                fast = PollPolicy(initial_seconds=0.01, factor=1.0, cap_seconds=0.01)
+                runner = Runner(
+                    manifest, journal, api, videos, options=RunOptions(poll=fast, notice_pace=4.0)
+                )
+                receiver = NoticeReceiver(
+                    ("127.0.0.1", port), "/hook", WanApiProvider().read_notice,
+                    SignatureCheck(None, None), runner.polls.notice,
+                )  # fmt: skip
+                await receiver.open()
+                async with anyio.create_task_group() as group:
+                    group.start_soon(receiver.serve)
+                    await runner.run()
+                    task_ids = [journal.record(job.id).task_id for job in manifest.jobs]
+                    async with httpx.AsyncClient() as client:
+                        for task_id in [*task_ids, task_ids[0], "task-not-ours"]:
+                            body = json.dumps({"id": task_id, "status": "succeeded"})
+                            statuses.append((await client.post(url, content=body)).status_code)
+                    group.cancel_scope.cancel()
+                return receiver
+        finally:
+            journal.close()
+
+    receiver = anyio.run(go)
+    counts = receiver.counts
+    assert statuses == [200, 200, 200, 200]  # answered, so that no sender retries
+    assert counts["received"] == 6  # the simulator's two, then ours
+    assert counts["late"] >= 3 and counts["unknown"] == 1
+    assert counts["woken"] + counts["coalesced"] + counts["late"] == 5
+    assert sim.stats()["creates_accepted"] == 2
+
+
+@pytest.mark.parametrize("flags", [["--listen", "127.0.0.1:1"], ["--notify-url", "http://x/"]])
+def test_notices_need_both_flags(
+    tmp_path: Path,
+    make_sim: Callable[..., SimulatorServer],
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+) -> None:
+    sim = make_sim()
+    assert run_cli(monkeypatch, write_manifest(tmp_path), sim, *flags) == 2
+    assert sim.stats()["creates_total"] == 0
+
+
+def test_a_secret_that_is_not_set_is_a_usage_error(
+    tmp_path: Path, make_sim: Callable[..., SimulatorServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = make_sim()
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    port = free_port()
+    code = run_cli(
+        monkeypatch, write_manifest(tmp_path), sim, "--notify-url", f"http://127.0.0.1:{port}/",
+        "--listen", f"127.0.0.1:{port}", "--notify-secret-env", SECRET_ENV,
+    )  # fmt: skip
+    assert code == 2 and sim.stats()["creates_total"] == 0
+    assert SECRET_ENV not in os.environ
