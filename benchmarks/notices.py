@@ -12,6 +12,9 @@ Figures per run: makespan (first create sent to last video on disk, from the jou
 per job (API polls the simulator counted / jobs), and the detection lag of each job: the
 journal's `succeeded` record minus the moment the simulator's task finished (both wall clock,
 one machine). Across seeds: the median of the runs' median lags and the worst lag of any job.
+With notices the lag is split in two: the simulator's delivery (finish to the receiver's
+`notice.heard` log record) and wanbatch's own part (that record to `succeeded`: the woken
+poll's wait for a request token, the GET and its answer).
 
 Points: `slot-uniform` (32 jobs, 8 slots, C = 8, uniform 2-6 s), `slot-lognormal` (32 jobs,
 lognormal renders, median 3.5 s, sigma 0.5), `queue-uniform` (48 jobs, C = 16 on 8 slots,
@@ -35,6 +38,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +102,12 @@ def measure(point: Point, seed: int, client: str) -> dict[str, Any]:
         journal = folder / "out" / ".wanbatch" / "journal.jsonl"
         events = [json.loads(line) for line in journal.read_text().splitlines()]
         events = [e for e in events if "job" in e]
+        log = folder / "out" / ".wanbatch" / "log.jsonl"
+        heard = {
+            e["task_id"]: datetime.fromisoformat(e["timestamp"]).timestamp()
+            for e in map(json.loads, log.read_text().splitlines())
+            if e.get("event") == "notice.heard" and e.get("outcome") == "woken"
+        }
         with sim.state.lock:
             finish = {task.id: task.finish for task in sim.state.tasks.values()}
             polls = sim.state.counters["polls_total"]
@@ -108,6 +118,9 @@ def measure(point: Point, seed: int, client: str) -> dict[str, Any]:
         for e in events
         if e["ev"] == "succeeded" and e.get("video_url") and e["job"] in task_of
     ]
+    found = {e["job"]: e["at"] for e in events if e["ev"] == "succeeded" and e.get("video_url")}
+    ours = [found[job] - heard[task] for job, task in task_of.items() if task in heard]
+    delivery = [heard[task] - finish[task] for task in heard if task in finish]
     intents = [e["at"] for e in events if e["ev"] == "intent"]
     downloads = [e["at"] for e in events if e["ev"] == "downloaded"]
     return {
@@ -121,6 +134,10 @@ def measure(point: Point, seed: int, client: str) -> dict[str, Any]:
         "lag_median_s": round(statistics.median(lags), 3) if lags else None,
         "lag_worst_s": round(max(lags), 3) if lags else None,
         "notices_delivered": delivered,
+        "delivery_median_s": round(statistics.median(delivery), 3) if delivery else None,
+        "delivery_worst_s": round(max(delivery), 3) if delivery else None,
+        "ours_median_s": round(statistics.median(ours), 3) if ours else None,
+        "ours_worst_s": round(max(ours), 3) if ours else None,
     }
 
 
@@ -152,6 +169,11 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "lag worst": worst("lag_worst_s"),
                 }
             )
+            if client == "notices":
+                out[-1]["delivery med"] = med("delivery_median_s")
+                out[-1]["delivery worst"] = worst("delivery_worst_s")
+                out[-1]["ours med"] = med("ours_median_s")
+                out[-1]["ours worst"] = worst("ours_worst_s")
     return out
 
 
@@ -173,7 +195,7 @@ def main() -> None:
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     summary = summarize(rows)
-    print(table(summary, list(summary[0])))
+    print(table(summary, list(dict.fromkeys(key for row in summary for key in row))))
     print(f"({time.perf_counter() - started:.0f} s)")
     save("notices", False, rows, summary=summary)
 

@@ -138,6 +138,8 @@ class NoticeReceiver:
             self.counts["too_large"] += 1
             await _respond(conn, stream, 413)
             return
+        if conn.they_are_waiting_for_100_continue:  # curl asks so for a body over 1 KiB
+            await stream.send(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
         body = bytearray()
         while True:
             event = await _next_event(conn, stream)
