@@ -38,15 +38,14 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, save, table, write_manifest
+from common import save, table, write_manifest
 
-sys.path.insert(0, str(ROOT))
-from wanbatch.simulator import SimConfig, SimulatorServer  # noqa: E402
+from wanbatch.simulator import SimConfig, SimulatorServer
 
 
 @dataclass(frozen=True)
