@@ -286,6 +286,25 @@ def test_notices_wake_the_polls_of_a_run_whose_polls_are_slow(
     assert all(record.state is JobState.DOWNLOADED for record in records.values())
 
 
+def test_notices_wake_planned_polls_too(
+    tmp_path: Path, make_sim: Callable[..., SimulatorServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --poll-interval the planner times the polls; notices still wake them, and the
+    planned ones, spread out while notices arrive, mostly never come."""
+    sim = make_sim(generation_seconds=0.3)
+    manifest = write_manifest(tmp_path)
+    port = free_port()
+    hook = f"http://127.0.0.1:{port}/hook"
+    assert (
+        run_cli(monkeypatch, manifest, sim, "--notify-url", hook, "--listen", f"127.0.0.1:{port}")
+        == 0
+    )
+    stats = sim.stats()
+    assert stats["creates_accepted"] == 6
+    assert notices_heard(manifest)["woken"] == 6
+    assert sum(stats["polls_by_task"].values()) <= 2 * 6
+
+
 def test_the_callback_url_enters_no_fingerprint_nor_idempotency_key(
     tmp_path: Path, make_sim: Callable[..., SimulatorServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
