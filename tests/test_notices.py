@@ -402,3 +402,59 @@ def test_a_secret_that_is_not_set_is_a_usage_error(
     )  # fmt: skip
     assert code == 2 and sim.stats()["creates_total"] == 0
     assert SECRET_ENV not in os.environ
+
+
+def test_a_flood_of_forged_notices_costs_a_poll_or_two_per_task(
+    tmp_path: Path, make_sim: Callable[..., SimulatorServer]
+) -> None:
+    """wanapi's notices are unsigned, so anyone may send them: 20 notices per task while the
+    tasks render wake at most one poll per task per burst window, and the run ends as usual."""
+    sim = make_sim(generation_seconds=0.8)
+    manifest = load_manifest(write_manifest(tmp_path, jobs=3))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+
+    async def go() -> NoticeReceiver:
+        journal = Journal.open(manifest.output_dir, base_url=sim.base_url, manifest="m.yaml")
+        try:
+            async with (
+                ProviderApi(sim.base_url, sim.api_key, notify_url=url) as api,
+                VideoFetcher() as videos,
+            ):
+                slow = PollPolicy(initial_seconds=30.0, factor=1.0, cap_seconds=30.0)
+                options = RunOptions(poll=slow, notice_pace=4.0)
+                runner = Runner(manifest, journal, api, videos, options=options)
+                receiver = NoticeReceiver(
+                    ("127.0.0.1", port), "/hook", WanApiProvider().read_notice,
+                    SignatureCheck(None, None), runner.polls.notice,
+                )  # fmt: skip
+                await receiver.open()
+
+                async def flood() -> None:
+                    # the test looks at the journal now and then (nothing to wait on)
+                    while not all(journal.record(job.id).task_id for job in manifest.jobs):  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                    task_ids = [journal.record(job.id).task_id for job in manifest.jobs]
+                    async with httpx.AsyncClient() as client:
+                        for _ in range(20):
+                            for task_id in task_ids:
+                                body = json.dumps({"id": task_id, "status": "succeeded"})
+                                await client.post(url, content=body)
+
+                async with anyio.create_task_group() as group:
+                    group.start_soon(receiver.serve)
+                    group.start_soon(flood)
+                    await runner.run()
+                    group.cancel_scope.cancel()
+                return receiver
+        finally:
+            journal.close()
+
+    receiver = anyio.run(go)
+    stats = sim.stats()
+    assert stats["creates_accepted"] == 3
+    assert receiver.counts["received"] >= 60
+    assert receiver.counts["woken"] <= 2 * 3  # the rest were folded into those polls
+    assert all(polls <= 3 for polls in stats["polls_by_task"].values()), stats["polls_by_task"]
+    records = read_journal(manifest.output_dir).records
+    assert all(record.state is JobState.DOWNLOADED for record in records.values())
