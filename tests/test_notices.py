@@ -5,6 +5,7 @@ one poll per job although the fallback polls are set very slow, and nothing is p
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import socket
@@ -16,12 +17,16 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from standardwebhooks import Webhook
 from structlog.testing import capture_logs
 
 from wanbatch import cli
+from wanbatch.app import _keyed_check
 from wanbatch.backoff import PollPolicy
-from wanbatch.client import ProviderApi, VideoFetcher
+from wanbatch.client import ProviderApi, VideoFetcher, fetch_public_json
 from wanbatch.errors import UsageError
 from wanbatch.journal import Journal, read_journal, state_dir
 from wanbatch.manifest import load_manifest
@@ -32,12 +37,17 @@ from wanbatch.noticerules import (
     DeliveryLog,
     NoticePace,
     SignatureCheck,
+    ed25519_keys,
 )
 from wanbatch.notices import NoticeReceiver, notice_path, parse_listen
+from wanbatch.providers.base import Notice
 from wanbatch.providers.wanapi import WanApiProvider
 from wanbatch.scheduler import Runner, RunOptions
 from wanbatch.simulator import SimulatorServer
 from wanbatch.submit import idempotency_key_for
+
+from hostile import Answer as HostileAnswer
+from hostile import json_response, serve
 
 KEY_ENV = "WANBATCH_TEST_KEY"
 SECRET_ENV = "WANBATCH_TEST_NOTIFY_SECRET"
@@ -458,3 +468,107 @@ def test_a_flood_of_forged_notices_costs_a_poll_or_two_per_task(
     assert all(polls <= 3 for polls in stats["polls_by_task"].values()), stats["polls_by_task"]
     records = read_journal(manifest.output_dir).records
     assert all(record.state is JobState.DOWNLOADED for record in records.values())
+
+
+# --- fal: ED25519 signatures by the keys of a JWKS document -------------------------------
+
+
+FAL_KEY = Ed25519PrivateKey.generate()
+FAL_NOTICE = json.dumps({"request_id": "req-1", "status": "OK", "payload": {}}).encode()
+
+
+def fal_jwks(*keys: Ed25519PrivateKey) -> dict[str, Any]:
+    raw = [key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) for key in keys]
+    return {
+        "keys": [
+            {"kty": "RSA", "n": "x", "e": "AQAB"},  # not an Ed25519 key: skipped
+            {"kty": "OKP", "crv": "Ed25519", "x": "!!"},  # malformed: skipped
+            *(
+                {
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "x": base64.urlsafe_b64encode(r).decode().rstrip("="),
+                }
+                for r in raw
+            ),
+        ]
+    }
+
+
+def fal_signed(body: bytes, at: float, key: Ed25519PrivateKey = FAL_KEY) -> dict[str, str]:
+    """fal's headers for ``body``: request id, user id, timestamp and body digest, signed."""
+    stamp = str(int(at))
+    message = "\n".join(["req-1", "user-1", stamp, hashlib.sha256(body).hexdigest()])
+    return {
+        "x-fal-webhook-request-id": "req-1",
+        "x-fal-webhook-user-id": "user-1",
+        "x-fal-webhook-timestamp": stamp,
+        "x-fal-webhook-signature": key.sign(message.encode()).hex(),
+    }
+
+
+def test_fal_signatures_are_checked_by_its_public_keys() -> None:
+    keys = ed25519_keys(fal_jwks(Ed25519PrivateKey.generate(), FAL_KEY))
+    assert len(keys) == 2
+    now = 1_800_000_000.0
+    check = SignatureCheck.for_provider("fal", None, keys)
+    check = SignatureCheck(check.scheme, None, keys, clock=lambda: now)
+    assert check.verifies
+    assert check.problem(fal_signed(FAL_NOTICE, now), FAL_NOTICE) is None
+    assert check.problem(fal_signed(FAL_NOTICE, now - 200), FAL_NOTICE) is None
+    assert check.problem(fal_signed(FAL_NOTICE, now), FAL_NOTICE + b" ") == "no matching signature"
+    assert check.problem(fal_signed(FAL_NOTICE, now - 400), FAL_NOTICE) is not None  # stale
+    forged = fal_signed(FAL_NOTICE, now, Ed25519PrivateKey.generate())
+    assert check.problem(forged, FAL_NOTICE) == "no matching signature"
+    bad_hex = {**fal_signed(FAL_NOTICE, now), "x-fal-webhook-signature": "zz"}
+    assert check.problem(bad_hex, FAL_NOTICE) == "malformed signature"
+    assert check.problem({}, FAL_NOTICE) == "missing signature headers"
+    assert not SignatureCheck.for_provider("fal", None).verifies  # no keys: hints only
+    with pytest.raises(ValueError, match="public keys"):
+        SignatureCheck.for_provider("fal", SECRET)
+
+
+def test_fal_keys_are_fetched_and_their_notices_checked_on_the_socket() -> None:
+    document = json.dumps(fal_jwks(FAL_KEY))
+    with serve(lambda method, path, headers: HostileAnswer(json_response(200, document))) as host:
+        jwks = anyio.run(fetch_public_json, f"http://127.0.0.1:{host.port}/jwks.json")
+    keys = ed25519_keys(jwks)
+
+    def read_fal(headers: Mapping[str, str], body: bytes) -> Notice | None:
+        request_id = json.loads(body).get("request_id")
+        return Notice(request_id, headers.get("x-fal-webhook-request-id"))
+
+    statuses: list[int] = []
+    woken: list[str] = []
+    receiver = NoticeReceiver(
+        ("127.0.0.1", 0), "/hook", read_fal, SignatureCheck.for_provider("fal", None, keys),
+        lambda task_id: woken.append(task_id) or "woken",
+    )  # fmt: skip
+
+    async def go() -> None:
+        port = await receiver.open()
+        async with anyio.create_task_group() as group:
+            group.start_soon(receiver.serve)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                now = datetime.now(tz=UTC).timestamp()
+                for headers in (
+                    fal_signed(FAL_NOTICE, now),
+                    fal_signed(FAL_NOTICE, now, Ed25519PrivateKey.generate()),
+                    {},
+                ):
+                    answer = await client.post("/hook", headers=headers, content=FAL_NOTICE)
+                    statuses.append(answer.status_code)
+            group.cancel_scope.cancel()
+
+    anyio.run(go)
+    assert statuses == [200, 401, 401]
+    assert woken == ["req-1"]
+
+
+def test_fal_keys_that_cannot_be_had_leave_notices_as_hints() -> None:
+    with capture_logs() as logs:
+        check = anyio.run(
+            _keyed_check, "fal", f"http://127.0.0.1:{free_port()}/k", structlog.get_logger()
+        )
+    assert check is None
+    assert [entry["event"] for entry in logs] == ["notices.keys_unavailable"]

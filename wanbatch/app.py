@@ -29,7 +29,7 @@ import anyio
 
 from wanbatch import logs
 from wanbatch.backoff import PollPolicy
-from wanbatch.client import ProviderApi, VideoFetcher, check_base_url
+from wanbatch.client import ProviderApi, VideoFetcher, check_base_url, fetch_public_json
 from wanbatch.download import file_matches, sidecar_path
 from wanbatch.errors import DiskError, UsageError, WanbatchError
 from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, gallery_lines, retry_manifest
@@ -56,7 +56,7 @@ from wanbatch.models import (
     JobState,
     Manifest,
 )
-from wanbatch.noticerules import SIGNING, SignatureCheck
+from wanbatch.noticerules import JWKS_URLS, SIGNING, SignatureCheck, ed25519_keys
 from wanbatch.notices import NoticeReceiver, notice_path, parse_listen
 from wanbatch.outtree import atomic_write, read_all
 from wanbatch.progress import LiveProgress, PlainProgress, watch
@@ -436,6 +436,9 @@ async def _run_async(
         receiver = None
         if notices is not None:
             listen, path, check = notices
+            jwks_url = JWKS_URLS.get(provider.name)
+            if jwks_url is not None and not flags.simulate:  # fal's public signing keys
+                check = await _keyed_check(provider.name, jwks_url, runner.ctx.log) or check
             receiver = NoticeReceiver(
                 listen, path, provider.read_notice, check, runner.polls.notice
             )
@@ -461,6 +464,20 @@ async def _run_async(
 
 
 NOTICE_PACE = 4.0  # while notices arrive, planned polls are this many times further apart
+
+
+async def _keyed_check(provider: str, url: str, log: Any) -> SignatureCheck | None:
+    """The check of ``provider``'s notices by its public keys at ``url``; None (and a warning)
+    when they cannot be had: the notices are then hints, at most one poll each."""
+    try:
+        keys = ed25519_keys(await fetch_public_json(url))
+    except WanbatchError as exc:
+        log.warning("notices.keys_unavailable", url=url, error=str(exc))
+        return None
+    if not keys:
+        log.warning("notices.keys_unavailable", url=url, error="no Ed25519 key in the answer")
+        return None
+    return SignatureCheck.for_provider(provider, None, keys)
 
 
 def notice_settings(
