@@ -572,3 +572,37 @@ def test_fal_keys_that_cannot_be_had_leave_notices_as_hints() -> None:
         )
     assert check is None
     assert [entry["event"] for entry in logs] == ["notices.keys_unavailable"]
+
+
+def test_a_notice_that_beats_the_polling_still_wakes_it(
+    tmp_path: Path, make_sim: Callable[..., SimulatorServer]
+) -> None:
+    """A task may end (and its notice come) before its poll loop begins: the notice is kept,
+    and the first poll goes at once instead of after the slow fallback wait."""
+    sim = make_sim(generation_seconds=0.0)
+    manifest = load_manifest(write_manifest(tmp_path, jobs=2))
+    runners: list[Runner] = []
+
+    def notice_first(point: str, job_id: str) -> None:
+        if point == "after_created":  # the task id is journaled; its polling has not begun
+            runner = runners[0]
+            task_id = runner.journal.record(job_id).task_id
+            assert task_id is not None
+            assert runner.polls.notice(task_id) == "unknown"
+
+    async def go() -> Runner:
+        journal = Journal.open(manifest.output_dir, base_url=sim.base_url, manifest="m.yaml")
+        try:
+            async with ProviderApi(sim.base_url, sim.api_key) as api, VideoFetcher() as videos:
+                slow = PollPolicy(initial_seconds=30.0, factor=1.0, cap_seconds=30.0)
+                options = RunOptions(poll=slow, notice_pace=4.0, faults=notice_first)
+                runners.append(Runner(manifest, journal, api, videos, options=options))
+                with anyio.fail_after(60):  # without the kept notice: 120 s, then a failure
+                    await runners[0].run()
+                return runners[0]
+        finally:
+            journal.close()
+
+    runner = anyio.run(go)
+    assert runner.polls.pace is not None and runner.polls.pace.heard == 2
+    assert sorted(sim.stats()["polls_by_task"].values()) == [1, 1]

@@ -90,6 +90,7 @@ _SEEN = {
 
 
 _FINAL = (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
+EARLY_NOTICES = 256  # notices kept for tasks whose polling has not begun
 
 
 class PlanBoard:
@@ -150,6 +151,9 @@ class PollStage:
         self._unknown_words: set[str] = set()  # status words already warned about
         self._watches: dict[str, _Watch] = {}  # task id -> its poll loop, while it runs
         self._ended: set[str] = set()  # tasks polled to their end in this run
+        # Notices for tasks not polled yet (one may beat its create's journaling): the last
+        # few, so that such a task is asked at once when its polling begins.
+        self._early: dict[str, None] = {}
         factor = ctx.options.notice_pace
         self.pace = NoticePace(factor=factor) if factor is not None else None
         self._burst = BurstRule()
@@ -159,7 +163,12 @@ class PollStage:
         is polling it. What became of the notice: woken, coalesced, late or unknown."""
         watch = self._watches.get(task_id)
         if watch is None:
-            return "late" if task_id in self._ended else "unknown"
+            if task_id in self._ended:
+                return "late"
+            self._early[task_id] = None
+            if len(self._early) > EARLY_NOTICES:
+                del self._early[next(iter(self._early))]
+            return "unknown"
         if watch.due is not None:
             return "coalesced"  # a poll is already asked for
         watch.due = self._burst.due(watch.last_woken, self.ctx.timing.clock())
@@ -174,6 +183,9 @@ class PollStage:
         self.board.submitted(job.id, (job.model, job.duration), ctx.timing.clock(), age)
         watch = _Watch(job.id, ctx.timing.clock())
         task_id = record.task_id or ""
+        if task_id in self._early:  # its notice came first
+            del self._early[task_id]
+            watch.due = ctx.timing.clock()
         self._watches[task_id] = watch
         try:
             return await self._loop(job, watch)
