@@ -446,8 +446,8 @@ async def _run_async(
             if not check.verifies and SIGNING.get(provider.name) is not None:
                 runner.ctx.log.warning(
                     "notices.unverified",
-                    detail=f"{provider.name} signs its notices; without --notify-secret-env they"
-                    " are not checked (each costs at most one poll)",
+                    detail=f"{provider.name} signs its notices, but they are not checked in this"
+                    " run (no --notify-secret-env, or no keys): each costs at most one poll",
                 )
         if view is None and receiver is None:
             return await runner.run()
