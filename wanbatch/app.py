@@ -29,7 +29,7 @@ import anyio
 
 from wanbatch import logs
 from wanbatch.backoff import PollPolicy
-from wanbatch.client import ProviderApi, VideoFetcher, check_base_url
+from wanbatch.client import ProviderApi, VideoFetcher, check_base_url, fetch_public_json
 from wanbatch.download import file_matches, sidecar_path
 from wanbatch.errors import DiskError, UsageError, WanbatchError
 from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, gallery_lines, retry_manifest
@@ -56,6 +56,8 @@ from wanbatch.models import (
     JobState,
     Manifest,
 )
+from wanbatch.noticerules import JWKS_URLS, SIGNING, SignatureCheck, ed25519_keys
+from wanbatch.notices import NoticeReceiver, notice_path, parse_listen
 from wanbatch.outtree import atomic_write, read_all
 from wanbatch.progress import LiveProgress, PlainProgress, watch
 from wanbatch.providers import provider_for
@@ -104,6 +106,9 @@ class RunFlags:
     wait_credits: float | None = None  # on 402: wait this long and go round again
     round_pause: float = ROUND_PAUSE_SECONDS  # --until-done: the wait between rounds
     resend_unknown: bool = False  # resend unsettled creates on an API without idempotency keys
+    notify_url: str | None = None  # webhook notices: the public URL the provider calls
+    listen: str | None = None  # HOST:PORT the notice receiver listens on
+    notify_secret_env: str | None = None  # the variable holding the notices' signing secret
 
 
 def load(options: CommonOptions) -> Manifest:
@@ -313,6 +318,8 @@ def _run_round(
     if flags.job_deadline is not None:
         limits = dataclasses.replace(manifest.limits, job_deadline_seconds=flags.job_deadline)
         manifest = dataclasses.replace(manifest, limits=limits)
+    provider = provider_for(manifest.api)
+    notice_settings(flags, provider.name, provider.capabilities.webhooks)  # before anything
     if flags.max_credits is not None and not manifest.pricing:
         raise UsageError(
             f"--max-credits needs prices: {manifest.path} has no `pricing` section "
@@ -354,6 +361,8 @@ def _run_round(
             )
             if flags.max_outage is not None:
                 run_options = dataclasses.replace(run_options, max_outage=flags.max_outage)
+            if flags.notify_url is not None:
+                run_options = dataclasses.replace(run_options, notice_pace=NOTICE_PACE)
             if flags.poll_interval is not None:
                 # A user who sets the interval gets that interval, not the planner.
                 interval = flags.poll_interval
@@ -416,24 +425,87 @@ async def _run_async(
             durable=False,
         )
     await journal.flush()
+    provider = provider_for(manifest.api)
+    notices = notice_settings(flags, provider.name, provider.capabilities.webhooks)
     async with (
         ProviderApi(
             base_url,
             api_key,
-            provider=provider_for(manifest.api),
+            provider=provider,
+            notify_url=flags.notify_url,  # never in a fingerprint or an Idempotency-Key
             max_connections=manifest.limits.concurrency,
             allow_insecure_http=flags.allow_insecure_http,
         ) as api,
         VideoFetcher(max_connections=manifest.limits.downloads) as videos,
     ):
         runner = Runner(manifest, journal, api, videos, options=run_options)
-        if view is None:
+        receiver = None
+        if notices is not None:
+            listen, path, check = notices
+            jwks_url = JWKS_URLS.get(provider.name)
+            if jwks_url is not None and not flags.simulate:  # fal's public signing keys
+                check = await _keyed_check(provider.name, jwks_url, runner.ctx.log) or check
+            receiver = NoticeReceiver(
+                listen, path, provider.read_notice, check, runner.polls.notice
+            )
+            await receiver.open()
+            if not check.verifies and SIGNING.get(provider.name) is not None:
+                runner.ctx.log.warning(
+                    "notices.unverified",
+                    detail=f"{provider.name} signs its notices, but they are not checked in this"
+                    " run (no --notify-secret-env, or no keys): each costs at most one poll",
+                )
+        if view is None and receiver is None:
             return await runner.run()
         async with anyio.create_task_group() as group:
-            group.start_soon(watch, view, runner.snapshot, flags.progress_every)
+            if receiver is not None:
+                group.start_soon(receiver.serve)
+            if view is not None:
+                group.start_soon(watch, view, runner.snapshot, flags.progress_every)
             summary = await runner.run()
             group.cancel_scope.cancel()
+        if receiver is not None:
+            runner.ctx.log.info("notices.heard", **dict(receiver.counts))
         return summary
+
+
+NOTICE_PACE = 4.0  # while notices arrive, planned polls are this many times further apart
+
+
+async def _keyed_check(provider: str, url: str, log: Any) -> SignatureCheck | None:
+    """The check of ``provider``'s notices by its public keys at ``url``; None (and a warning)
+    when they cannot be had: the notices are then hints, at most one poll each."""
+    try:
+        keys = ed25519_keys(await fetch_public_json(url))
+    except WanbatchError as exc:
+        log.warning("notices.keys_unavailable", url=url, error=str(exc))
+        return None
+    if not keys:
+        log.warning("notices.keys_unavailable", url=url, error="no Ed25519 key in the answer")
+        return None
+    return SignatureCheck.for_provider(provider, None, keys)
+
+
+def notice_settings(
+    flags: RunFlags, provider: str, webhooks: bool
+) -> tuple[tuple[str, int], str, SignatureCheck] | None:
+    """(listen address, path, signature check) for ``--notify-url``, or None without it."""
+    if flags.notify_url is None and flags.listen is None:
+        return None
+    if flags.notify_url is None or flags.listen is None:
+        raise UsageError("webhook notices need both --notify-url PUBLIC_URL and --listen HOST:PORT")
+    if not webhooks:
+        raise UsageError(f"--notify-url: {provider} sends no webhook notices")
+    secret = None
+    if flags.notify_secret_env is not None:
+        secret = os.environ.get(flags.notify_secret_env)
+        if not secret:
+            raise UsageError(f"--notify-secret-env: ${flags.notify_secret_env} is not set")
+    try:
+        check = SignatureCheck.for_provider(provider, secret)
+    except ValueError as exc:  # the message names the secret's form, never the secret
+        raise UsageError(f"--notify-secret-env {flags.notify_secret_env}: {exc}") from exc
+    return parse_listen(flags.listen), notice_path(flags.notify_url), check
 
 
 FAULT_ENV = "WANBATCH_TEST_CRASH_AT"

@@ -129,6 +129,23 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow the key over plain http:// to a non-loopback host",
     )
+    group.add_argument(
+        "--notify-url",
+        metavar="PUBLIC_URL",
+        help="webhook notices: the provider calls this URL when a task ends, and that task is"
+        " polled at once (needs --listen; polls go on as a slower fallback)",
+    )
+    group.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="where the notice receiver listens (what --notify-url reaches, e.g. 0.0.0.0:8080)",
+    )
+    group.add_argument(
+        "--notify-secret-env",
+        metavar="NAME",
+        help="the environment variable holding the notices' signing secret (Replicate:"
+        " whsec_...); signed notices that do not verify are refused",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -304,6 +321,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             until_done=args.until_done,
             wait_credits=args.wait_credits,
             resend_unknown=args.resend_unknown,
+            notify_url=args.notify_url,
+            listen=args.listen,
+            notify_secret_env=args.notify_secret_env,
         )
         if args.command == "run":
             return app.run(options, flags)

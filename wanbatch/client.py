@@ -111,6 +111,21 @@ def _map_transport_errors(what: str, secret: str | None = None) -> Iterator[None
         ) from exc
 
 
+async def fetch_public_json(url: str, *, timeout_seconds: float = 10.0) -> object:
+    """A small public JSON document (a provider's webhook signing keys), fetched with no key and
+    no redirect followed; ``TransientApiError`` when it cannot be had."""
+    what = f"fetching {shorten_url(url)}"
+    async with httpx.AsyncClient(timeout=timeout_seconds, trust_env=False) as http:
+        with _map_transport_errors(what):
+            answer = await http.get(check_base_url(url))
+    if answer.status_code != 200 or len(answer.content) > 256 * 1024:
+        raise TransientApiError(f"{what}: HTTP {answer.status_code}", status=answer.status_code)
+    try:
+        return answer.json()
+    except (ValueError, RecursionError) as exc:
+        raise TransientApiError(f"{what}: the answer is not JSON") from exc
+
+
 def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "[key]") if secret else text
 

@@ -8,6 +8,9 @@ asks, journals what it heard and tells the planner. Plans move when the planner 
 A task is asked at least once in every run, however old: the job deadline ends the waiting,
 never the collecting (a run resumed an hour later still picks up what finished meanwhile).
 A 404 for a task we created is waited out (``LostRule``) before the task is called lost.
+
+Webhook notices (``notices.py``) wake a task's poll at once through ``PollStage.notice``; while
+they arrive the planned polls, now a fallback, are spread out (``noticerules.NoticePace``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import anyio
 from wanbatch.admission import POLL, Admission, after_refusal
 from wanbatch.errors import JobRejectedError, TaskNotFoundError, TransientApiError
 from wanbatch.models import LOST_CODE, EventKind, JobSpec, JobState, TaskStatus, TaskView
+from wanbatch.noticerules import BurstRule, NoticePace
 from wanbatch.planner import PollPlanner, Seen, budget_lateness
 from wanbatch.retrying import RetryState
 from wanbatch.runcontext import RunContext, TaskReader
@@ -85,6 +89,10 @@ _SEEN = {
 }
 
 
+_FINAL = (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
+EARLY_NOTICES = 256  # notices kept for tasks whose polling has not begun
+
+
 class PlanBoard:
     """The planner, plus a wake-up for every sleeper when its plans may have moved."""
 
@@ -121,6 +129,17 @@ class PlanBoard:
         self.changed()
 
 
+@dataclass(slots=True)
+class _Watch:
+    """One task's poll loop, as a notice finds it."""
+
+    job_id: str
+    since: float  # when it was last asked (or began to be polled), on the run's clock
+    due: float | None = None  # a notice asks for a poll by then
+    last_woken: float | None = None
+    scope: anyio.CancelScope | None = None  # its wait, while it waits
+
+
 class PollStage:
     def __init__(
         self, ctx: RunContext, api: TaskReader, admission: Admission, board: PlanBoard
@@ -130,18 +149,52 @@ class PollStage:
         self.admission = admission
         self.board = board
         self._unknown_words: set[str] = set()  # status words already warned about
+        self._watches: dict[str, _Watch] = {}  # task id -> its poll loop, while it runs
+        self._ended: set[str] = set()  # tasks polled to their end in this run
+        # Notices for tasks not polled yet (one may beat its create's journaling): the last
+        # few, so that such a task is asked at once when its polling begins.
+        self._early: dict[str, None] = {}
+        factor = ctx.options.notice_pace
+        self.pace = NoticePace(factor=factor) if factor is not None else None
+        self._burst = BurstRule()
+
+    def notice(self, task_id: str) -> str:
+        """A webhook notice names ``task_id``: poll it now (at most once per burst) if this run
+        is polling it. What became of the notice: woken, coalesced, late or unknown."""
+        watch = self._watches.get(task_id)
+        if watch is None:
+            if task_id in self._ended:
+                return "late"
+            self._early[task_id] = None
+            if len(self._early) > EARLY_NOTICES:
+                del self._early[next(iter(self._early))]
+            return "unknown"
+        if watch.due is not None:
+            return "coalesced"  # a poll is already asked for
+        watch.due = self._burst.due(watch.last_woken, self.ctx.timing.clock())
+        if watch.scope is not None:
+            watch.scope.cancel()
+        return "woken"
 
     async def until_done(self, job: JobSpec) -> Polled:
         ctx = self.ctx
         record = ctx.journal.record(job.id)
         age = ctx.timing.wall() - record.submitted_at if record.submitted_at else 0.0
         self.board.submitted(job.id, (job.model, job.duration), ctx.timing.clock(), age)
+        watch = _Watch(job.id, ctx.timing.clock())
+        task_id = record.task_id or ""
+        if task_id in self._early:  # its notice came first
+            del self._early[task_id]
+            watch.due = ctx.timing.clock()
+        self._watches[task_id] = watch
         try:
-            return await self._loop(job)
+            return await self._loop(job, watch)
         finally:
+            self._watches.pop(task_id, None)
+            self._ended.add(task_id)
             self.board.forget(job.id, ctx.timing.clock())  # a no-op after a finish
 
-    async def _loop(self, job: JobSpec) -> Polled:
+    async def _loop(self, job: JobSpec, watch: _Watch) -> Polled:
         ctx = self.ctx
         polls = 0
         retries = RetryState(ctx.options.retry)
@@ -167,7 +220,7 @@ class PollStage:
                     hint=stalled_hint(deadline),
                 )
                 return Polled.STALLED
-            planned = await self._wait_turn(job.id, polls)
+            planned, woken = await self._wait_turn(watch, polls)
             polls += 1
             ctx.summary.requests["poll"] += 1
             try:
@@ -194,24 +247,52 @@ class PollStage:
                     return Polled.LEFT
                 continue
             missing_since, misses = None, 0
-            await self._heard(job, view, planned)
+            await self._heard(job, view, planned, woken)
 
-    async def _wait_turn(self, job_id: str, polls: int) -> float:
-        """Sleep until this task's next poll and take a request token; the planned time."""
+    async def _wait_turn(self, watch: _Watch, polls: int) -> tuple[float, bool]:
+        """Sleep until this task's next poll (or a notice's) and take a request token; the
+        planned time, and whether a notice woke it."""
         clock = self.ctx.timing.clock
         fixed = self.ctx.options.poll
+        pace = self.pace
+        woken = False
         if fixed is not None:
-            await self.ctx.timing.sleep(fixed.delay(polls, self.ctx.timing.random))
+            target = clock() + fixed.delay(polls, self.ctx.timing.random)
+            if pace is not None:
+                target = pace.stretch(clock(), target)
+            while True:
+                due = watch.due
+                until = target if due is None else min(target, due)
+                if until <= clock():
+                    woken = due is not None and due <= target
+                    break
+                with anyio.CancelScope() as scope:
+                    watch.scope = scope
+                    await self.ctx.timing.sleep(until - clock())
+                watch.scope = None
+                if not scope.cancel_called:  # slept its time out
+                    woken = due is not None and due <= target
+                    break
             at = clock()
         else:
             while True:
-                at, _ = self.board.planner.next_poll(job_id, clock())
+                at, _ = self.board.planner.next_poll(watch.job_id, clock())
+                if pace is not None:
+                    at = pace.stretch(watch.since, at)
+                if watch.due is not None:
+                    at = min(at, watch.due)
                 remaining = at - clock()
                 if remaining <= 0:
                     break
                 moved = self.board.moved
-                with anyio.move_on_after(remaining):
+                with anyio.move_on_after(remaining), anyio.CancelScope() as scope:
+                    watch.scope = scope
                     await moved.wait()
+                watch.scope = None
+            woken = watch.due is not None and watch.due <= clock()
+        if woken:
+            watch.due, watch.last_woken = None, clock()
+        watch.since = clock()
         asked = clock()
         await self.admission.acquire(POLL, at)
         if fixed is None:
@@ -220,9 +301,9 @@ class PollStage:
             held = self.admission.pacer.settled and not self.admission.health.down_since(asked)
             late = budget_lateness(asked, at, clock()) if held else 0.0
             self.board.waited(late)
-        return at
+        return at, woken
 
-    async def _heard(self, job: JobSpec, view: TaskView, planned: float) -> None:
+    async def _heard(self, job: JobSpec, view: TaskView, planned: float, woken: bool) -> None:
         ctx = self.ctx
         record = ctx.journal.record(job.id)
         status = view.status
@@ -230,6 +311,13 @@ class PollStage:
             ctx.log.warning("job.succeeded_without_url", job=job.id, task_id=view.task_id)
             status = TaskStatus.RUNNING  # poll again: some servers fill the URL in a moment later
         self.board.observe(job.id, ctx.timing.clock(), _SEEN[status])
+        pace = self.pace
+        if pace is not None and status in _FINAL and pace.finished(woken=woken):
+            ctx.log.warning(
+                "notices.not_arriving",
+                detail=f"{pace.misses} tasks in a row were found finished by a poll before any"
+                " notice came; polling goes back to its own pace",
+            )
         note = unknown_status_note(view.raw_status) if view.unrecognised_status else None
         if note is not None and view.raw_status not in self._unknown_words:
             self._unknown_words.add(view.raw_status)

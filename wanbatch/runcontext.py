@@ -85,6 +85,9 @@ class RunOptions:
     # --resend-unknown: on an API without idempotency keys, send again a create whose answer
     # was lost even where no task list could settle whether it made a task (may pay twice).
     force_resend: bool = False
+    # Webhook notices are on (``--notify-url``): the planned polls, a fallback now, are spread
+    # this many times further apart while notices arrive (``noticerules.NoticePace``).
+    notice_pace: float | None = None
 
 
 @dataclass(slots=True)
