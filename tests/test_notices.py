@@ -40,6 +40,7 @@ from wanbatch.noticerules import (
     ed25519_keys,
 )
 from wanbatch.notices import NoticeReceiver, notice_path, parse_listen
+from wanbatch.providers import PROVIDERS
 from wanbatch.providers.base import Notice
 from wanbatch.providers.wanapi import WanApiProvider
 from wanbatch.scheduler import Runner, RunOptions
@@ -606,3 +607,39 @@ def test_a_notice_that_beats_the_polling_still_wakes_it(
     runner = anyio.run(go)
     assert runner.polls.pace is not None and runner.polls.pace.heard == 2
     assert sorted(sim.stats()["polls_by_task"].values()) == [1, 1]
+
+
+WEBHOOK_PROVIDERS = sorted(name for name, p in PROVIDERS.items() if p.capabilities.webhooks)
+
+
+@pytest.mark.parametrize("provider", WEBHOOK_PROVIDERS)
+def test_every_provider_with_webhooks_wakes_polls_by_its_own_notices(
+    tmp_path: Path,
+    make_sim: Callable[..., SimulatorServer],
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+) -> None:
+    """Each provider's simulator dialect calls back in its own form (wanapi's task view,
+    Replicate's signed prediction, fal's queue notice): with 30 s polls the run still ends as
+    the renders do, one poll per job, every notice verified where the provider signs."""
+    sim = make_sim(provider=provider, generation_seconds=0.2)
+    manifest = write_manifest(tmp_path, jobs=4)
+    manifest.write_text(
+        manifest.read_text().replace(f"api: {{key_env: {KEY_ENV}}}",
+                                     f"api: {{key_env: {KEY_ENV}, provider: {provider}}}")
+    )  # fmt: skip
+    port = free_port()
+    hook = f"http://127.0.0.1:{port}/hook"
+    extra = ["--notify-url", hook, "--listen", f"127.0.0.1:{port}"]
+    if provider == "replicate":  # it signs: give wanbatch the secret the dialect signs with
+        monkeypatch.setenv("SIM_WEBHOOK_SECRET", sim.config.webhook_secret)
+        extra += ["--notify-secret-env", "SIM_WEBHOOK_SECRET"]
+    code = run_cli(monkeypatch, manifest, sim, "--poll-interval", SLOW, *extra)
+    stats = sim.stats()
+    assert code == 0
+    assert stats["webhook_deliveries"] == 4
+    assert sorted(stats["polls_by_task"].values()) == [1] * 4  # one poll per job
+    assert stats["creates_accepted"] == 4
+    heard = notices_heard(manifest)
+    assert heard["received"] == 4 and heard["woken"] == 4
+    assert not heard.get("refused")

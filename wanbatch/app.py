@@ -29,7 +29,13 @@ import anyio
 
 from wanbatch import logs
 from wanbatch.backoff import PollPolicy
-from wanbatch.client import ProviderApi, VideoFetcher, check_base_url, fetch_public_json
+from wanbatch.client import (
+    ProviderApi,
+    VideoFetcher,
+    check_base_url,
+    fetch_public_json,
+    is_loopback,
+)
 from wanbatch.download import file_matches, sidecar_path
 from wanbatch.errors import DiskError, UsageError, WanbatchError
 from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, gallery_lines, retry_manifest
@@ -443,7 +449,8 @@ async def _run_async(
         if notices is not None:
             listen, path, check = notices
             jwks_url = JWKS_URLS.get(provider.name)
-            if jwks_url is not None and not flags.simulate:  # fal's public signing keys
+            local = flags.simulate or is_loopback(urlsplit(base_url).hostname or "")
+            if jwks_url is not None and not local:  # fal's public keys; never for a simulator
                 check = await _keyed_check(provider.name, jwks_url, runner.ctx.log) or check
             receiver = NoticeReceiver(
                 listen, path, provider.read_notice, check, runner.polls.notice
