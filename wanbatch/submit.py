@@ -9,29 +9,20 @@ is not resent in the same run at all: the server took it, and may not dedupe. ``
 returns an outcome, never raises for one.
 
 An API without idempotency keys (``capabilities.idempotency_keys`` false, e.g. DashScope) would
-make a second task for a resent create, so a create that may have made one is settled before
-anything is resent, in this run or the next (``_settle``): where the API lists tasks, the task
-is looked for among those made since the attempt's first intent (less a minute for skewed
-clocks), less those other jobs hold and those whose own prompt (asked of each) is not the
-job's: one found, it is journaled ``created`` and no create is sent; none, the create is sent
-again (no possible duplicate). Without a list, or when it cannot tell (two tasks that could be
-the job's, or another unsettled job with the same prompt), the job is left "answer unknown" and
-never resent automatically; the summary says to look in the provider's console and, to send it
-anyway, to run with ``--resend-unknown`` (``RunOptions.force_resend``): a possible duplicate.
-Whether a create answered 5xx may have made a task is the adapter's word
-(``capabilities.error_answer_may_create``): yes where keys or a list settle it; no for an API
-that has neither (fal, a plain gateway), or every 5xx would leave its job to a person.
+make a second task for a resent create, so a create that may have made one is settled
+(``settling.Settler``) before anything is resent, in this run or the next. Whether a create
+answered 5xx may have made a task is the adapter's word (``capabilities.error_answer_may_create``):
+yes where keys or a list settle it; no for an API that has neither (fal, a plain gateway), or
+every 5xx would leave its job to a person.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import functools
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import anyio
 
@@ -39,7 +30,6 @@ from wanbatch.admission import CREATE, Admission, after_refusal
 from wanbatch.costguard import CostGuard
 from wanbatch.errors import (
     AnswerUnknownError,
-    ApiError,
     AuthError,
     CreditsExhaustedError,
     JobRejectedError,
@@ -47,12 +37,10 @@ from wanbatch.errors import (
     TransientApiError,
 )
 from wanbatch.models import EventKind, JobSpec, JobState
-from wanbatch.providers.base import Created
 from wanbatch.retrying import RetryState
 from wanbatch.runcontext import RunContext, TaskApi
+from wanbatch.settling import Settled, Settler
 from wanbatch.stops import StopReason
-
-T = TypeVar("T")
 
 
 class Submitted(enum.Enum):
@@ -66,9 +54,6 @@ class Submitted(enum.Enum):
 
 
 # Listed tasks made up to this long before the create's intent still count (clocks differ).
-SETTLE_MARGIN_SECONDS = 60.0
-RESEND_FLAG = "run again with --resend-unknown"
-MAX_LOOKS = 20  # listed tasks asked for their prompt at most, to settle one create
 
 Shield = Callable[[], contextlib.AbstractContextManager[anyio.CancelScope]]
 
@@ -93,6 +78,7 @@ class SubmitStage:
         self.admission = admission
         self.guard = guard
         self.shield = shield
+        self.settler = Settler(ctx, api, admission, guard)
 
     def cost(self, job: JobSpec) -> float:
         return self.ctx.manifest.pricing.get(job.model, 0.0) * job.duration
@@ -106,10 +92,10 @@ class SubmitStage:
         assert key is not None
         if unknown and not self.dedupes:
             # No key to dedupe by: settle it first (the task list), or do not resend at all.
-            settled = await self._settle(job, reserved=False)
-            if isinstance(settled, Submitted):
-                return settled
-            unknown = settled is _Resend.FORCED  # NOT_LISTED: sending it pays no second task
+            settled = await self.settler.settle(job, reserved=False)
+            if settled is Settled.FOUND or settled is Settled.UNKNOWN:
+                return Submitted.CREATED if settled is Settled.FOUND else Submitted.UNKNOWN
+            unknown = settled is Settled.FORCED  # NOT_LISTED: sending it pays no second task
         if unknown and not ctx.options.resend_unknown:
             ctx.summary.left[job.id] = (
                 "create sent, answer unknown: not resent by --until-done (a server that ignores"
@@ -178,10 +164,11 @@ class SubmitStage:
                 if ctx.stops.reason is StopReason.CREDITS and not maybe_created:
                     return await self._not_created(job, f"not sent: {ctx.stops.message}")
                 if maybe_created and not self.dedupes:
-                    settled = await self._settle(job, reserved=True)
-                    if isinstance(settled, Submitted):
-                        return settled
-                    if settled is _Resend.NOT_LISTED:
+                    settled = await self.settler.settle(job, reserved=True)
+                    if settled is Settled.FOUND or settled is Settled.UNKNOWN:
+                        found = settled is Settled.FOUND
+                        return Submitted.CREATED if found else Submitted.UNKNOWN
+                    if settled is Settled.NOT_LISTED:
                         maybe_created = sending.maybe_created = False
                 await self.admission.acquire(CREATE)
                 if maybe_created:
@@ -258,138 +245,6 @@ class SubmitStage:
         """A create resent with the same key makes no second task on this API."""
         return self.api.provider.capabilities.idempotency_keys
 
-    async def _settle(self, job: JobSpec, *, reserved: bool) -> Submitted | _Resend:
-        """A create that may have made a task, on an API without idempotency keys: find its
-        task in the API's task list and journal it (``NOT_LISTED``: none is listed, sending is
-        safe). Without a list, or when the list cannot tell, the job is left "answer unknown"
-        unless ``--resend-unknown`` (``FORCED``). ``reserved``: this run's cost guard holds
-        the create."""
-        ctx = self.ctx
-        provider = self.api.provider
-        how = f"to send it anyway (it may be paid twice): {RESEND_FLAG}"
-        if not provider.capabilities.list_tasks:
-            if ctx.options.force_resend:
-                return _Resend.FORCED
-            return self._unsettled(
-                job,
-                f"create sent, answer unknown: {provider.name} has no idempotency keys and"
-                " lists no tasks, so sending it again may pay for a second video; look for"
-                f" the task in {provider.name}'s console, and {how}",
-            )
-        intent_at = ctx.journal.record(job.id).intent_at
-        since = (intent_at if intent_at is not None else 0.0) - SETTLE_MARGIN_SECONDS
-        try:
-            found = await self._asking("list", job, lambda: self.api.find(job, since))
-        except AnswerUnknownError as exc:
-            if ctx.options.force_resend:
-                return _Resend.FORCED
-            return self._unsettled(job, f"create sent, answer unknown: {exc}; {how}")
-        except ApiError as exc:
-            return self._unsettled(
-                job,
-                f"create sent, answer unknown: the task list could not be read ({exc});"
-                " the next run looks again",
-            )
-        held = {
-            record.task_id
-            for other, record in ctx.journal.records.items()
-            if other != job.id and record.task_id is not None
-        }
-        free = [created for created in found if created.view.task_id not in held]
-        if not free:
-            ctx.log.warning("job.not_listed", job=job.id, detail="no task listed: sending it")
-            return _Resend.NOT_LISTED
-        # The list may show tasks made elsewhere on the account: ask each its prompt.
-        rivals = self._rivals(job)
-        looked = await self._by_prompt(job, free)
-        if looked is not None:
-            free, prompts_known = looked
-            if not free:
-                ctx.log.warning("job.not_listed", job=job.id, detail="none has its prompt")
-                return _Resend.NOT_LISTED
-            if prompts_known:
-                rivals = [r for r in rivals if _alike(self._spec(r).prompt, job.prompt)]
-        if len(free) > 1 or rivals:
-            if ctx.options.force_resend:
-                return _Resend.FORCED
-            shown = ", ".join(repr(created.view.task_id) for created in free[:5])
-            whose = f"; job {rivals[0]}'s create is unsettled too" if rivals else ""
-            return self._unsettled(
-                job,
-                f"create sent, answer unknown: {len(free)} task(s) no job holds were made"
-                f" since it was sent ({shown}){whose}, and {provider.name} does not say which"
-                f" is this job's; not resent ({how})",
-            )
-        task_id, handle = free[0].view.task_id, free[0].handle
-        await ctx.journal.append(
-            ctx.event(EventKind.CREATED, job.id, task_id=task_id, handle=handle)
-        )
-        if reserved:
-            self.guard.commit(job.id)
-        self.admission.created()
-        ctx.log.warning("job.found_by_listing", job=job.id, task_id=task_id)
-        return Submitted.CREATED
-
-    async def _by_prompt(
-        self, job: JobSpec, tasks: list[Created]
-    ) -> tuple[list[Created], bool] | None:
-        """``tasks`` less those whose own prompt (asked of each, a poll) is unlike ``job``'s,
-        and whether every prompt was told; None when one could not be asked, or too many."""
-        if len(tasks) > MAX_LOOKS:
-            return None
-        kept, known = [], True
-        for created in tasks:
-            try:
-                view = await self._asking(
-                    "poll",
-                    job,
-                    functools.partial(self.api.get, created.view.task_id, created.handle),
-                )
-            except ApiError:
-                return None
-            known = known and view.prompt is not None
-            if view.prompt is None or _alike(view.prompt, job.prompt):
-                kept.append(created)
-        return kept, known
-
-    async def _asking(self, what: str, job: JobSpec, ask: Callable[[], Awaitable[T]]) -> T:
-        """``ask()`` through the request budget, its transient errors (5xx, 429, timeouts, an
-        outage) waited out as any request's are; the last one raised when they persist."""
-        retries = RetryState(self.ctx.options.retry)
-        while True:
-            await self.admission.acquire(CREATE)
-            self.ctx.summary.requests[what] += 1
-            try:
-                return await ask()
-            except AnswerUnknownError:
-                raise
-            except TransientApiError as exc:
-                if not await after_refusal(self.ctx, self.admission, exc, retries, what, job.id):
-                    raise
-
-    def _spec(self, job_id: str) -> JobSpec:
-        return next(job for job in self.ctx.manifest.jobs if job.id == job_id)
-
-    def _rivals(self, job: JobSpec) -> list[str]:
-        """Other jobs whose create may have made a task the list cannot tell from ``job``'s:
-        sent and not settled (``submitting``), of the same model, both with or both without an
-        image (so the same model of the provider)."""
-        records = self.ctx.journal.records
-        return [
-            other.id
-            for other in self.ctx.manifest.jobs
-            if other.id != job.id
-            and other.model == job.model
-            and (other.image is None) == (job.image is None)
-            and (record := records.get(other.id)) is not None
-            and record.state is JobState.SUBMITTING
-        ]
-
-    def _unsettled(self, job: JobSpec, why: str) -> Submitted:
-        self.ctx.summary.left[job.id] = why
-        self.ctx.log.warning("job.answer_unknown", job=job.id, error=why)
-        return Submitted.UNKNOWN
-
     async def _gate_then_go(self, job: JobSpec, *, certain_none: bool) -> bool:
         """Wait for the host's Retry-After gate (a 429 may have come back while the intent was
         written), then say whether to send. If the run stops meanwhile (Ctrl-C, a 402 on
@@ -418,21 +273,6 @@ class SubmitStage:
     def _possible_duplicate(self, job: JobSpec) -> None:
         if job.id not in self.ctx.summary.possible_duplicates:
             self.ctx.summary.possible_duplicates.append(job.id)
-
-
-def _alike(one: str, other: str) -> bool:
-    """Prompts that may be the same one: equal once whitespace is collapsed, or one the start
-    of the other (an API may cut a long prompt short). A prompt unlike the job's rules a task
-    out, so the test errs towards "alike"."""
-    one, other = " ".join(one.split()), " ".join(other.split())
-    return one.startswith(other) or other.startswith(one)
-
-
-class _Resend(enum.Enum):
-    """Why a create that may have made a task is sent again (``SubmitStage._settle``)."""
-
-    NOT_LISTED = "not_listed"  # the task list shows none: no second payment
-    FORCED = "forced"  # --resend-unknown: it may be paid twice
 
 
 @dataclass(slots=True)
