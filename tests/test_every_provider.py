@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from test_resume import assert_whole_and_paid_once, finish, start_runner
 
+from wanbatch import cli
 from wanbatch.journal import read_journal
+from wanbatch.manifest import load_manifest
 from wanbatch.models import JobState
 from wanbatch.providers import PROVIDERS
 from wanbatch.simulator.dialects import dialect
@@ -22,11 +24,39 @@ from wanbatch.simulator.dialects import dialect
 from test_runner import out_dir, stats, videos, write_manifest
 
 NAMES = sorted(PROVIDERS)
+JOBS = Path(__file__).parent.parent / "jobs"
 
 
-def test_every_provider_has_a_simulator_dialect() -> None:
+def test_every_provider_has_a_simulator_dialect_and_an_example() -> None:
     for name in NAMES:
         assert dialect(name).name == name
+        assert (JOBS / f"{name}.yaml").exists()
+
+
+def test_the_examples_are_one_campaign_apart_from_their_api_section() -> None:
+    """jobs/<provider>.yaml hold the same jobs (ids, fields, so the same fingerprints): moving
+    a campaign between providers is the `api` section alone."""
+    loaded = {name: load_manifest(JOBS / f"{name}.yaml") for name in NAMES}
+    assert {name: manifest.api.provider for name, manifest in loaded.items()} == {
+        name: name for name in NAMES
+    }
+    jobs = {name: [(j.id, j.fingerprint()) for j in m.jobs] for name, m in loaded.items()}
+    assert len(jobs["wanapi"]) == 6
+    assert all(found == jobs["wanapi"] for found in jobs.values()), jobs
+
+
+@pytest.mark.parametrize("provider", NAMES)
+def test_each_example_renders_with_simulate(tmp_path: Path, provider: str) -> None:
+    """`wanbatch run jobs/<provider>.yaml --simulate` on that provider's dialect: every video
+    but the one the content filter refuses, which fails with the provider's own reason."""
+    for name in (f"{provider}.yaml", "every-provider.csv"):
+        text = (JOBS / name).read_text()
+        (tmp_path / name).write_text(text.replace(f"../renders/every-provider-{provider}", "out"))
+    assert cli.main(["run", str(tmp_path / f"{provider}.yaml"), "--simulate", "-q"]) == 1
+    records = read_journal(tmp_path / "out").records
+    failed = {job for job, record in records.items() if record.state is JobState.FAILED}
+    assert failed == {"red-carpet"} and records["red-carpet"].reason
+    assert len(list((tmp_path / "out").glob("*.mp4"))) == 5
 
 
 @pytest.mark.parametrize("provider", NAMES)

@@ -481,20 +481,6 @@ def test_a_handed_out_url_on_another_host_gets_no_key(tmp_path: Path) -> None:
     assert elsewhere.requests == []
 
 
-def test_the_fal_example_renders_with_simulate(tmp_path: Path) -> None:
-    """jobs/fal.yaml under `run --simulate`: the fal dialect serves it; only the celebrity fails."""
-    source = Path(__file__).parent.parent / "jobs" / "fal.yaml"
-    text = source.read_text().replace("../renders/spring-campaign-fal", "out")
-    manifest = tmp_path / "fal.yaml"
-    manifest.write_text(text)
-    assert cli.main(["run", str(manifest), "--simulate", "-q"]) == 1
-    states = outcome(manifest)
-    assert states.pop("red-carpet") is JobState.FAILED
-    assert set(states.values()) == {JobState.DOWNLOADED} and len(states) == 5
-    record = read_journal(tmp_path / "out").records["red-carpet"]
-    assert record.code == "content_policy_violation"
-
-
 def test_a_killed_simulate_run_resumes_on_the_urls_it_kept(tmp_path: Path) -> None:
     """`run --simulate` restarts the simulator on the port it had, so the journaled fal URLs
     (absolute, on the simulator's own origin) still lead to their requests."""

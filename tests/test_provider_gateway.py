@@ -141,17 +141,6 @@ def test_run_simulate_renders_a_gateway_campaign(tmp_path: Path) -> None:
     assert videos == ["frame.mp4", "tall.mp4", "wide.mp4"]
 
 
-def test_the_example_is_the_campaign_apart_from_its_api_section() -> None:
-    """jobs/gateway.yaml renders the same jobs as jobs/campaign.yaml (the same ids and fields,
-    so the same fingerprints): only ``api`` (and the output folder) differ."""
-    gateway = load_manifest(REPO / "jobs" / "gateway.yaml")
-    campaign = load_manifest(REPO / "jobs" / "campaign.yaml")
-    assert gateway.api.provider == "gateway" and gateway.api.gateway == GatewayDescription()
-    assert [(j.id, j.fingerprint()) for j in gateway.jobs] == [
-        (j.id, j.fingerprint()) for j in campaign.jobs
-    ]
-
-
 def test_the_runner_renders_through_a_described_gateway(
     make_sim: MakeSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

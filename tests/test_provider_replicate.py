@@ -23,7 +23,7 @@ import httpx
 import pytest
 import structlog
 
-from wanbatch import app, cli
+from wanbatch import app
 from wanbatch.backoff import PollPolicy, RetryPolicy
 from wanbatch.client import ProviderApi, VideoFetcher
 from wanbatch.errors import (
@@ -332,14 +332,6 @@ def test_a_campaign_renders_and_downloads_every_video(
         assert (tmp_path / "out" / f"{name}.mp4").read_bytes()[4:8] == b"ftyp"
     stats = sim.stats()
     assert stats["creates_accepted"] == 3 and stats["cdn_requests_with_authorization"] == 0
-
-
-def test_run_simulate_renders_the_example_manifest(tmp_path: Path) -> None:
-    text = (Path(__file__).parent.parent / "jobs" / "replicate.yaml").read_text()
-    manifest = tmp_path / "replicate.yaml"
-    manifest.write_text(text.replace("../renders/replicate-campaign", "out"))
-    assert cli.main(["run", str(manifest), "--simulate", "-q"]) == 0
-    assert len(list((tmp_path / "out").glob("*.mp4"))) == 8
 
 
 def test_a_wrong_key_is_an_auth_error(replicate_sim: Callable[..., SimulatorServer]) -> None:
