@@ -142,3 +142,15 @@ def test_killed_at_a_crash_point_the_rerun_pays_once(
     assert unsettled and "--resend-unknown" in out + err, out + err
     assert len(videos(manifest)) == 4 - len(unsettled)
     assert stats(sim)["tasks_created"] <= 4  # nothing paid twice without being asked
+
+
+def test_an_output_tree_is_not_resumed_on_another_provider(tmp_path: Path, capsys: Any) -> None:
+    """The journal names its provider: the same tree run again for another provider is refused
+    (exit 2) before anything is sent, naming both and the way out."""
+    manifest = write_manifest(tmp_path, jobs=1, provider="wanapi")
+    assert cli.main(["run", str(manifest), "--simulate", "-q"]) == 0
+    manifest.write_text(manifest.read_text().replace("provider: wanapi", "provider: dashscope"))
+    capsys.readouterr()
+    assert cli.main(["run", str(manifest), "--simulate", "-q"]) == 2
+    said = capsys.readouterr().err
+    assert "'wanapi'" in said and "'dashscope'" in said and "api.provider: wanapi" in said
