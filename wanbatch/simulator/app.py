@@ -322,6 +322,15 @@ class ApiApp:
     def __init__(self, state: SimState) -> None:
         self.state = state
         self._webhooks: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+
+    def _notifier(self) -> httpx.AsyncClient:
+        """One client for every notice, its connections kept open: a provider's notice system
+        does not open a new connection per notice (one did, and several tasks ending together
+        queued their notices behind each other's connects)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=5)
+        return self._client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -399,8 +408,7 @@ class ApiApp:
             with self.state.lock:
                 body, headers = notice(self.state, task)
             try:
-                async with httpx.AsyncClient(timeout=5) as client:
-                    await client.post(url, content=body, headers=headers)
+                await self._notifier().post(url, content=body, headers=headers)
                 self.state.counters["webhook_deliveries"] += 1
             except httpx.HTTPError:
                 self.state.counters["webhook_failures"] += 1
