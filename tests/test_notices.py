@@ -529,6 +529,18 @@ def test_fal_signatures_are_checked_by_its_public_keys() -> None:
         SignatureCheck.for_provider("fal", SECRET)
 
 
+def test_a_timestamp_of_unicode_digits_is_refused_not_a_crash() -> None:
+    """`"²".isdigit()` is true but `int("²")` raises: a forged fal notice with a superscript
+    timestamp is a refused notice (401), never an exception out of the receiver (it ran in the
+    run's task group: one unauthenticated request ended the run)."""
+    now = 1_800_000_000.0
+    keys = ed25519_keys(fal_jwks(FAL_KEY))
+    scheme = SignatureCheck.for_provider("fal", None, keys).scheme
+    check = SignatureCheck(scheme, None, keys, clock=lambda: now)
+    forged = {**fal_signed(FAL_NOTICE, now), "x-fal-webhook-timestamp": "\u00b2"}
+    assert check.problem(forged, FAL_NOTICE) is not None
+
+
 def test_fal_keys_are_fetched_and_their_notices_checked_on_the_socket() -> None:
     document = json.dumps(fal_jwks(FAL_KEY))
     with serve(lambda method, path, headers: HostileAnswer(json_response(200, document))) as host:

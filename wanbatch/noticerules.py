@@ -132,7 +132,8 @@ def ed25519_problem(
     request_id, user_id, timestamp, signature = fields
     if not all(fields):
         return "missing signature headers"
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > TOLERANCE_SECONDS:
+    digits = timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 20
+    if not digits or abs(now - int(timestamp)) > TOLERANCE_SECONDS:
         return "timestamp missing or more than 5 minutes off"
     try:
         signed = bytes.fromhex(signature)

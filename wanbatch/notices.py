@@ -119,6 +119,9 @@ class NoticeReceiver:
                 pass  # the sender went away: nothing to answer
             except h11.ProtocolError:
                 self.counts["malformed"] += 1
+            except Exception as exc:  # one sender's request must never end the run
+                self.counts["broken"] += 1
+                self._warn_once("notice.broken", error=type(exc).__name__)
             finally:
                 self._open -= 1
 
@@ -165,7 +168,10 @@ class NoticeReceiver:
         its own task."""
         counts = self.counts
         counts["received"] += 1
-        problem = self._check.problem(headers, body)
+        try:
+            problem = self._check.problem(headers, body)
+        except Exception as exc:  # a checker's bug must not end the run: refuse the notice
+            problem = f"the signature could not be checked ({type(exc).__name__})"
         if problem is not None:
             counts["refused"] += 1
             self._warn_once("notice.refused", reason=problem)
