@@ -154,3 +154,19 @@ def test_an_output_tree_is_not_resumed_on_another_provider(tmp_path: Path, capsy
     assert cli.main(["run", str(manifest), "--simulate", "-q"]) == 2
     said = capsys.readouterr().err
     assert "'wanapi'" in said and "'dashscope'" in said and "api.provider: wanapi" in said
+
+
+def test_wan_api_base_url_is_wanapis_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`WAN_API_BASE_URL`, exported for wanapi, must not send another provider's key to
+    wanapi's host: it applies to wanapi manifests only (found in review: a DashScope key went
+    to api.wanapi.io)."""
+    from wanbatch.app import CommonOptions, resolve_base_url
+
+    monkeypatch.setenv("WAN_API_BASE_URL", "https://api.wanapi.io/v1")
+    for name in NAMES:
+        manifest = load_manifest(JOBS / f"{name}.yaml")
+        url = resolve_base_url(CommonOptions(manifest=str(JOBS / f"{name}.yaml")), manifest)
+        if name == "wanapi":
+            assert url == "https://api.wanapi.io/v1"
+        else:
+            assert "wanapi.io" not in url, (name, url)

@@ -54,6 +54,7 @@ from wanbatch.journal import Journal, Replay, read_journal, state_dir, without_u
 from wanbatch.manifest import Overrides, load_manifest
 from wanbatch.models import (
     BASE_URL_ENV,
+    DEFAULT_PROVIDER,
     LOST_CODE,
     EventKind,
     JobEvent,
@@ -133,7 +134,10 @@ def load(options: CommonOptions) -> Manifest:
 
 
 def resolve_base_url(options: CommonOptions, manifest: Manifest) -> str:
-    url = options.base_url or os.environ.get(BASE_URL_ENV) or manifest.api.base_url
+    # WAN_API_BASE_URL is wanapi's: honoured for another provider it would send that
+    # provider's key to wanapi's host.
+    env = os.environ.get(BASE_URL_ENV) if manifest.api.provider == DEFAULT_PROVIDER else None
+    url = options.base_url or env or manifest.api.base_url
     url = url or provider_for(manifest.api).default_base_url
     if url is None:
         raise UsageError(
