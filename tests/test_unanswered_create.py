@@ -21,6 +21,7 @@ from test_provider_dashscope import accepted, manifest_file, run_once
 
 from wanbatch.backoff import RetryPolicy
 from wanbatch.models import JobState
+from wanbatch.providers import PROVIDERS
 from wanbatch.providers.base import Capabilities
 from wanbatch.providers.dashscope import DashScopeProvider
 from wanbatch.simulator import SimulatorServer
@@ -38,6 +39,7 @@ class Dropper:
     target: str
     drop: int = 1
     refuse: int = 0  # the first creates answered 503 without reaching the server
+    edge_timeout: int = 0  # the first creates reach the server, then the edge answers 504
     port: int = 0
     dropped: int = 0
     seen: list[tuple[str, str]] = field(default_factory=list)
@@ -70,6 +72,10 @@ class Dropper:
                 answer = await client.request(
                     method, self.target + target, headers=forward, content=body
                 )
+            if method == "POST" and self.edge_timeout > 0:
+                self.edge_timeout -= 1
+                await stream.send(json_response(504, '{"detail": "Gateway Timeout"}'))
+                return  # the task is made; an edge proxy answered for the server
             if method == "POST" and self.dropped < self.drop:
                 self.dropped += 1
                 return  # the task is made; its answer is lost
@@ -78,8 +84,10 @@ class Dropper:
 
 
 @contextlib.contextmanager
-def dropping(sim: SimulatorServer, drop: int = 1, refuse: int = 0) -> Iterator[Dropper]:
-    proxy = Dropper(sim.origin, drop, refuse)
+def dropping(
+    sim: SimulatorServer, drop: int = 1, refuse: int = 0, edge_timeout: int = 0
+) -> Iterator[Dropper]:
+    proxy = Dropper(sim.origin, drop, refuse, edge_timeout)
     with anyio.from_thread.start_blocking_portal() as portal:
 
         async def listen() -> anyio.abc.SocketListener:
@@ -285,3 +293,25 @@ def test_a_task_made_elsewhere_on_the_account_is_not_adopted(
         journal.close()
     assert record.state is JobState.DOWNLOADED and record.task_id != foreign
     assert accepted(sim) == 2 and summary.possible_duplicates == []
+
+
+def test_a_504_from_an_edge_after_the_create_is_not_taken_as_refused(
+    make_sim: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    """fal (no keys, no list) takes a 500/503 answer as a refusal, but a 502/504 comes from a
+    proxy in front of the API, which may have made the task: that create is left "answer
+    unknown", not sent again (found in review: two tasks paid, no duplicate reported)."""
+    sim = make_sim(provider="fal")
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "name: t\napi: {provider: fal}\n"
+        "limits: {concurrency: 2, requests_per_second: 500, downloads: 2}\n"
+        'output: {dir: out}\njobs:\n  - {id: job-0, prompt: a red fox in snow, aspect_ratio: "16:9"}\n'
+    )
+    with dropping(sim, drop=0, edge_timeout=1) as proxy:
+        summary, journal = run_once(
+            path, f"http://127.0.0.1:{proxy.port}", provider=PROVIDERS["fal"]
+        )
+        journal.close()
+    assert accepted(sim) == 1
+    assert "--resend-unknown" in summary.left["job-0"]

@@ -226,10 +226,7 @@ class SubmitStage:
                 maybe_created = (
                     maybe_created
                     or _answer_lost(exc)
-                    or (
-                        (exc.status or 0) >= 500
-                        and self.api.provider.capabilities.error_answer_may_create
-                    )
+                    or _may_have_made(exc, self.api.provider.capabilities.error_answer_may_create)
                 )
                 sending.maybe_created = maybe_created
                 if not await after_refusal(ctx, self.admission, exc, retries, "create", job.id):
@@ -280,6 +277,17 @@ class _Sending:
     """One job's create across its attempts (the stage itself is shared by every job)."""
 
     maybe_created: bool
+
+
+def _may_have_made(exc: TransientApiError, error_answer_may_create: bool) -> bool:
+    """Whether a create answered ``exc.status`` may still have made a task. A 502 or 504 comes
+    from a proxy in front of the API, which may have taken it whatever the API's own answers
+    mean; a redirect (POST, then "see the task there") may follow a create; the API's own 5xx
+    mean what its adapter says."""
+    status = exc.status or 0
+    if status in (502, 504) or 300 <= status < 400:
+        return True
+    return status >= 500 and error_answer_may_create
 
 
 def _answer_lost(exc: TransientApiError) -> bool:

@@ -106,10 +106,11 @@ class Capabilities:
     list_tasks: bool  # tasks can be listed, to find one whose create went unanswered
     url_lifetime_seconds: float | None  # a finished video's URL (None: not documented)
     task_lifetime_seconds: float | None  # how long the API remembers a task
-    # Whether a create answered 5xx may still have made a task. True is the cautious reading
-    # (the outcome is unknown: resent with the same key, or looked for in the task list). An
-    # API that can do neither takes an explicit 5xx answer as "nothing made" (False); otherwise
-    # every 5xx would leave its job to a person. A lost answer (timeout, reset) stays unknown.
+    # Whether a create answered 5xx by the API itself may still have made a task. True is the
+    # cautious reading (the outcome is unknown: resent with the same key, or looked for in the
+    # task list). An API that can do neither takes its own 5xx as "nothing made" (False), or
+    # every 5xx would leave its job to a person. A lost answer (timeout, reset), a 502 or 504
+    # (a proxy's answer) and a redirect stay unknown whatever this says.
     error_answer_may_create: bool = True
 
 
