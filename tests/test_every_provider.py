@@ -91,8 +91,8 @@ def test_server_errors_rate_limits_and_failures_are_ridden_out(
     sim = make_sim(
         provider=provider,
         error_rate=0.2,
-        rate_limit_rps=40,
-        rate_limit_burst=3,
+        rate_limit_rps=8,
+        rate_limit_burst=2,
         flagged_words=("celebrity",),
         seed=7,
     )

@@ -58,11 +58,18 @@ def job(**fields: Any) -> JobSpec:
     return JobSpec(**{**base, **fields})
 
 
-def manifest_file(folder: Path, jobs: list[str] | None = None, *, concurrency: int = 2) -> Path:
+def manifest_file(
+    folder: Path,
+    jobs: list[str] | None = None,
+    *,
+    concurrency: int = 2,
+    grace: float = 0.2,  # the simulator lists a task at once
+) -> Path:
     lines = [
         "name: t",
         "api: {provider: dashscope}",
-        f"limits: {{concurrency: {concurrency}, requests_per_second: 500, downloads: 2}}",
+        f"limits: {{concurrency: {concurrency}, requests_per_second: 500, downloads: 2,"
+        f" list_grace_seconds: {grace}}}",
         "output: {dir: out}",
         "jobs:",
     ]

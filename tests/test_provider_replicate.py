@@ -265,7 +265,7 @@ def write_manifest(folder: Path, jobs: list[str], *, deadline: float = 60) -> Pa
         "name: r",
         "api: {provider: replicate}",
         "defaults: {model: wan-2-2, duration: 5}",
-        f"limits: {{concurrency: 4, requests_per_second: 500, downloads: 2,"
+        f"limits: {{concurrency: 4, requests_per_second: 500, downloads: 2, list_grace_seconds: 0.2,"
         f" job_deadline_seconds: {deadline}}}",
         "output: {dir: out}",
         "jobs:",

@@ -35,6 +35,7 @@ def write_manifest(folder: Path, jobs: int = 6, **limits: Any) -> Path:
         f"  concurrency: {limits.get('concurrency', 4)}",
         f"  requests_per_second: {limits.get('requests_per_second', 200)}",
         f"  downloads: {limits.get('downloads', 2)}",
+        f"  list_grace_seconds: {limits.get('list_grace_seconds', 0.2)}",  # tests' lists are fresh
         "output:",
         "  dir: out",
         "jobs:",

@@ -315,3 +315,67 @@ def test_a_504_from_an_edge_after_the_create_is_not_taken_as_refused(
         journal.close()
     assert accepted(sim) == 1
     assert "--resend-unknown" in summary.left["job-0"]
+
+
+@dataclass
+class LateMaker(Dropper):
+    """Cuts the first create's connection at once and makes its task on the server only
+    ``late`` seconds later, as an API still working on a create whose answer was lost."""
+
+    late: float = 1.0
+
+    async def handle(self, stream: SocketStream) -> None:
+        async with stream:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive()
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            while len(body) < int(headers.get("content-length", "0")):
+                body += await stream.receive()
+            forward = {k: v for k, v in headers.items() if k not in ("host", "content-length")}
+            cut = method == "POST" and self.dropped < self.drop
+            if cut:
+                self.dropped += 1
+                await stream.aclose()  # the answer is lost now, the task not yet made
+                await anyio.sleep(self.late)
+            async with httpx.AsyncClient() as client:
+                answer = await client.request(
+                    method, self.target + target, headers=forward, content=body
+                )
+            if not cut:
+                kept = {"Content-Type": answer.headers.get("content-type", "application/json")}
+                await stream.send(http_response(answer.status_code, answer.content, kept))
+
+
+def test_a_task_listed_late_is_waited_for_not_paid_twice(
+    make_sim: Callable[..., SimulatorServer], tmp_path: Path
+) -> None:
+    """The create's connection is cut while the API is still making the task (it appears a
+    second later): the list read at once shows nothing, so wanbatch waits the list's grace
+    (`limits.list_grace_seconds`) and looks again before believing "not listed" (found in
+    review: it resent at once and paid twice, reporting no duplicate)."""
+    sim = make_sim(provider="dashscope")
+    path = manifest_file(tmp_path, grace=3.0)
+    proxy = LateMaker(sim.origin, drop=1, late=1.0)
+    with anyio.from_thread.start_blocking_portal() as portal:
+
+        async def listen() -> anyio.abc.SocketListener:
+            return await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+
+        listener = portal.call(listen)
+        proxy.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        serving = portal.start_task_soon(listener.serve, proxy.handle)
+        try:
+            summary, journal = run_once(path, proxy.base_url)
+            journal.close()
+        finally:
+            serving.cancel()
+            portal.call(listener.aclose)
+    assert accepted(sim) == 1
+    assert summary.downloaded == ["job-0"]

@@ -68,7 +68,13 @@ GATEWAY_KEYS = (
 JOB_FIELDS = ("prompt", "model", "duration", "aspect_ratio", "image", "extra")
 JOB_KEYS = ("id", *JOB_FIELDS)
 DEFAULT_KEYS = JOB_FIELDS
-LIMIT_KEYS = ("concurrency", "requests_per_second", "downloads", "job_deadline_seconds")
+LIMIT_KEYS = (
+    "concurrency",
+    "requests_per_second",
+    "downloads",
+    "job_deadline_seconds",
+    "list_grace_seconds",
+)
 OUTPUT_KEYS = ("dir", "path")
 MATRIX_KEYS = ("model", "duration", "aspect_ratio")
 CSV_COLUMNS = ("id", "prompt", "model", "duration", "aspect_ratio", "image")
@@ -726,6 +732,12 @@ def _limits(limits: dict[str, Any], overrides: Overrides, problems: _Problems) -
             )
             or deadline
         )
+    grace = default.list_grace_seconds
+    if "list_grace_seconds" in limits:
+        grace = (
+            _positive_number(limits["list_grace_seconds"], "limits.list_grace_seconds", problems)
+            or grace
+        )
     if overrides.concurrency is not None:
         concurrency = overrides.concurrency
     if overrides.requests_per_second is not None:
@@ -735,6 +747,7 @@ def _limits(limits: dict[str, Any], overrides: Overrides, problems: _Problems) -
         requests_per_second=rps,
         downloads=downloads,
         job_deadline_seconds=deadline,
+        list_grace_seconds=grace,
     )
 
 

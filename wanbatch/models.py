@@ -158,6 +158,9 @@ class Limits:
     requests_per_second: float | None = None
     downloads: int = DEFAULT_DOWNLOADS
     job_deadline_seconds: float = DEFAULT_JOB_DEADLINE_SECONDS  # from create to finished
+    # On an API without idempotency keys, how long after a lost create its task list is given
+    # to show the task before "not listed" is believed and the create is sent again.
+    list_grace_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,9 @@ class Settler:
         self.admission = admission
         self.guard = guard
 
-    async def settle(self, job: JobSpec, *, reserved: bool) -> Settled:
+    async def settle(
+        self, job: JobSpec, *, reserved: bool, sent_at: float | None = None
+    ) -> Settled:
         """A create that may have made a task, on an API without idempotency keys: find its
         task in the API's task list and journal it (``NOT_LISTED``: none is listed, sending is
         safe). Without a list, or when the list cannot tell, the job is left "answer unknown"
@@ -70,37 +72,30 @@ class Settler:
             )
         intent_at = ctx.journal.record(job.id).intent_at
         since = (intent_at if intent_at is not None else 0.0) - SETTLE_MARGIN_SECONDS
-        try:
-            found = await self._asking("list", job, lambda: self.api.find(job, since))
-        except AnswerUnknownError as exc:
-            if ctx.options.force_resend:
-                return Settled.FORCED
-            return self._unsettled(job, f"create sent, answer unknown: {exc}; {how}")
-        except ApiError as exc:
-            return self._unsettled(
-                job,
-                f"create sent, answer unknown: the task list could not be read ({exc});"
-                " the next run looks again",
-            )
-        held = {
-            record.task_id
-            for other, record in ctx.journal.records.items()
-            if other != job.id and record.task_id is not None
-        }
-        free = [created for created in found if created.view.task_id not in held]
-        if not free:
-            ctx.log.warning("job.not_listed", job=job.id, detail="no task listed: sending it")
-            return Settled.NOT_LISTED
-        # The list may show tasks made elsewhere on the account: ask each its prompt.
-        rivals = self._rivals(job)
-        looked = await self._by_prompt(job, free)
-        if looked is not None:
-            free, prompts_known = looked
-            if not free:
-                ctx.log.warning("job.not_listed", job=job.id, detail="none has its prompt")
+        # "Not listed" is believed only once the API had time to list what it took: a list
+        # read half a second after a cut connection may not show the task yet.
+        sent = sent_at if sent_at is not None else intent_at
+        free: list[Created] = []
+        for look in (1, 2):
+            found = await self._look(job, since, how)
+            if isinstance(found, Settled):
+                return found
+            kept, why_none, prompts_known = await self._candidates(job, found)
+            if isinstance(kept, Settled):
+                return kept
+            if kept:
+                free = kept
+                break
+            grace = ctx.manifest.limits.list_grace_seconds
+            young = grace - (ctx.timing.wall() - (sent or 0.0))
+            if look == 2 or young <= 0:
+                ctx.log.warning("job.not_listed", job=job.id, detail=f"{why_none}: sending it")
                 return Settled.NOT_LISTED
-            if prompts_known:
-                rivals = [r for r in rivals if _alike(self._spec(r).prompt, job.prompt)]
+            ctx.log.info("job.settle_wait", job=job.id, seconds=round(young, 1))
+            await ctx.timing.sleep(young)
+        rivals = self._rivals(job)
+        if prompts_known:
+            rivals = [r for r in rivals if _alike(self._spec(r).prompt, job.prompt)]
         if len(free) > 1 or rivals:
             if ctx.options.force_resend:
                 return Settled.FORCED
@@ -121,6 +116,50 @@ class Settler:
         self.admission.created()
         ctx.log.warning("job.found_by_listing", job=job.id, task_id=task_id)
         return Settled.FOUND
+
+    async def _look(self, job: JobSpec, since: float, how: str) -> list[Created] | Settled:
+        """The API's tasks that may be ``job``'s, or how the job is left when it cannot say."""
+        try:
+            return await self._asking("list", job, lambda: self.api.find(job, since))
+        except AnswerUnknownError as exc:
+            if self.ctx.options.force_resend:
+                return Settled.FORCED
+            return self._unsettled(job, f"create sent, answer unknown: {exc}; {how}")
+        except ApiError as exc:
+            return self._unsettled(
+                job,
+                f"create sent, answer unknown: the task list could not be read ({exc});"
+                " the next run looks again",
+            )
+
+    async def _candidates(
+        self, job: JobSpec, found: list[Created]
+    ) -> tuple[list[Created] | Settled, str, bool]:
+        """``found`` less the tasks other jobs hold and those whose own prompt is unlike
+        ``job``'s, why none is left when none is, and whether every prompt was told. A prompt that could not be asked leaves the job unknown: a task is
+        never adopted without its prompt checked where the API tells it."""
+        ctx = self.ctx
+        held = {
+            record.task_id
+            for other, record in ctx.journal.records.items()
+            if other != job.id and record.task_id is not None
+        }
+        free = [created for created in found if created.view.task_id not in held]
+        if not free:
+            return [], "no task listed", False
+        looked = await self._by_prompt(job, free)
+        if looked is None:
+            return (
+                self._unsettled(
+                    job,
+                    f"create sent, answer unknown: {len(free)} listed task(s) could not all be"
+                    " asked their prompt; the next run looks again",
+                ),
+                "",
+                False,
+            )
+        kept, known = looked
+        return kept, "none listed has its prompt", known
 
     async def _by_prompt(
         self, job: JobSpec, tasks: list[Created]

@@ -164,7 +164,7 @@ class SubmitStage:
                 if ctx.stops.reason is StopReason.CREDITS and not maybe_created:
                     return await self._not_created(job, f"not sent: {ctx.stops.message}")
                 if maybe_created and not self.dedupes:
-                    settled = await self.settler.settle(job, reserved=True)
+                    settled = await self.settler.settle(job, reserved=True, sent_at=sending.sent_at)
                     if settled is Settled.FOUND or settled is Settled.UNKNOWN:
                         found = settled is Settled.FOUND
                         return Submitted.CREATED if found else Submitted.UNKNOWN
@@ -179,6 +179,7 @@ class SubmitStage:
             if not await self._gate_then_go(job, certain_none=not maybe_created):
                 return Submitted.NOT_CREATED
             ctx.summary.requests["create"] += 1
+            sending.sent_at = ctx.timing.wall()
             try:
                 with self.shield() as shield:
                     created = await self.api.create(job, key)
@@ -277,6 +278,7 @@ class _Sending:
     """One job's create across its attempts (the stage itself is shared by every job)."""
 
     maybe_created: bool
+    sent_at: float | None = None  # the wall clock when the last attempt went out
 
 
 def _may_have_made(exc: TransientApiError, error_answer_may_create: bool) -> bool:
