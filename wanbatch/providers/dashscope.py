@@ -28,7 +28,7 @@ video_synthesis.py``):
 
 Assumed (not found in the docs): the list answer's form, ``{data: [{task_id, status,
 model_name, gmt_create (epoch milliseconds)}], total, page_no, page_size}``, which carries no
-prompt; the time zone of ``start_time`` (so the window asked for is a day wide and the tasks are
+prompt; the time zone of ``start_time`` (so the window asked for runs from 12 h before to 36 h after, and the tasks are
 then chosen by ``gmt_create``); ``Throttling.AllocationQuota`` is a rate limit unless its message
 speaks of a *free* quota, which is spent (then, like ``Arrearage`` and ``AllocationQuota.*``,
 credits are exhausted); UNKNOWN means the server no longer knows the task (expired or never
