@@ -655,3 +655,27 @@ def test_every_provider_with_webhooks_wakes_polls_by_its_own_notices(
     heard = notices_heard(manifest)
     assert heard["received"] == 4 and heard["woken"] == 4
     assert not heard.get("refused")
+
+
+def test_an_unverified_forged_notice_does_not_swallow_the_real_one() -> None:
+    """Where notices cannot be verified (fal without its keys), the delivery id is the
+    sender's word: a forged notice sent mid-render must not make the real one a "repeat"
+    (found in review: the genuine completion notice was dropped)."""
+    from wanbatch.notices import NoticeReceiver
+    from wanbatch.providers.fal import FalProvider
+
+    woken: list[str] = []
+
+    def wake(task_id: str) -> str:
+        woken.append(task_id)
+        return "woken"
+
+    check = SignatureCheck.for_provider("fal", None)
+    receiver = NoticeReceiver(("127.0.0.1", 0), "/hook", FalProvider().read_notice, check, wake)
+    forged = json.dumps({"request_id": "req-42", "status": "OK"}).encode()
+    genuine = json.dumps(
+        {"request_id": "req-42", "status": "OK", "payload": {"video": {"url": "https://v/x"}}}
+    ).encode()
+    assert receiver.take({}, forged) == 200
+    assert receiver.take({}, genuine) == 200
+    assert woken == ["req-42", "req-42"]
