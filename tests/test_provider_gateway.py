@@ -9,6 +9,7 @@ and the wire details on bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 from collections.abc import Callable
@@ -565,3 +566,32 @@ def test_a_crash_after_a_create_without_keys_is_not_resent(
     assert code == -signal.SIGKILL, err
     finish(start_runner(manifest, sim))
     assert stats(sim)["tasks_created"] <= 4
+
+
+def test_a_described_header_echoed_back_is_redacted_like_the_key() -> None:
+    """A header filled from the environment (an organisation token) is a credential too: a
+    server echoing it into an error does not put it into messages, the journal or the summary
+    (found in review: only the key was redacted)."""
+    import anyio
+    import httpx
+
+    from wanbatch.client import ProviderApi
+
+    description = dataclasses.replace(GatewayDescription(), headers={"X-Org-Token": "${ORG}"})
+    provider = GatewayProvider(description, environ={"ORG": "org-SECRET-123"})
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        echoed = f"token {request.headers['x-org-token']} is not valid"
+        return httpx.Response(401, json={"error": {"message": echoed, "code": "bad_org"}})
+
+    async def create() -> None:
+        transport = httpx.MockTransport(handler)
+        async with ProviderApi(
+            "https://gw.example.com/v1", "sk-KEY-999", provider=provider, transport=transport
+        ) as api:
+            await api.create(JobSpec(id="j", prompt="p", model="wan-2-2", duration=5,
+                                     aspect_ratio="16:9"), "k")  # fmt: skip
+
+    with pytest.raises(AuthError) as caught:
+        anyio.run(create)
+    assert "org-SECRET-123" not in str(caught.value)

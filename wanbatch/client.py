@@ -155,12 +155,15 @@ class ProviderApi:
         self.provider: Provider = provider or PROVIDERS[DEFAULT_PROVIDER]
         self._notify_url = notify_url
         self._key = api_key
-        self._text = ServerText(api_key)
+        sent = self.provider.auth_headers(api_key)
+        # every value sent with the key (a gateway's described headers) is redacted too
+        values = [part for v in sent.values() for part in (v, v.partition(" ")[2]) if part]
+        self._text = ServerText(api_key, *values)
         self._answer_seconds = answer_seconds
         self._origin = _origin(self.base_url)
         self._http = httpx.AsyncClient(
             base_url=self.base_url + "/",
-            headers={**self.provider.auth_headers(api_key), "User-Agent": USER_AGENT},
+            headers={**sent, "User-Agent": USER_AGENT},
             timeout=httpx.Timeout(timeout_seconds),
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections

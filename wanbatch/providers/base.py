@@ -115,14 +115,20 @@ class Capabilities:
 
 
 class ServerText:
-    """Makes server text safe to keep: the key redacted, control characters (terminal
-    escapes, newlines) made spaces, capped in length."""
+    """Makes server text safe to keep: the key (and any other credential sent, such as a
+    gateway's organisation token) redacted, control characters (terminal escapes, newlines)
+    made spaces, capped in length."""
 
-    def __init__(self, secret: str | None) -> None:
+    def __init__(self, secret: str | None, *others: str) -> None:
         self._secret = secret
+        # longest first, so a credential holding another is redacted whole
+        self._others = sorted({o for o in others if len(o) >= 6 and o != secret}, key=len)[::-1]
 
     def redact(self, text: str) -> str:
-        return text.replace(self._secret, "[key]") if self._secret else text
+        text = text.replace(self._secret, "[key]") if self._secret else text
+        for other in self._others:
+            text = text.replace(other, "[credential]")
+        return text
 
     def clean(self, text: str, limit: int = MAX_SERVER_TEXT) -> str:
         text = "".join(ch if ch.isprintable() else " " for ch in self.redact(text))
