@@ -170,3 +170,37 @@ def test_wan_api_base_url_is_wanapis_alone(monkeypatch: pytest.MonkeyPatch) -> N
             assert url == "https://api.wanapi.io/v1"
         else:
             assert "wanapi.io" not in url, (name, url)
+
+
+@pytest.mark.parametrize("provider", NAMES)
+def test_a_lost_journal_and_video_are_recovered_from_the_sidecar(
+    tmp_path: Path, make_sim: Any, run_cli: Any, provider: str
+) -> None:
+    """The journal deleted and a video with it: the sidecar's task (with what the provider
+    handed out to find it again: fal's URLs) is polled for the video, never created anew
+    (found in review: on fal the adopted task had no handle, failed, and retry paid again)."""
+    sim = make_sim(provider=provider)
+    manifest = write_manifest(tmp_path, jobs=2, provider=provider)
+    assert run_cli("run", manifest, sim) == 0
+    (out_dir(manifest) / ".wanbatch" / "journal.jsonl").unlink()
+    (out_dir(manifest) / "job-1.mp4").unlink()
+    assert run_cli("run", manifest, sim) == 0
+    assert sorted(videos(manifest)) == ["job-0", "job-1"]
+    assert stats(sim)["tasks_created"] == 2
+
+
+def test_a_sidecar_from_another_provider_is_not_polled_here(
+    tmp_path: Path, make_sim: Any, run_cli: Any
+) -> None:
+    """A sidecar written for wanapi names a task DashScope never heard of: with its video gone
+    and the journal lost, the job is rendered on the provider the manifest now names, not
+    polled there as if it were its task."""
+    wanapi = make_sim(provider="wanapi")
+    manifest = write_manifest(tmp_path, jobs=1, provider="wanapi")
+    assert run_cli("run", manifest, wanapi) == 0
+    (out_dir(manifest) / ".wanbatch" / "journal.jsonl").unlink()
+    (out_dir(manifest) / "job-0.mp4").unlink()
+    manifest.write_text(manifest.read_text().replace("provider: wanapi", "provider: dashscope"))
+    dashscope = make_sim(provider="dashscope")
+    assert run_cli("run", manifest, dashscope) == 0
+    assert stats(dashscope)["tasks_created"] == 1

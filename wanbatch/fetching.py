@@ -211,7 +211,9 @@ class DownloadStage:
         return {
             "id": job.id,
             "fields": job.fields(),
+            "provider": self.ctx.manifest.api.provider,
             "task_id": record.task_id,
+            "handle": record.handle,  # what the provider handed out to find the task again
             "idempotency_key": record.idempotency_key,
             "submitted_at": _iso(record.submitted_at),
             "rendered_at": _iso(record.finished_at),

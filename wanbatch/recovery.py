@@ -40,7 +40,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from wanbatch.lifecycle import IllegalTransition, apply
-from wanbatch.models import EventKind, JobEvent, JobRecord, JobSpec, JobState, fingerprint_of
+from wanbatch.models import (
+    DEFAULT_PROVIDER,
+    EventKind,
+    JobEvent,
+    JobRecord,
+    JobSpec,
+    JobState,
+    fingerprint_of,
+)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_TASK_ID = 256
@@ -55,6 +63,8 @@ class Sidecar:
     job_id: str
     task_id: str
     fingerprint: str  # of the fields the sidecar says were rendered
+    provider: str  # whose task it is (a sidecar from before providers were named: wanapi)
+    handle: str | None  # what that provider handed out to find the task again
     idempotency_key: str | None
     size: int
     sha256: str | None
@@ -82,10 +92,15 @@ def parse_sidecar(data: object) -> Sidecar | str:
         return "a malformed sha256"
     if key is not None and not isinstance(key, str):
         return "a malformed idempotency key"
+    provider, handle = data.get("provider", DEFAULT_PROVIDER), data.get("handle")
+    if not isinstance(provider, str) or (handle is not None and not isinstance(handle, str)):
+        return "a malformed provider or handle"
     return Sidecar(
         job_id=job_id,
         task_id=task_id,
         fingerprint=fingerprint_of(fields),
+        provider=provider,
+        handle=handle,
         idempotency_key=key,
         size=size,
         sha256=sha256,
@@ -147,7 +162,13 @@ def may_adopt(record: JobRecord | None) -> bool:
 
 
 def adopt(
-    job: JobSpec, record: JobRecord | None, evidence: Evidence, *, sidecar_name: str, now: float
+    job: JobSpec,
+    record: JobRecord | None,
+    evidence: Evidence,
+    *,
+    sidecar_name: str,
+    now: float,
+    provider: str = DEFAULT_PROVIDER,
 ) -> Adoption:
     """The events that adopt ``job`` from ``evidence`` (see the module's table)."""
     if not may_adopt(record):
@@ -168,6 +189,9 @@ def adopt(
         return Adoption(job.id, Verdict.NONE)
     if record is not None and record.idempotency_key != sidecar.idempotency_key:
         return Adoption(job.id, Verdict.NONE)  # the sidecar is from another attempt
+    whole = _video_is_the_sidecars(sidecar, evidence)
+    if sidecar.provider != provider and not whole:
+        return Adoption(job.id, Verdict.NONE)  # its task is another API's: not polled here
     reason = f"adopted from {sidecar_name}"
     events: list[JobEvent] = []
     if record is None:
@@ -187,10 +211,11 @@ def adopt(
             job.id,
             _at(sidecar.submitted_at, now),
             task_id=sidecar.task_id,
+            handle=sidecar.handle,
             reason=reason,
         )
     )
-    if not _video_is_the_sidecars(sidecar, evidence):
+    if not whole:
         what = "gone" if evidence.video_size is None else "not the recorded bytes"
         return Adoption(
             job.id,

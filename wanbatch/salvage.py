@@ -80,7 +80,9 @@ def gather(
             continue
         evidence = _evidence(target, sidecar, has_video, has_sidecar, hash_videos)
         name = os.path.relpath(sidecar, manifest.output_dir)
-        adoption = adopt(job, record, evidence, sidecar_name=name, now=now)
+        adoption = adopt(
+            job, record, evidence, sidecar_name=name, now=now, provider=manifest.api.provider
+        )
         if adoption.verdict is not Verdict.NONE:
             out.append(adoption)
     return out
