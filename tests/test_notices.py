@@ -234,6 +234,10 @@ def test_the_rules_drop_repeats_fold_bursts_and_slow_the_fallback() -> None:
     burst = BurstRule(window_seconds=1.0)
     assert burst.due(None, 10.0) == 10.0 and burst.due(9.5, 10.0) == 10.5
     pace = NoticePace(factor=4.0, misses=2)
+    # Each further notice-woken poll of one task waits twice as long (a forged stream costs
+    # a few polls per task, not one a second: found in review), up to a cap.
+    assert burst.due(9.5, 10.0, woken=1) == 11.5 and burst.due(9.5, 10.0, woken=3) == 17.5
+    assert burst.due(0.0, 10.0, woken=40) == burst.max_window_seconds
     assert pace.stretch(10.0, 12.0) == 18.0
     assert not pace.finished(woken=False)
     assert pace.finished(woken=False)  # two in a row: notices are not arriving

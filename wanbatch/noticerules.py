@@ -171,15 +171,21 @@ class DeliveryLog:
 
 @dataclass(frozen=True, slots=True)
 class BurstRule:
-    """At most one notice-woken poll per task per ``window_seconds``."""
+    """At most one notice-woken poll per task per window: ``window_seconds`` after the first,
+    twice as long after each further one, up to ``max_window_seconds``. A provider sends one
+    notice a task (or a few retries of it); a stream of them is forged or broken, and costs a
+    few polls per task, not one a window."""
 
     window_seconds: float = 1.0
+    max_window_seconds: float = 60.0
 
-    def due(self, last_woken: float | None, now: float) -> float:
-        """When a notice heard ``now`` may poll its task."""
+    def due(self, last_woken: float | None, now: float, woken: int = 0) -> float:
+        """When a notice heard ``now`` may poll its task, ``woken`` polls of which notices
+        have woken so far."""
         if last_woken is None:
             return now
-        return max(now, last_woken + self.window_seconds)
+        window = min(self.window_seconds * 2.0 ** min(woken, 30), self.max_window_seconds)
+        return max(now, last_woken + window)
 
 
 @dataclass(slots=True)

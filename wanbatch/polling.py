@@ -137,6 +137,7 @@ class _Watch:
     since: float  # when it was last asked (or began to be polled), on the run's clock
     due: float | None = None  # a notice asks for a poll by then
     last_woken: float | None = None
+    woken: int = 0  # polls notices have woken
     scope: anyio.CancelScope | None = None  # its wait, while it waits
 
 
@@ -171,7 +172,7 @@ class PollStage:
             return "unknown"
         if watch.due is not None:
             return "coalesced"  # a poll is already asked for
-        watch.due = self._burst.due(watch.last_woken, self.ctx.timing.clock())
+        watch.due = self._burst.due(watch.last_woken, self.ctx.timing.clock(), watch.woken)
         if watch.scope is not None:
             watch.scope.cancel()
         return "woken"
@@ -292,6 +293,7 @@ class PollStage:
             woken = watch.due is not None and watch.due <= clock()
         if woken:
             watch.due, watch.last_woken = None, clock()
+            watch.woken += 1
         watch.since = clock()
         asked = clock()
         await self.admission.acquire(POLL, at)
