@@ -116,3 +116,15 @@ def test_sleeping_polls_are_woken_when_the_budget_raises_the_price() -> None:
         return sleeping.is_set()
 
     assert anyio.run(go)
+
+
+def test_the_default_sleep_takes_a_time_already_past() -> None:
+    """`until - clock()` read a moment after `until <= clock()` was checked can be negative on
+    a loaded machine; `anyio.sleep` raises on it ("delay must be a non-negative number"), which
+    ended a run with exit 70. The run's sleep returns at once instead."""
+    from wanbatch.runcontext import Timing
+
+    async def go() -> None:
+        await Timing().sleep(-0.25)
+
+    anyio.run(go)

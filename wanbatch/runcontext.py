@@ -50,6 +50,12 @@ class FaultHook(Protocol):
     def __call__(self, point: str, job_id: str, /) -> None: ...
 
 
+async def sleep_at_least_zero(seconds: float) -> None:
+    """``anyio.sleep``, taking a time already past as "now" (it raises on a negative delay, and
+    ``until - clock()`` read just after ``until <= clock()`` was checked can be negative)."""
+    await anyio.sleep(max(0.0, seconds))
+
+
 @dataclass(frozen=True, slots=True)
 class Timing:
     """Clock, randomness and sleep, injected so that tests control time."""
@@ -57,7 +63,7 @@ class Timing:
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     random: Callable[[], float] = random.random
-    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    sleep: Callable[[float], Awaitable[None]] = sleep_at_least_zero
 
 
 @dataclass(frozen=True, slots=True)
