@@ -15,7 +15,6 @@ the file (``journal.replay_bytes`` checks that).
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 from wanbatch.models import JobRecord, JobState
@@ -37,6 +36,26 @@ _TEXTS = tuple(
 _KNOWN = frozenset({"v", "ev", "job", "crc", *_FIELDS[1:]})
 _LATEST_TIME = 253402300799.0  # 9999-12-31 23:59:59 UTC, as for events
 _STATES = {str(state): state for state in JobState}
+_NONE = type(None)
+
+
+def _allowed(name: str) -> frozenset[type]:
+    if name in _COUNTS:
+        return frozenset({int})
+    if name == "size":
+        return frozenset({int, _NONE})
+    if name in _TIMES:
+        return frozenset({float, int, _NONE})
+    return frozenset({str, _NONE})
+
+
+# Each field after job_id and state: its name, its default, the JSON types it may have.
+_SPEC = tuple((name, _DEFAULTS[name], _allowed(name)) for name in _FIELDS[2:])
+_NAME_DEFAULTS = tuple((name, default) for name, default, _ in _SPEC)
+_TIME_AT = tuple(_FIELDS.index(name) for name in _TIMES)
+_COUNT_AT = tuple(_FIELDS.index(name) for name in _COUNTS)
+_TEXT_AT = tuple(_FIELDS.index(name) for name in _TEXTS)
+_SHAPES: set[tuple[type, ...]] = set()  # the shapes already checked (a journal has a few)
 
 
 def should_compact(events: int, jobs: int, *, minimum: int = MIN_EVENTS) -> bool:
@@ -57,44 +76,47 @@ def to_snapshot(record: JobRecord) -> dict[str, Any]:
 
 def from_snapshot(fields: dict[str, Any]) -> JobRecord:
     """The record a snapshot holds; ValueError when a field is missing or has a wrong type (the
-    checksum was right, but the line may have been written by hand)."""
-    get = fields.get
+    checksum was right, but the line may have been written by hand).
+
+    A replay makes a million of these, so the types are checked by the record's shape (the tuple
+    of its values' types): a shape is checked field by field once, and then known.
+    """
     if not _KNOWN.issuperset(fields):
         unknown = sorted(set(fields) - _KNOWN)
         raise ValueError(f"unknown fields in a snapshot: {', '.join(unknown)[:80]}")
-    job_id = fields["job"]
-    if not isinstance(job_id, str) or "\x00" in job_id:
+    get = fields.get
+    state = fields["state"]  # KeyError when missing: a damaged record
+    values: list[Any] = [get("job"), _STATES.get(state) if type(state) is str else None]
+    values += [get(name, default) for name, default in _NAME_DEFAULTS]
+    shape = tuple(map(type, values))
+    if shape not in _SHAPES:
+        _check_shape(values, state)
+        _SHAPES.add(shape)
+    for i in _TIME_AT:
+        value = values[i]
+        if value is not None:
+            if not 0 <= value <= _LATEST_TIME:  # NaN fails too
+                raise ValueError(f"{_FIELDS[i]} is not a time: {str(value)[:40]}")
+            values[i] = float(value)
+    for i in _COUNT_AT:
+        if values[i] < 0:
+            raise ValueError(f"{_FIELDS[i]} is not a count: {values[i]}")
+    for i in _TEXT_AT:
+        value = values[i]
+        if value is not None and "\x00" in value:
+            raise ValueError(f"{_FIELDS[i]} holds a NUL character")
+    return JobRecord(*values)
+
+
+def _check_shape(values: list[Any], state: object) -> None:
+    if type(values[0]) is not str:
         raise ValueError("job is not a job id")
-    state = _STATES.get(fields["state"])  # KeyError when missing: a damaged record
-    if state is None:
-        raise ValueError(f"state is not a job state: {str(fields['state'])[:40]}")
-    values: dict[str, Any] = {"job_id": job_id, "state": state}
-    for name in _TEXTS:
-        value = get(name)
-        if value is not None:
-            if not isinstance(value, str):
-                raise ValueError(f"{name} is {type(value).__name__}, not str")
-            if "\x00" in value:
-                raise ValueError(f"{name} holds a NUL character")
-            values[name] = value
-    for name in _COUNTS:
-        value = get(name, 0)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} is not a count: {str(value)[:40]}")
-        values[name] = value
-    size = get("size")
-    if size is not None:
-        if not isinstance(size, int) or isinstance(size, bool):
-            raise ValueError(f"size is {type(size).__name__}, not int")
-        values["size"] = size
-    for name in _TIMES:
-        value = get(name)
-        if value is not None:
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (math.isfinite(value) and 0 <= value <= _LATEST_TIME)
-            ):
-                raise ValueError(f"{name} is not a time: {str(value)[:40]}")
-            values[name] = float(value)
-    return JobRecord(**values)
+    if values[1] is None:
+        raise ValueError(f"state is not a job state: {str(state)[:40]}")
+    for (name, _, allowed), value in zip(_SPEC, values[2:], strict=True):
+        if type(value) not in allowed:
+            raise ValueError(f"{name} is {type(value).__name__}, not {allowed_names(allowed)}")
+
+
+def allowed_names(allowed: frozenset[type]) -> str:
+    return " or ".join(sorted("null" if kind is type(None) else kind.__name__ for kind in allowed))
