@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -33,6 +37,8 @@ from wanbatch.journal import (
 from wanbatch.lifecycle import TRANSITIONS
 from wanbatch.models import EventKind, JobEvent, JobRecord, JobState
 from wanbatch.salvage import repair
+
+from test_runner import out_dir, stats, write_manifest
 
 # --- random legal histories ------------------------------------------------------------------
 
@@ -373,3 +379,74 @@ def test_salvage_keeps_the_snapshots_around_a_damaged_line(tmp_path: Path) -> No
     assert replay.records["c"] == whole.records["c"]
     assert replay.snapshots == whole.snapshots - 1
     assert "a" not in replay.records
+
+
+# --- with the runner ---------------------------------------------------------------------------
+
+
+def test_a_run_compacted_at_close_resumes_and_sends_nothing(
+    tmp_path: Path, make_sim: Any, run_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the threshold a run leaves its journal compacted; the rerun reads it, finds every
+    job done, and sends no request."""
+    monkeypatch.setattr(journal_module, "COMPACT_MIN_EVENTS", 1)
+    sim = make_sim()
+    manifest = write_manifest(tmp_path)
+    assert run_cli("run", manifest, sim) == 0
+    data = journal_path(out_dir(manifest)).read_bytes()
+    assert data.count(b'"ev":"snapshot"') == 6 and b'"ev":"created"' not in data
+    before = stats(sim)
+    assert run_cli("run", manifest, sim) == 0
+    assert stats(sim)["requests_total"] == before["requests_total"]
+    replay = read_journal(out_dir(manifest))
+    assert all(record.state is JobState.DOWNLOADED for record in replay.records.values())
+
+
+KILL_DURING_COMPACTION = """
+import os, signal, sys
+from pathlib import Path
+from wanbatch import journal
+step = sys.argv[2]
+real_replace, real_fsync_dir = os.replace, journal.fsync_dir
+def replace(src, dst):
+    if step == "before_rename":
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst)
+def fsync_dir(path):
+    if step == "after_rename":
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_fsync_dir(path)
+journal.os.replace = replace
+journal.fsync_dir = fsync_dir
+journal.compact_journal(Path(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("step", ["before_rename", "after_rename"])
+def test_sigkill_during_compaction_then_resume_pays_nothing(
+    tmp_path: Path, make_sim: Any, run_cli: Any, step: str
+) -> None:
+    """A process SIGKILLed while compacting (the new file written and fsynced, before or after
+    its rename): the rerun reads whichever journal is there, finds every job done, sends
+    nothing, and removes the leftover new file."""
+    sim = make_sim()
+    manifest = write_manifest(tmp_path)
+    assert run_cli("run", manifest, sim) == 0
+    records = read_journal(out_dir(manifest)).records
+    child = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_COMPACTION, str(out_dir(manifest)), step],
+        capture_output=True,
+        timeout=60,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    data = journal_path(out_dir(manifest)).read_bytes()
+    assert (b'"ev":"snapshot"' in data) == (step == "after_rename")
+    assert read_journal(out_dir(manifest)).records == records
+    leftover = list(journal_path(out_dir(manifest)).parent.glob("*" + COMPACT_SUFFIX))
+    assert bool(leftover) == (step == "before_rename")
+    before = stats(sim)
+    assert run_cli("run", manifest, sim) == 0
+    assert stats(sim)["requests_total"] == before["requests_total"]
+    assert not list(journal_path(out_dir(manifest)).parent.glob("*" + COMPACT_SUFFIX))
+    assert compact_journal(out_dir(manifest)) == (step == "before_rename")
+    assert read_journal(out_dir(manifest)).records.keys() == records.keys()

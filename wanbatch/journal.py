@@ -375,6 +375,8 @@ class Journal:
                     f" {replay.provider} to finish this run, or use a different --output folder."
                 )
             try:
+                with contextlib.suppress(FileNotFoundError):  # a compaction's, cut short
+                    os.unlink(path.with_name(path.name + COMPACT_SUFFIX))
                 swapped = should_compact(
                     replay.events, len(replay.records), minimum=COMPACT_MIN_EVENTS
                 ) and _swap_in(path, replay)
