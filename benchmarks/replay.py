@@ -14,7 +14,7 @@ Wall time and the process's CPU time are both reported: on a shared machine the 
 process waiting for a core varies far more than its CPU time.
 
     python benchmarks/replay.py --jobs 10000 100000 --rounds 3
-    python benchmarks/replay.py --jobs 1000000 --rounds 1
+    python benchmarks/replay.py --jobs --direct 1000000 --rounds 1   # compacted 1M only
 """
 
 from __future__ import annotations
@@ -52,6 +52,37 @@ with open(path, "wb") as handle:
         handle.write(encode_event(JobEvent(EventKind.DOWNLOADED, job, 2.5, path=f"{job}.mp4", size=1877, sha256="0" * 64)))
 """
 
+# The compacted journal of WRITE's jobs, written directly (for sizes whose event log takes too
+# long to write and compact here): the records are built as the fold of WRITE's five events
+# gives them, checked against that fold for the first jobs.
+WRITE_COMPACTED = """
+import sys
+from pathlib import Path
+from wanbatch.journal import encode_event, encode_run_header, encode_snapshot, journal_path, replay_bytes
+from wanbatch.models import EventKind, JobEvent, JobRecord, JobState
+out = Path(sys.argv[1]); count = int(sys.argv[2])
+path = journal_path(out); path.parent.mkdir(parents=True, exist_ok=True)
+def record(i):
+    return JobRecord(f"job-{i}", JobState.DOWNLOADED, 0, f"wb-{i:032x}", "f" * 16, f"gen_{i:012x}",
+        f"http://127.0.0.1:2/v/gen_{i:012x}.mp4?exp=1&sig=" + "a" * 32, None, None, f"job-{i}.mp4",
+        1877, "0" * 64, 1, None, 1.1, 2.0, 2.5, None, 1.0)
+def events(i):
+    job = f"job-{i}"
+    return b"".join(map(encode_event, [
+        JobEvent(EventKind.INTENT, job, 1.0, idempotency_key=f"wb-{i:032x}", fingerprint="f" * 16),
+        JobEvent(EventKind.CREATED, job, 1.1, task_id=f"gen_{i:012x}"),
+        JobEvent(EventKind.RUNNING, job, 1.2),
+        JobEvent(EventKind.SUCCEEDED, job, 2.0, video_url=f"http://127.0.0.1:2/v/gen_{i:012x}.mp4?exp=1&sig=" + "a" * 32),
+        JobEvent(EventKind.DOWNLOADED, job, 2.5, path=f"{job}.mp4", size=1877, sha256="0" * 64)]))
+header = encode_run_header("http://127.0.0.1:1/v1", "m.yaml")
+folded = replay_bytes(header + b"".join(events(i) for i in range(100)), "check").records
+assert list(folded.values()) == [record(i) for i in range(100)]
+with open(path, "wb") as handle:
+    handle.write(header)
+    for i in range(count):
+        handle.write(encode_snapshot(record(i)))
+"""
+
 MEASURE = """
 import json, sys, time
 from pathlib import Path
@@ -82,6 +113,22 @@ def measure(tree: Path, what: str, out: Path) -> dict[str, Any]:
     )
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+def direct(folder: Path, jobs: int) -> tuple[Path, dict[str, Any]]:
+    """The compacted journal of ``jobs`` jobs written directly (no event log, no compaction)."""
+    compact = folder / f"direct-{jobs}"
+    log = compact / ".wanbatch" / "journal.jsonl"
+    if not log.exists():
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        subprocess.run(
+            [PYTHON, "-c", textwrap.dedent(WRITE_COMPACTED), str(compact), str(jobs)],
+            check=True,
+            timeout=3600,
+            cwd="/",
+            env=env,
+        )
+    return compact, {"compacted_mb": log.stat().st_size / 2**20}
 
 
 def journals(folder: Path, jobs: int) -> tuple[Path, Path, dict[str, Any]]:
@@ -116,8 +163,15 @@ def summary(values: list[float]) -> str:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--jobs", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--direct",
+        type=int,
+        nargs="*",
+        default=[],
+        help="sizes whose compacted journal is written directly and replayed (no before row)",
+    )
     parser.add_argument("--before", default="f02e753", help="the commit of the 'before' rows")
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "replay-bench")
     parser.add_argument("--skip-before", action="store_true", help="no 'before' replay")
@@ -133,6 +187,22 @@ def main(argv: list[str]) -> None:
         )
         subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
     rows = []
+    for jobs in args.direct:
+        compact, sizes = direct(args.folder, jobs)
+        found = [measure(ROOT, "replay", compact) for _ in range(args.rounds)]
+        assert all(run["records"] == jobs for run in found)
+        rows.append(
+            {
+                "jobs": jobs,
+                "replay": "after (written directly)",
+                "wall_s": summary([run["wall_s"] for run in found]),
+                "cpu_s": summary([run["cpu_s"] for run in found]),
+                "peak_rss_mb": summary([run["peak_rss_mb"] for run in found]),
+                "events_mb": "",
+                **sizes,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
     for jobs in args.jobs:
         events, compact, sizes = journals(args.folder, jobs)
         print(json.dumps({"jobs": jobs, **sizes}), flush=True)
