@@ -1,4 +1,7 @@
-"""The resumable state journal: append, fsync, replay, and the one-runner lock.
+"""The resumable state journal: append, fsync, replay, compaction, and the one-runner lock.
+
+(Over 400 lines: the format, the replay, the appends and the compaction must agree on the same
+bytes on disk and on the same lock; they are kept in one module for that.)
 
 ``<output>/.wanbatch/journal.jsonl`` is append-only JSON Lines, one record a line. Each line ends
 with a CRC-32 of the rest (``"crc":"xxxxxxxx"``) so that a flipped byte is caught, not guessed at.
@@ -460,14 +463,17 @@ class Journal:
         finally:
             try:
                 os.close(self._fd)
-                if self._broken is None and should_compact(
+                due = self._broken is None and should_compact(
                     self._tail_events, len(self.records), minimum=COMPACT_MIN_EVENTS
-                ):
+                )
+                # The file is the truth now: the records are freed for what follows (and before
+                # a compaction replays the file, so that it does not hold them twice).
+                self.records = {}
+                self.replay.records = self.records
+                if due:
                     self._compact()
             finally:
                 os.close(self._lock_fd)
-            self.records = {}  # the file is the truth now; free the memory for what follows
-            self.replay.records = self.records
 
     def _compact(self) -> None:
         """Compact from the file, the truth (not from memory), still under the lock. A failure
