@@ -4,15 +4,19 @@ understands snapshots."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -450,3 +454,116 @@ def test_sigkill_during_compaction_then_resume_pays_nothing(
     assert not list(journal_path(out_dir(manifest)).parent.glob("*" + COMPACT_SUFFIX))
     assert compact_journal(out_dir(manifest)) == (step == "before_rename")
     assert read_journal(out_dir(manifest)).records.keys() == records.keys()
+
+
+# --- during a run ------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(histories(), st.integers(1, 6), st.data())
+def test_compaction_during_a_run_gives_the_same_records(
+    events: list[JobEvent], threshold: int, data: st.DataObject
+) -> None:
+    """Each job's events appended by its own task (durable or not, times not rounded), the
+    journal compacting itself whenever ``threshold`` events have piled up, appends going on
+    meanwhile: the journal left replays to the records of the same events never compacted, and
+    a resume reads them too."""
+    durable = data.draw(st.lists(st.booleans(), min_size=len(events), max_size=len(events)))
+    fraction = data.draw(st.floats(0, 0.000999))  # times as the clock gives them
+    live = [dataclasses.replace(event, at=event.at + fraction) for event in events]
+    by_job: dict[str, list[tuple[JobEvent, bool]]] = {}
+    for event, flag in zip(live, durable, strict=True):
+        by_job.setdefault(event.job_id, []).append((event, flag))
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(journal_module, "COMPACT_MIN_EVENTS", threshold)
+        patch.setattr(journal_module.os, "fsync", lambda fd: None)  # speed only
+        out = Path(folder)
+
+        async def job(items: list[tuple[JobEvent, bool]]) -> None:
+            for event, flag in items:
+                await journal.append(event, durable=flag)
+                await anyio.lowlevel.checkpoint()
+
+        async def go() -> None:
+            async with anyio.create_task_group() as group:
+                for items in by_job.values():
+                    group.start_soon(job, items)
+            await journal.flush()
+
+        journal = Journal.open(out, base_url=BASE, manifest="m.yaml")
+        journal.fsync = lambda fd: None
+        try:
+            anyio.run(go)
+        finally:
+            journal.close()
+        # Per job the order is kept; across jobs the tasks interleave: compare per job.
+        expected = replay_bytes(journal_bytes(live), "j").records
+        assert read_journal(out).records == expected
+        Journal.open(out, base_url=BASE, manifest="m.yaml").close()
+        assert read_journal(out).records == expected
+
+
+def test_compaction_during_a_run_writes_what_compaction_of_the_file_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshots a run writes from memory are byte for byte those written from the file."""
+    monkeypatch.setattr(journal_module, "COMPACT_MIN_EVENTS", 3)
+
+    async def go() -> None:
+        journal = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+        try:
+            for kind, fields in [
+                (EventKind.INTENT, {"idempotency_key": "k", "fingerprint": "f"}),
+                (EventKind.CREATED, {"task_id": "t"}),
+                (EventKind.SUCCEEDED, {"video_url": "u"}),
+            ]:
+                event = JobEvent(kind, "a", 1_700_000_000.123456789, **fields)  # type: ignore[arg-type]
+                await journal.append(event)
+        finally:
+            journal.fsync = os.fsync
+            journal.close()
+
+    anyio.run(go)
+    data = journal_path(tmp_path).read_bytes()
+    assert data.count(b'"ev":"snapshot"') == 1 and b'"ev":"intent"' not in data
+    assert compact_bytes(data) == data
+    assert read_journal(tmp_path).records["a"].intent_at == 1_700_000_000.123
+
+
+def test_events_appended_while_compacting_follow_the_snapshots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compaction during a run snapshots what the file holds when it starts: an event appended
+    while the new file is being written is written after it, and folds once (not twice)."""
+    monkeypatch.setattr(journal_module, "COMPACT_MIN_EVENTS", 2)
+    started, release = threading.Event(), threading.Event()
+    real_swap = journal_module._swap_in
+
+    def held(path: Path, lines: Any) -> bool:
+        started.set()
+        assert release.wait(30)
+        return real_swap(path, lines)
+
+    monkeypatch.setattr(journal_module, "_swap_in", held)
+    journal = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+
+    async def go() -> None:
+        async with anyio.create_task_group() as group:
+            await journal.append(ev(EventKind.INTENT, idempotency_key="k1"), durable=False)
+            await journal.append(ev(EventKind.INTENT, job="b", idempotency_key="k2"), durable=False)
+            group.start_soon(journal.append, ev(EventKind.CREATED, task_id="t1"))
+            await anyio.to_thread.run_sync(started.wait, 30)  # the compaction has begun
+            await journal.append(ev(EventKind.INTENT, job="b", idempotency_key="k2"), durable=False)
+            release.set()
+        await journal.flush()
+
+    try:
+        anyio.run(go)
+        data = journal_path(tmp_path).read_bytes()
+    finally:
+        monkeypatch.setattr(journal_module, "COMPACT_MIN_EVENTS", 10**9)
+        journal.close()
+    assert data.count(b'"ev":"snapshot"') == 2 and data.count(b'"ev":"intent"') == 1
+    records = read_journal(tmp_path).records
+    assert records["a"].state is JobState.SUBMITTED
+    assert records["b"].state is JobState.SUBMITTING and records["b"].intents == 2

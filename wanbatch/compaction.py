@@ -70,7 +70,11 @@ def to_snapshot(record: JobRecord) -> dict[str, Any]:
     for name in _FIELDS[1:]:
         value = getattr(record, name)
         if value != _DEFAULTS[name] or name == "state":
-            out[name] = str(value) if name == "state" else value
+            if name == "state":
+                value = str(value)
+            elif name in _TIMES:
+                value = round(value, 3)  # as events write times (a no-op on replayed ones)
+            out[name] = value
     return out
 
 

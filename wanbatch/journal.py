@@ -15,10 +15,13 @@ a ``JobEvent``. Replay folds the job events through ``lifecycle.apply``.
 - Appends are buffered and written together (group commit); ``durable=True`` returns only after
   the line is written and fsynced. A failed write or fsync breaks the journal for good: every later
   append raises ``JournalWriteError``, so the run stops and nothing further is sent.
-- Compaction (``compact_journal``; ``Journal.open`` and ``close`` when ``compaction.should_compact``
-  says so) rewrites the journal as its run headers and one snapshot record per job
+- Compaction rewrites the journal as its run headers and one snapshot record per job
   (``compaction.py``), in a new file that is fsynced and renamed over the journal, the folder
-  fsynced after: a crash at any point leaves the old journal or the new one, both whole.
+  fsynced after: a crash at any point leaves the old journal or the new one, both whole. It runs
+  under the lock only, when ``compaction.should_compact`` says so: at open (from the replay), at
+  close (from the file), and during a run after a flush (from the records in memory, taken in
+  step with the buffer; the write lock is held, so appends wait, then go on into the new file).
+  ``Journal.records`` must therefore hold every job of the file: it is what a run compacts.
 - ``<output>/.wanbatch/lock`` is held with ``flock`` for the life of a run (the kernel frees it if the
   process dies), and names its holder for whoever finds it taken.
 """
@@ -28,12 +31,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import itertools
 import json
 import os
 import socket
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,8 +268,8 @@ def compacted(replay: Replay) -> Iterator[bytes]:
         yield encode_snapshot(record)
 
 
-def _swap_in(path: Path, replay: Replay) -> bool:
-    """Write ``replay`` compacted beside ``path``, fsync it, rename it over ``path``, fsync the
+def _swap_in(path: Path, lines: Iterable[bytes]) -> bool:
+    """Write ``lines`` (the compacted journal) beside ``path``, fsync it, rename it over ``path``, fsync the
     folder; the caller holds the lock. False (the new file removed, the journal untouched) when
     it could not be written; an OSError once renamed (the folder's fsync) is raised: appends
     must not go on into a file whose name may not survive a crash."""
@@ -275,7 +279,7 @@ def _swap_in(path: Path, replay: Replay) -> bool:
         try:
             chunk: list[bytes] = []
             size = 0
-            for line in compacted(replay):
+            for line in lines:
                 chunk.append(line)
                 size += len(line)
                 if size >= 1 << 20:
@@ -313,7 +317,7 @@ def compact_journal(output_dir: Path, *, minimum: int = 0) -> bool:
         replay = replay_bytes(data, str(path))
         if not should_compact(replay.events, len(replay.records), minimum=minimum):
             return False
-        return _swap_in(path, replay)
+        return _swap_in(path, compacted(replay))
 
 
 # --- the writable journal --------------------------------------------------------------------
@@ -334,7 +338,10 @@ class Journal:
         self._buffer: list[bytes] = []
         self._write_lock = anyio.Lock()
         self._broken: JournalWriteError | None = None
-        self._tail_events = replay.events  # events after the snapshots: what compaction folds
+        # Events after the snapshots (what a compaction folds): appended minus the mark.
+        self._appended = replay.events
+        self._compacted_mark = 0
+        self._headers = list(replay.headers)  # the run records, for a compaction during the run
         self.fsync = os.fsync  # replaceable by fault-injection tests
 
     @classmethod
@@ -382,7 +389,7 @@ class Journal:
                     os.unlink(path.with_name(path.name + COMPACT_SUFFIX))
                 swapped = should_compact(
                     replay.events, len(replay.records), minimum=COMPACT_MIN_EVENTS
-                ) and _swap_in(path, replay)
+                ) and _swap_in(path, compacted(replay))
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                 if replay.torn_tail and not swapped:
                     os.ftruncate(fd, replay.valid_bytes)
@@ -390,8 +397,10 @@ class Journal:
                 raise _open_error(path, exc) from exc
             journal = cls(output_dir, replay, fd, lock_fd)
             if swapped:
-                journal._tail_events = 0
-            journal._write_now(encode_run_header(base_url, manifest, provider))
+                journal._compacted_mark = journal._appended
+            header = encode_run_header(base_url, manifest, provider)
+            journal._write_now(header)
+            journal._headers.append(header)
             return journal
         except BaseException:
             os.close(lock_fd)
@@ -412,7 +421,7 @@ class Journal:
             folded[job_id] = apply(folded.get(job_id) or self.record(job_id), event)
         self._write_now(b"".join(map(encode_event, events)))
         self.records.update(folded)
-        self._tail_events += len(events)
+        self._appended += len(events)
 
     async def append(self, event: JobEvent, *, durable: bool = True) -> JobRecord:
         """Apply ``event`` and journal it; with ``durable``, return once it is fsynced."""
@@ -421,7 +430,7 @@ class Journal:
         new = apply(self.record(event.job_id), event)
         self._buffer.append(encode_event(event))
         self.records[event.job_id] = new
-        self._tail_events += 1
+        self._appended += 1
         if durable:
             await self.flush()
         return new
@@ -435,7 +444,36 @@ class Journal:
                 return
             data = b"".join(self._buffer)
             self._buffer.clear()
+            # Once ``data`` is written, the file folds to exactly these records: taken now, in
+            # step with the buffer, so that events appended meanwhile follow the snapshots.
+            frozen = None
+            if should_compact(
+                self._appended - self._compacted_mark, len(self.records), minimum=COMPACT_MIN_EVENTS
+            ):
+                frozen = list(self.records.values())
+                mark = self._appended
             await anyio.to_thread.run_sync(self._write_now, data)
+            if frozen is not None:
+                await anyio.to_thread.run_sync(self._compact_live, frozen, mark)
+
+    def _compact_live(self, records: list[JobRecord], mark: int) -> None:
+        """Compact during a run, under the write lock (nothing is being written), from the
+        records in memory: they are the fold of the same events (times rounded as written), so
+        the file is not read again. Appends go on into the new file."""
+        self._compacted_mark = mark  # a failure waits as long as a success would
+        lines = itertools.chain(self._headers, map(encode_snapshot, records))
+        try:
+            if not _swap_in(self.path, lines):
+                return  # the journal is whole and still the one open
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:  # renamed, but not durable or not reopened: stop appending
+            self._broken = JournalWriteError(
+                f"cannot compact the journal {self.path}: {exc.strerror or exc}. The run"
+                " stopped so that no task goes unrecorded; check the disk and rerun."
+            )
+            raise self._broken from exc
+        os.close(self._fd)
+        self._fd = fd
 
     def _write_now(self, data: bytes) -> None:
         try:
@@ -464,7 +502,9 @@ class Journal:
             try:
                 os.close(self._fd)
                 due = self._broken is None and should_compact(
-                    self._tail_events, len(self.records), minimum=COMPACT_MIN_EVENTS
+                    self._appended - self._compacted_mark,
+                    len(self.records),
+                    minimum=COMPACT_MIN_EVENTS,
                 )
                 # The file is the truth now: the records are freed for what follows (and before
                 # a compaction replays the file, so that it does not hold them twice).
@@ -482,7 +522,7 @@ class Journal:
             data = self.path.read_bytes()
             replay = replay_bytes(data, str(self.path))
             if not replay.torn_tail:
-                _swap_in(self.path, replay)
+                _swap_in(self.path, compacted(replay))
 
 
 @contextlib.contextmanager
