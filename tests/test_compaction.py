@@ -567,3 +567,26 @@ def test_events_appended_while_compacting_follow_the_snapshots(
     records = read_journal(tmp_path).records
     assert records["a"].state is JobState.SUBMITTED
     assert records["b"].state is JobState.SUBMITTING and records["b"].intents == 2
+
+
+def test_a_torn_tail_is_left_out_when_open_compacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal cut mid-line, compacted at open: the torn line is not in the new file (as the
+    cut would have removed it), and the run appends after whole lines."""
+    data = write_sample(tmp_path)
+    journal_path(tmp_path).write_bytes(data + b'{"v":1,"at":2,"ev":"torn')
+    before = read_journal(tmp_path).records
+    monkeypatch.setattr(journal_module, "COMPACT_MIN_EVENTS", 1)
+
+    async def go() -> None:
+        journal = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+        try:
+            await journal.append(ev(EventKind.CREATED, job="b", task_id="gen_2"))
+        finally:
+            journal.close()
+
+    anyio.run(go)
+    replay = read_journal(tmp_path)
+    assert not replay.torn_tail and b'"ev":"torn' not in journal_path(tmp_path).read_bytes()
+    assert replay.records["a"] == before["a"] and replay.records["b"].task_id == "gen_2"
