@@ -590,3 +590,19 @@ def test_a_torn_tail_is_left_out_when_open_compacts(
     replay = read_journal(tmp_path)
     assert not replay.torn_tail and b'"ev":"torn' not in journal_path(tmp_path).read_bytes()
     assert replay.records["a"] == before["a"] and replay.records["b"].task_id == "gen_2"
+
+
+def test_times_finer_than_a_millisecond_in_the_file_survive_compaction() -> None:
+    """wanbatch writes times to the millisecond, but a journal may hold finer ones (written by
+    hand, or by another tool): compacting the file keeps them as they are."""
+    events = [
+        JobEvent(EventKind.INTENT, "a", 1_700_000_000.123456, idempotency_key="k"),
+        JobEvent(EventKind.CREATED, "a", 1_700_000_001.987654, task_id="t"),
+    ]
+    data = encode_run_header(BASE, "m.yaml") + b"".join(
+        _seal({"v": 1, "at": e.at, "ev": str(e.kind), "job": e.job_id, **fields})
+        for e, fields in zip(events, [{"idempotency_key": "k"}, {"task_id": "t"}], strict=True)
+    )
+    before = replay_bytes(data, "j").records
+    assert before["a"].intent_at == 1_700_000_000.123456
+    assert replay_bytes(compact_bytes(data), "j").records == before

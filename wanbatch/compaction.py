@@ -64,16 +64,18 @@ def should_compact(events: int, jobs: int, *, minimum: int = MIN_EVENTS) -> bool
     return events >= minimum and events >= EVENTS_PER_JOB * jobs
 
 
-def to_snapshot(record: JobRecord) -> dict[str, Any]:
-    """The fields of a snapshot record (``journal`` adds the version and seals it)."""
+def to_snapshot(record: JobRecord, *, live: bool = False) -> dict[str, Any]:
+    """The fields of a snapshot record (``journal`` adds the version and seals it). A ``live``
+    record (folded in memory from events as they were appended, not as they were written) has
+    its times rounded as the events wrote them; a replayed one is written as it is."""
     out: dict[str, Any] = {"v": 1, "ev": SNAPSHOT, "job": record.job_id}
     for name in _FIELDS[1:]:
         value = getattr(record, name)
         if value != _DEFAULTS[name] or name == "state":
             if name == "state":
                 value = str(value)
-            elif name in _TIMES:
-                value = round(value, 3)  # as events write times (a no-op on replayed ones)
+            elif live and name in _TIMES:
+                value = round(value, 3)  # as ``journal.encode_event`` writes ``at``
             out[name] = value
     return out
 

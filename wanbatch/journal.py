@@ -256,8 +256,12 @@ def read_journal(output_dir: Path) -> Replay:
 COMPACT_MIN_EVENTS = MIN_EVENTS  # read at each call: tests lower it
 
 
-def encode_snapshot(record: JobRecord) -> bytes:
-    return _seal(to_snapshot(record))
+def encode_snapshot(record: JobRecord, *, live: bool = False) -> bytes:
+    return _seal(to_snapshot(record, live=live))
+
+
+def _encode_live_snapshot(record: JobRecord) -> bytes:
+    return _seal(to_snapshot(record, live=True))
 
 
 def compacted(replay: Replay) -> Iterator[bytes]:
@@ -461,7 +465,7 @@ class Journal:
         records in memory: they are the fold of the same events (times rounded as written), so
         the file is not read again. Appends go on into the new file."""
         self._compacted_mark = mark  # a failure waits as long as a success would
-        lines = itertools.chain(self._headers, map(encode_snapshot, records))
+        lines = itertools.chain(self._headers, map(_encode_live_snapshot, records))
         try:
             if not _swap_in(self.path, lines):
                 return  # the journal is whole and still the one open
