@@ -1,4 +1,7 @@
-"""The resumable state journal: append, fsync, replay, and the one-runner lock.
+"""The resumable state journal: append, fsync, replay, compaction, and the one-runner lock.
+
+(Over 400 lines: the format, the replay, the appends and the compaction must agree on the same
+bytes on disk and on the same lock; they are kept in one module for that.)
 
 ``<output>/.wanbatch/journal.jsonl`` is append-only JSON Lines, one record a line. Each line ends
 with a CRC-32 of the rest (``"crc":"xxxxxxxx"``) so that a flipped byte is caught, not guessed at.
@@ -12,6 +15,13 @@ a ``JobEvent``. Replay folds the job events through ``lifecycle.apply``.
 - Appends are buffered and written together (group commit); ``durable=True`` returns only after
   the line is written and fsynced. A failed write or fsync breaks the journal for good: every later
   append raises ``JournalWriteError``, so the run stops and nothing further is sent.
+- Compaction rewrites the journal as its run headers and one snapshot record per job
+  (``compaction.py``), in a new file that is fsynced and renamed over the journal, the folder
+  fsynced after: a crash at any point leaves the old journal or the new one, both whole. It runs
+  under the lock only, when ``compaction.should_compact`` says so: at open (from the replay), at
+  close (from the file), and during a run after a flush (from the records in memory, taken in
+  step with the buffer; the write lock is held, so appends wait, then go on into the new file).
+  ``Journal.records`` must therefore hold every job of the file: it is what a run compacts.
 - ``<output>/.wanbatch/lock`` is held with ``flock`` for the life of a run (the kernel frees it if the
   process dies), and names its holder for whoever finds it taken.
 """
@@ -21,12 +31,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import itertools
 import json
 import os
 import socket
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 
 from wanbatch import __version__
+from wanbatch.compaction import MIN_EVENTS, SNAPSHOT, from_snapshot, should_compact, to_snapshot
 from wanbatch.errors import (
     JournalCorruptError,
     JournalError,
@@ -44,9 +56,11 @@ from wanbatch.errors import (
 )
 from wanbatch.lifecycle import IllegalTransition, apply
 from wanbatch.models import DEFAULT_PROVIDER, STATE_DIR_NAME, EventKind, JobEvent, JobRecord
+from wanbatch.outtree import fsync_dir
 
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "lock"
+COMPACT_SUFFIX = ".compact.tmp"  # the new journal, before it is renamed over the old one
 FORMAT_VERSION = 1
 # The optional fields of JobEvent, in its field order (``decode_event`` passes them so).
 _EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(JobEvent))[3:]
@@ -163,7 +177,9 @@ class Replay:
     records: dict[str, JobRecord] = field(default_factory=dict)
     manifests: list[str] = field(default_factory=list)  # the manifests runs were given, in order
     runs: int = 0
-    events: int = 0
+    events: int = 0  # job events (not snapshots): what a compaction would fold
+    snapshots: int = 0
+    headers: list[bytes] = field(default_factory=list)  # the run records, as written
     valid_bytes: int = 0  # length of the prefix made of complete records
     torn_tail: bool = False
 
@@ -185,7 +201,14 @@ def replay_bytes(data: bytes, path: str) -> Replay:
             break
         try:
             record = unseal(data[offset:end])
-            if record.get("ev") == "run":
+            kind = record.get("ev")
+            if kind == SNAPSHOT:
+                snapshot = from_snapshot(record)
+                if snapshot.job_id in records:
+                    raise ValueError(f"a snapshot of job {snapshot.job_id} after its events")
+                records[snapshot.job_id] = snapshot
+                result.snapshots += 1
+            elif kind == "run":
                 base_url = without_userinfo(str(record["base_url"]))
                 if result.base_url is None:
                     result.base_url = base_url
@@ -197,6 +220,7 @@ def replay_bytes(data: bytes, path: str) -> Replay:
                     raise ValueError("the manifest path holds a NUL character")
                 if isinstance(manifest, str) and manifest not in result.manifests:
                     result.manifests.append(manifest)
+                result.headers.append(data[offset : end + 1])
             else:
                 event = decode_event(record)
                 job_id = event.job_id
@@ -227,6 +251,79 @@ def read_journal(output_dir: Path) -> Replay:
     return replay_bytes(data, str(path))
 
 
+# --- compaction -------------------------------------------------------------------------------
+
+COMPACT_MIN_EVENTS = MIN_EVENTS  # read at each call: tests lower it
+
+
+def encode_snapshot(record: JobRecord, *, live: bool = False) -> bytes:
+    return _seal(to_snapshot(record, live=live))
+
+
+def _encode_live_snapshot(record: JobRecord) -> bytes:
+    return _seal(to_snapshot(record, live=True))
+
+
+def compacted(replay: Replay) -> Iterator[bytes]:
+    """The compacted journal's lines: the run records as written, then a snapshot a job (in the
+    order the jobs first appear, so that the replay's records come out in the same order)."""
+    yield from replay.headers
+    for record in replay.records.values():
+        yield encode_snapshot(record)
+
+
+def _swap_in(path: Path, lines: Iterable[bytes]) -> bool:
+    """Write ``lines`` (the compacted journal) beside ``path``, fsync it, rename it over ``path``, fsync the
+    folder; the caller holds the lock. False (the new file removed, the journal untouched) when
+    it could not be written; an OSError once renamed (the folder's fsync) is raised: appends
+    must not go on into a file whose name may not survive a crash."""
+    tmp = path.with_name(path.name + COMPACT_SUFFIX)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            chunk: list[bytes] = []
+            size = 0
+            for line in lines:
+                chunk.append(line)
+                size += len(line)
+                if size >= 1 << 20:
+                    _write_all(fd, b"".join(chunk))
+                    chunk.clear()
+                    size = 0
+            _write_all(fd, b"".join(chunk))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return False
+    fsync_dir(path.parent)
+    return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def compact_journal(output_dir: Path, *, minimum: int = 0) -> bool:
+    """Compact the journal now, under the lock, when it holds at least ``minimum`` events (and
+    one a job); True if it was rewritten. A damaged journal raises ``JournalCorruptError``."""
+    path = journal_path(output_dir)
+    with locked(output_dir):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return False
+        replay = replay_bytes(data, str(path))
+        if not should_compact(replay.events, len(replay.records), minimum=minimum):
+            return False
+        return _swap_in(path, compacted(replay))
+
+
 # --- the writable journal --------------------------------------------------------------------
 
 
@@ -245,6 +342,10 @@ class Journal:
         self._buffer: list[bytes] = []
         self._write_lock = anyio.Lock()
         self._broken: JournalWriteError | None = None
+        # Events after the snapshots (what a compaction folds): appended minus the mark.
+        self._appended = replay.events
+        self._compacted_mark = 0
+        self._headers = list(replay.headers)  # the run records, for a compaction during the run
         self.fsync = os.fsync  # replaceable by fault-injection tests
 
     @classmethod
@@ -288,13 +389,22 @@ class Journal:
                     f" {replay.provider} to finish this run, or use a different --output folder."
                 )
             try:
+                with contextlib.suppress(FileNotFoundError):  # a compaction's, cut short
+                    os.unlink(path.with_name(path.name + COMPACT_SUFFIX))
+                swapped = should_compact(
+                    replay.events, len(replay.records), minimum=COMPACT_MIN_EVENTS
+                ) and _swap_in(path, compacted(replay))
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                if replay.torn_tail:
+                if replay.torn_tail and not swapped:
                     os.ftruncate(fd, replay.valid_bytes)
             except OSError as exc:
                 raise _open_error(path, exc) from exc
             journal = cls(output_dir, replay, fd, lock_fd)
-            journal._write_now(encode_run_header(base_url, manifest, provider))
+            if swapped:
+                journal._compacted_mark = journal._appended
+            header = encode_run_header(base_url, manifest, provider)
+            journal._write_now(header)
+            journal._headers.append(header)
             return journal
         except BaseException:
             os.close(lock_fd)
@@ -315,6 +425,7 @@ class Journal:
             folded[job_id] = apply(folded.get(job_id) or self.record(job_id), event)
         self._write_now(b"".join(map(encode_event, events)))
         self.records.update(folded)
+        self._appended += len(events)
 
     async def append(self, event: JobEvent, *, durable: bool = True) -> JobRecord:
         """Apply ``event`` and journal it; with ``durable``, return once it is fsynced."""
@@ -323,6 +434,7 @@ class Journal:
         new = apply(self.record(event.job_id), event)
         self._buffer.append(encode_event(event))
         self.records[event.job_id] = new
+        self._appended += 1
         if durable:
             await self.flush()
         return new
@@ -336,7 +448,36 @@ class Journal:
                 return
             data = b"".join(self._buffer)
             self._buffer.clear()
+            # Once ``data`` is written, the file folds to exactly these records: taken now, in
+            # step with the buffer, so that events appended meanwhile follow the snapshots.
+            frozen = None
+            if should_compact(
+                self._appended - self._compacted_mark, len(self.records), minimum=COMPACT_MIN_EVENTS
+            ):
+                frozen = list(self.records.values())
+                mark = self._appended
             await anyio.to_thread.run_sync(self._write_now, data)
+            if frozen is not None:
+                await anyio.to_thread.run_sync(self._compact_live, frozen, mark)
+
+    def _compact_live(self, records: list[JobRecord], mark: int) -> None:
+        """Compact during a run, under the write lock (nothing is being written), from the
+        records in memory: they are the fold of the same events (times rounded as written), so
+        the file is not read again. Appends go on into the new file."""
+        self._compacted_mark = mark  # a failure waits as long as a success would
+        lines = itertools.chain(self._headers, map(_encode_live_snapshot, records))
+        try:
+            if not _swap_in(self.path, lines):
+                return  # the journal is whole and still the one open
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:  # renamed, but not durable or not reopened: stop appending
+            self._broken = JournalWriteError(
+                f"cannot compact the journal {self.path}: {exc.strerror or exc}. The run"
+                " stopped so that no task goes unrecorded; check the disk and rerun."
+            )
+            raise self._broken from exc
+        os.close(self._fd)
+        self._fd = fd
 
     def _write_now(self, data: bytes) -> None:
         try:
@@ -353,7 +494,8 @@ class Journal:
             raise self._broken from exc
 
     def close(self) -> None:
-        """Write what is buffered (best effort) and release the file and the lock."""
+        """Write what is buffered (best effort), compact the journal if it has grown enough
+        (``compaction.should_compact``), and release the file and the lock."""
         try:
             if self._buffer and self._broken is None:
                 data = b"".join(self._buffer)
@@ -361,10 +503,30 @@ class Journal:
                 with contextlib.suppress(Exception):
                     self._write_now(data)
         finally:
-            os.close(self._fd)
-            os.close(self._lock_fd)
-            self.records = {}  # the file is the truth now; free the memory for what follows
-            self.replay.records = self.records
+            try:
+                os.close(self._fd)
+                due = self._broken is None and should_compact(
+                    self._appended - self._compacted_mark,
+                    len(self.records),
+                    minimum=COMPACT_MIN_EVENTS,
+                )
+                # The file is the truth now: the records are freed for what follows (and before
+                # a compaction replays the file, so that it does not hold them twice).
+                self.records = {}
+                self.replay.records = self.records
+                if due:
+                    self._compact()
+            finally:
+                os.close(self._lock_fd)
+
+    def _compact(self) -> None:
+        """Compact from the file, the truth (not from memory), still under the lock. A failure
+        leaves the journal whole, and it is compacted on a later open or close."""
+        with contextlib.suppress(OSError, JournalError):  # an optimisation: nothing follows it
+            data = self.path.read_bytes()
+            replay = replay_bytes(data, str(self.path))
+            if not replay.torn_tail:
+                _swap_in(self.path, compacted(replay))
 
 
 @contextlib.contextmanager

@@ -272,7 +272,8 @@ class Line:
 
     number: int
     raw: bytes  # with its newline
-    event: JobEvent | None = None  # None: a run header, or damaged
+    event: JobEvent | None = None  # None: a run header, a snapshot, or damaged
+    snapshot: JobRecord | None = None  # a compacted job's record (``compaction.py``)
     problem: str | None = None  # why the line cannot be read
     job_hint: str | None = None  # for a damaged line: the job it seems to name (not trusted)
 
@@ -298,6 +299,14 @@ def salvage_lines(lines: Iterable[Line]) -> SalvagePlan:
         event = line.event
         if line.problem is not None:
             plan.lost.append((line.number, line.problem, line.job_hint))
+            continue
+        if line.snapshot is not None:  # the first record of its job, as compaction writes it
+            job_id = line.snapshot.job_id
+            if job_id in records or job_id in broken:
+                plan.lost.append((line.number, "a snapshot after the job's events", job_id))
+            else:
+                records[job_id] = line.snapshot
+                plan.output.append(line.raw)
             continue
         if event is None:  # a run header
             plan.output.append(line.raw)

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from wanbatch.compaction import SNAPSHOT, from_snapshot
 from wanbatch.download import sidecar_path
 from wanbatch.errors import JournalCorruptError, JournalWriteError, UnclaimedVideoError
 from wanbatch.journal import (
@@ -214,6 +215,8 @@ def _scan(data: bytes) -> list[Line]:
             if record.get("ev") == "run":
                 str(record["base_url"])
                 lines.append(Line(number, raw))
+            elif record.get("ev") == SNAPSHOT:
+                lines.append(Line(number, raw, snapshot=from_snapshot(record)))
             else:
                 lines.append(Line(number, raw, event=decode_event(record)))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
