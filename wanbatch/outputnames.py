@@ -4,10 +4,11 @@ A job's video at ``T`` (relative to the output dir) brings ``T.part`` and ``T.pa
 downloads (``download.py``) and its sidecar ``T.with_suffix('.json')`` once it is in place, each
 written through a ``.tmp`` beside it. The output root holds the gallery (``report.html``, and
 ``report.data.js`` for a large run), the failed jobs as a manifest (``retry.yaml``), each written
-through a ``.tmp``, and the state folder ``.wanbatch/``. ``collisions`` finds every way a set of output paths would make two of these one
-file (or one a file and the other a folder): a job named ``report.html`` under ``{id}``, a job
-whose sidecar is another job's video, two sidecars in one file. Names are compared case-folded:
-on macOS and Windows ``Shot.mp4`` and ``shot.mp4`` are one file.
+through a ``.tmp``, and the state folder ``.wanbatch/``. ``collisions`` finds every way a set
+of output paths would make two of these one file (or one a file and the other a folder): a job
+named ``report.html`` under ``{id}``, a job whose sidecar is another job's video, two sidecars in
+one file. Names are compared case-folded: on macOS and Windows ``Shot.mp4`` and ``shot.mp4`` are
+one file.
 """
 
 from __future__ import annotations
