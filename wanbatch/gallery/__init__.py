@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from wanbatch.gallery import page
 from wanbatch.gallery.cards import make_card
 from wanbatch.gallery.page import (
     DATA_NAME,
@@ -79,8 +80,8 @@ def gallery_files(
     title: str | None = None,
     video_intact: VideoCheck | None = None,
     rendered: Mapping[str, JobSpec | None] | None = None,
-    inline_limit: int = INLINE_LIMIT,
-    page_size: int = PAGE_SIZE,
+    inline_limit: int | None = None,
+    page_size: int | None = None,
 ) -> Gallery:
     """The lines of ``report.html`` and of ``report.data.js``, a card per job.
 
@@ -90,14 +91,20 @@ def gallery_files(
     they are not known); None: the manifest's fields are shown, and edits found by hashing.
     ``generated_at`` (epoch seconds) is printed in the header; times are shown in UTC so the
     page is the same wherever it was made. Above ``inline_limit`` jobs the page shows
-    ``page_size`` cards at a time from the data file.
+    ``page_size`` cards at a time from the data file (None: ``page.INLINE_LIMIT`` and
+    ``page.PAGE_SIZE``, read at the call).
     """
     check = video_intact or (lambda spec, record: True)
     cards = [make_card(spec, records.get(spec.id), check, rendered) for spec in manifest.jobs]
-    how = layout(cards, generated_at, inline_limit, page_size)
+    how = layout(
+        cards,
+        generated_at,
+        page.INLINE_LIMIT if inline_limit is None else inline_limit,
+        page.PAGE_SIZE if page_size is None else page_size,
+    )
     ordered = display_order(cards, how)
-    page = page_lines(manifest, cards, ordered, how, generated_at=generated_at, title=title)
-    return Gallery(page=page, data=data_lines(cards, ordered, how) if how.paged else None)
+    lines = page_lines(manifest, cards, ordered, how, generated_at=generated_at, title=title)
+    return Gallery(page=lines, data=data_lines(cards, ordered, how) if how.paged else None)
 
 
 def render_gallery(
@@ -108,8 +115,8 @@ def render_gallery(
     title: str | None = None,
     video_intact: VideoCheck | None = None,
     rendered: Mapping[str, JobSpec | None] | None = None,
-    inline_limit: int = INLINE_LIMIT,
-    page_size: int = PAGE_SIZE,
+    inline_limit: int | None = None,
+    page_size: int | None = None,
 ) -> str:
     """The whole page as one string (see ``gallery_files``)."""
     return "".join(
