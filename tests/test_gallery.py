@@ -382,9 +382,18 @@ def test_the_data_file_holds_every_job_in_the_pages_order(tmp_path: Path) -> Non
     assert ids[:5] == [card["data-job"] for card in Page(text).cards]
     states = [value for value, _ in data["states"]]
     by_id = dict(zip(ids, data["jobs"], strict=True))
-    assert states[by_id["j00003"][2]] == "failed" and by_id["j00003"][7:9] == ["reason 3", "bad"]
-    assert states[by_id["j00000"][2]] == "done" and by_id["j00000"][5] == "j00000.mp4"
-    assert states[by_id["j00001"][2]] == "new" and by_id["j00001"][5] == ""
+    assert states[by_id["j00003"][2]] == "failed" and by_id["j00003"][16:] == ["reason 3", "bad"]
+    assert states[by_id["j00000"][2]] == "done" and by_id["j00000"][5:8] == [5, 1, "j00000.mp4"]
+    assert states[by_id["j00001"][2]] == "new" and by_id["j00001"] == [
+        "j00001",
+        "prompt number 1",
+        states.index("new"),
+        0,
+        0,
+        5,
+        0,
+        "j00001.mp4",
+    ]
     assert data["models"] == ["wan-2-2"] and data["aspects"] == [["16:9", "16 / 9"]]
     # A small run has no data file, and its page names none.
     small = gallery.gallery_files(manifest, records, generated_at=NOW, inline_limit=40)
@@ -407,11 +416,11 @@ def test_the_data_file_cannot_end_its_script_or_break_a_line(tmp_path: Path) -> 
     written.encode("utf-8")  # the lone surrogate is escaped, so the file can be written
     for unsafe in ("<", ">", "&", "\u2028", "\u2029", "\ud800"):
         assert unsafe not in written, unsafe
-    assert len(written.splitlines()) == len(manifest.jobs) + 2  # a line a job, and the ends
+    assert len(written.splitlines()) == 3  # the head, the rows (a line a thousand), the end
     by_id = {row[0]: row for row in data_of(written)["jobs"]}
     assert by_id["succeeded-a"][1] == nasty
-    assert by_id["failed-a"][1] == XSS_PROMPT and by_id["failed-a"][7] == XSS_REASON
-    assert by_id["failed-b"][7:9] == [nasty + " \ud800", "</script>"]
+    assert by_id["failed-a"][1] == XSS_PROMPT and by_id["failed-a"][16] == XSS_REASON
+    assert by_id["failed-b"][16:18] == [nasty + " \ud800", "</script>"]
     page_text = "".join(files.page)
     assert page_text.count("<script") == 1 and "alert(" not in page_text.split("<script>")[1]
 
@@ -748,7 +757,7 @@ def write_site(
     for index, spec in enumerate(manifest.jobs):
         record = records.get(spec.id)
         if record is not None and record.state is JobState.DOWNLOADED:
-            target = manifest.output_dir / spec.output_path
+            target = manifest.output_dir / (record.path or spec.output_path)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(assets.joinpath(f"clip{index % 8}.mp4").read_bytes())
     files = gallery.gallery_files(manifest, records, generated_at=NOW, **options)
@@ -820,7 +829,19 @@ def test_browser_drawn_cards_are_the_cards_the_page_holds(
     chromium: Any, manifest: Manifest, records: dict[str, JobRecord]
 ) -> None:
     """A card the script draws from the data file is, node for node, the card the page holds:
-    videos, fields, reasons, and both notes of a job edited since it was submitted."""
+    videos, fields, reasons, and both notes of a job edited since it was submitted. The script
+    formats raw times and sizes as Python does, ties rounded to even included (42.25 s is
+    "42.2 s", 1,250 bytes "1.2 KB", 3,598.5 s "59 min 58 s"), and quotes video paths alike."""
+    tricky = {
+        "done-a": dict(finished_at=NOW + 42.25, downloaded_at=NOW + 42.25 + 90.5, size=1250),
+        "done-b": dict(finished_at=NOW + 3598.5, downloaded_at=NOW + 3598.5 + 0.25, size=0),
+        "done-c": dict(finished_at=NOW + 7322.5, size=999_950, attempt=2),
+        "failed-b": dict(finished_at=NOW + 0.25, size=12_345_678_901_234),
+    }
+    for job_id, changes in tricky.items():
+        records[job_id] = dataclasses.replace(records[job_id], submitted_at=NOW, **changes)
+    odd = "clips #1 & co/it's (done)!*~ é.mp4"
+    records["done-c"] = dataclasses.replace(records["done-c"], path=odd)
     older = dataclasses.replace(manifest.jobs[0], prompt="an older prompt", duration=4)
     rendered = {"done-a": older, "queued-a": None}
     report, _ = write_site(manifest, records, inline_limit=3, page_size=10, rendered=rendered)
@@ -836,6 +857,10 @@ def test_browser_drawn_cards_are_the_cards_the_page_holds(
             assert tab.evaluate("document.querySelector('article').outerHTML") == drawn[0]
             for was, now in zip(held, drawn, strict=True):
                 assert now == was
+            text = " ".join(tab.locator("#cards").all_inner_texts())
+            for shown_text in ("42.2 s", "1.2 KB", "59 min 58 s", "2 h 02 min", "0.2 s after"):
+                assert shown_text in text, shown_text
+            assert "12.3 GB" in text or "12345.7 GB" in text
             assert tab.locator("#cards .changed").count() == 2
             assert console.problems == []
         finally:

@@ -144,7 +144,7 @@ JS = """
   var next = document.getElementById("page-next");
   var at = document.getElementById("page-at");
   var note = document.getElementById("data-note");
-  var size = parseInt(main.dataset.pageSize, 10) || 100;
+  var perPage = parseInt(main.dataset.pageSize, 10) || 100;
   var data = null;
   var matches = [];
   var page = 0;
@@ -158,6 +158,48 @@ JS = """
     if (name) { node.setAttribute("class", name); }
     if (text !== undefined) { node.textContent = text; }
     return node;
+  }
+  function given(value) { return value !== undefined && value !== null; }
+  // Python's formatting (cards.py), for the cards drawn from raw values: f"{x:.1f}" and
+  // round() round a tie to the even neighbour, where toFixed and Math.round go up.
+  function fixed1(x) {
+    var quarters = x * 4;
+    if (quarters === Math.floor(quarters) && quarters % 4 === 1) { x = Math.floor(x * 10) / 10; }
+    return x.toFixed(1);
+  }
+  function round(x) {
+    var whole = Math.floor(x);
+    if (x - whole !== 0.5) { return Math.round(x); }
+    return whole % 2 === 0 ? whole : whole + 1;
+  }
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+  function seconds(value) {
+    if (value < 0) { value = 0; }
+    if (value < 60) { return fixed1(value) + " s"; }
+    var total = round(value);
+    var minutes = Math.floor(total / 60);
+    if (minutes < 60) { return minutes + " min " + two(total % 60) + " s"; }
+    return Math.floor(minutes / 60) + " h " + two(minutes % 60) + " min";
+  }
+  function size(bytes) {
+    var value = bytes;
+    var units = ["B", "KB", "MB", "GB"];
+    for (var i = 0; i < units.length; i += 1) {
+      if (value < 1000 || i === units.length - 1) {
+        return i === 0 ? value.toFixed(0) + " B" : fixed1(value) + " " + units[i];
+      }
+      value /= 1000;
+    }
+  }
+  function utc(at) {
+    return new Date(Math.floor(at) * 1000).toISOString().slice(0, 19).replace("T", " ") + " UTC";
+  }
+  function quoted(path) {
+    return path.split("/").map(function (part) {
+      return encodeURIComponent(part).replace(/[!'()*]/g, function (c) {
+        return "%" + c.charCodeAt(0).toString(16).toUpperCase();
+      });
+    }).join("/");
   }
   function listed(pairs, coded) {
     var dl = make("dl");
@@ -179,13 +221,13 @@ JS = """
     article.setAttribute("data-aspect", aspect[0]);
     article.setAttribute("data-job", job[0]);
     var media = make("div", "media");
-    if (job[5]) {
+    if (job[6]) {
       var video = make("video");
       video.setAttribute("controls", "");
       video.setAttribute("muted", "");
       video.setAttribute("playsinline", "");
       video.setAttribute("preload", data.preload);
-      video.setAttribute("src", job[5]);
+      video.setAttribute("src", quoted(job[7]));
       video.setAttribute("style", "aspect-ratio: " + aspect[1]);
       media.appendChild(video);
     } else {
@@ -201,37 +243,49 @@ JS = """
     heading.appendChild(make("span", "badge badge-" + state[0], state[1]));
     body.appendChild(heading);
     body.appendChild(make("p", "prompt", job[1]));
-    if (job[9] === 1) {
+    var changes = job[18];
+    if (changes === 1) {
       var unknown = make("p", "changed");
       unknown.setAttribute("role", "note");
       unknown.appendChild(make("strong", null, "edited since:"));
       unknown.appendChild(document.createTextNode(data.unknownNote));
       body.appendChild(unknown);
-    } else if (job[9]) {
+    } else if (changes) {
       var changed = make("div", "changed");
       changed.setAttribute("role", "note");
       var lead = make("p");
       lead.appendChild(make("strong", null, "the manifest now says"));
       lead.appendChild(document.createTextNode(data.changedLead));
       changed.appendChild(lead);
-      changed.appendChild(listed(job[9], false));
+      changed.appendChild(listed(changes, false));
       body.appendChild(changed);
     }
-    if (job[7] !== undefined && job[7] !== null) {
+    if (given(job[16])) {
       var reason = make("p", "reason");
       reason.setAttribute("role", "note");
       reason.appendChild(make("strong", null, "failed:"));
-      reason.appendChild(document.createTextNode(" " + job[7] + (job[8] ? " " : "")));
-      if (job[8]) { reason.appendChild(make("code", "code", job[8])); }
+      reason.appendChild(document.createTextNode(" " + job[16] + (job[17] ? " " : "")));
+      if (job[17]) { reason.appendChild(make("code", "code", job[17])); }
       body.appendChild(reason);
     }
-    var pairs = [];
-    for (var i = 0; i < job[6].length; i += 2) { pairs.push([data.names[job[6][i]], job[6][i + 1]]); }
+    var pairs = [["model", data.models[job[3]]], ["duration", job[5] + " s"], ["aspect", aspect[0]]];
+    if (given(job[8])) { pairs.push(["image", job[8]]); }
+    if (given(job[9])) { pairs.push(["extra", job[9]]); }
+    pairs.push(["file", job[7]]);
+    if (given(job[10])) { pairs.push(["size", size(job[10])]); }
+    if (given(job[11])) { pairs.push(["task", job[11]]); }
+    if (given(job[12])) { pairs.push(["submitted", utc(job[12])]); }
+    if (given(job[12]) && given(job[13])) { pairs.push(["render time", seconds(job[13] - job[12])]); }
+    if (given(job[14])) {
+      var after = given(job[13]) ? " (" + seconds(job[14] - job[13]) + " after render)" : "";
+      pairs.push(["downloaded", utc(job[14]) + after]);
+    }
+    if (given(job[15])) { pairs.push(["attempt", String(job[15])]); }
     body.appendChild(listed(pairs, true));
     article.appendChild(body);
     return article;
   }
-  function pages() { return Math.max(1, Math.ceil(matches.length / size)); }
+  function pages() { return Math.max(1, Math.ceil(matches.length / perPage)); }
   function status() {
     counted(matches.length);
     at.textContent = "page " + (page + 1).toLocaleString("en-US") + " of " +
@@ -241,7 +295,7 @@ JS = """
   }
   function draw() {
     var shelf = document.createDocumentFragment();
-    matches.slice(page * size, (page + 1) * size).forEach(function (index) {
+    matches.slice(page * perPage, (page + 1) * perPage).forEach(function (index) {
       shelf.appendChild(card(data.jobs[index]));
     });
     main.textContent = "";

@@ -14,30 +14,14 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from wanbatch.jobstate import LABELS, Standing, VideoCheck, is_changed, standing, video_path
 from wanbatch.models import JobRecord, JobSpec
 
-# The field names a card lists, in a row by their index (see ``row``); these are shown as code.
-NAMES = (
-    "model",
-    "duration",
-    "aspect",
-    "image",
-    "extra",
-    "file",
-    "size",
-    "task",
-    "submitted",
-    "render time",
-    "downloaded",
-    "attempt",
-)
+# The fields a card shows as code.
 CODE_NAMES = frozenset({"image", "extra", "file", "task"})
-_NAME_INDEX = {name: index for index, name in enumerate(NAMES)}
 _NOTED_FIELDS = ("prompt", "model", "duration", "aspect_ratio", "image", "extra")
 UNKNOWN_NOTE = (
     " this job was submitted with other fields than the manifest's, no longer known here;"
@@ -46,8 +30,7 @@ UNKNOWN_NOTE = (
 CHANGED_LEAD = " (the card shows what the task was asked for):"
 
 
-@dataclass(frozen=True, slots=True)
-class Card:
+class Card(NamedTuple):  # a tuple: made a hundred thousand times, cheaply
     spec: JobSpec  # what the card shows: the fields its task was asked for
     record: JobRecord | None
     state: Standing
@@ -129,7 +112,7 @@ def ratio(aspect_ratio: str) -> str:
 
 
 def fields(card: Card) -> list[tuple[str, str]]:
-    """The card's listed fields as (name, plain text), in order; names of ``NAMES``."""
+    """The card's listed fields as (name, plain text), in order (``CODE_NAMES`` as code)."""
     spec, record = card.spec, card.record
     rows = [
         ("model", spec.model),
@@ -176,6 +159,8 @@ def changes(card: Card) -> list[tuple[str, str]] | None:
     task was asked for): None if it does not; an empty list if those fields are not known."""
     if not card.fields_known:
         return []
+    if card.spec is card.manifest_spec:
+        return None
     now, then = card.manifest_spec.fields(), card.spec.fields()
     differ = [name for name in _NOTED_FIELDS if now.get(name) != then.get(name)]
     return [(name, _plain_value(now.get(name))) for name in differ] or None
@@ -247,27 +232,44 @@ def _changes_html(changed: list[tuple[str, str]] | None) -> str:
 
 
 def row(card: Card, state: int, model: int, aspect: int) -> list[Any]:
-    """The card as a compact JSON row: ``[id, prompt, state, model, aspect, video URL or "",
-    [name index, text, ...], reason, code, changes]`` with the tables' indexes, trailing
+    """The card as a compact JSON row of raw values, which the page's script formats as
+    ``fields`` does (only for the cards it draws, a page at a time): ``[id, prompt, state,
+    model, aspect, duration, has video (1/0), file, image, extra, size, task, submitted,
+    finished, downloaded, attempt, reason, code, changes]`` with the tables' indexes, trailing
     nulls left out. ``changes`` is 1 when the fields asked for are not known, else
     ``[[name, text], ...]`` (see ``changes``)."""
-    flat: list[Any] = []
-    for name, text in fields(card):
-        flat += (_NAME_INDEX[name], text)
-    failed = failure(card)
+    spec, record = card.spec, card.record
     changed = changes(card)
     out: list[Any] = [
-        card.spec.id,
-        card.spec.prompt,
+        spec.id,
+        spec.prompt,
         state,
         model,
         aspect,
-        src(card.path) if card.has_video else "",
-        flat,
+        spec.duration,
+        1 if card.has_video else 0,
+        card.path,
+        spec.image,
+        _plain_value(dict(spec.extra)) if spec.extra else None,
+    ]
+    if record is not None:
+        downloaded_at = getattr(record, "downloaded_at", None)
+        out += (
+            record.size,
+            record.task_id or None,
+            record.submitted_at,
+            record.finished_at,
+            downloaded_at if isinstance(downloaded_at, int | float) else None,
+            record.attempt + 1 if record.attempt else None,
+        )
+    else:
+        out += (None, None, None, None, None, None)
+    failed = failure(card)
+    out += (
         failed[0] if failed else None,
         failed[1] if failed else None,
         None if changed is None else (changed or 1),
-    ]
+    )
     while out[-1] is None:
         out.pop()
     return out

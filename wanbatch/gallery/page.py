@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from wanbatch.gallery.assets import CSS, JS
 from wanbatch.gallery.cards import (
     CHANGED_LEAD,
-    NAMES,
     UNKNOWN_NOTE,
     Card,
     card_html,
@@ -47,6 +47,8 @@ PAGE_SIZE = 100
 
 _IN_FLIGHT = (Standing.UNCONFIRMED, Standing.IN_FLIGHT)
 _UNSAFE = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_CHUNK = 1000  # rows encoded, escaped and yielded at a time: a line of the data file
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +138,7 @@ def page_lines(
 def data_lines(cards: Sequence[Card], ordered: Sequence[Card], how: Layout) -> Iterator[str]:
     """The lines of ``report.data.js``: ``wanbatchGallery({...})`` with a row per job in the
     page's order (see ``cards.row``) and the tables the rows index."""
-    states = [state for state in Standing if any(card.state is state for card in cards)]
-    models = list(dict.fromkeys(card.spec.model for card in cards))
-    aspects = list(dict.fromkeys(card.spec.aspect_ratio for card in cards))
+    states, models, aspects = _kinds(cards)
     state_at = {state: index for index, state in enumerate(states)}
     model_at = {model: index for index, model in enumerate(models)}
     aspect_at = {aspect: index for index, aspect in enumerate(aspects)}
@@ -149,25 +149,40 @@ def data_lines(cards: Sequence[Card], ordered: Sequence[Card], how: Layout) -> I
         "states": [[state.value, LABELS[state]] for state in states],
         "models": models,
         "aspects": [[aspect, ratio(aspect)] for aspect in aspects],
-        "names": list(NAMES),
         "unknownNote": UNKNOWN_NOTE,
         "changedLead": CHANGED_LEAD,
     }
     opening = js_json(head)[:-1]  # without its closing brace: the rows follow
     yield f'{DATA_CALL}({opening},"jobs":[\n'
-    last = len(ordered) - 1
-    for index, card in enumerate(ordered):
-        spec = card.spec
-        line = js_json(
-            row(card, state_at[card.state], model_at[spec.model], aspect_at[spec.aspect_ratio])
-        )
-        yield line + (",\n" if index < last else "\n")
+    for start in range(0, len(ordered), _CHUNK):
+        rows = [
+            row(
+                card,
+                state_at[card.state],
+                model_at[card.spec.model],
+                aspect_at[card.spec.aspect_ratio],
+            )
+            for card in ordered[start : start + _CHUNK]
+        ]
+        more = ",\n" if start + _CHUNK < len(ordered) else "\n"
+        yield _escaped(_ENCODER.encode(rows)[1:-1]) + more  # without the list's brackets
     yield "]});\n"
+
+
+def _kinds(cards: Sequence[Card]) -> tuple[list[Standing], list[str], list[str]]:
+    """The states (in ``Standing`` order), models and aspect ratios (as first met) of the cards."""
+    present = {card.state for card in cards}
+    models = list(dict.fromkeys(card.spec.model for card in cards))
+    aspects = list(dict.fromkeys(card.spec.aspect_ratio for card in cards))
+    return [state for state in Standing if state in present], models, aspects
 
 
 def js_json(value: object) -> str:
     """``value`` as JSON that is safe anywhere in JavaScript or inside an HTML script element."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _escaped(_ENCODER.encode(value))
+
+
+def _escaped(text: str) -> str:
     return _UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
@@ -183,11 +198,12 @@ def _header_line(manifest: Manifest, generated_at: float) -> str:
 
 def _summary(manifest: Manifest, cards: Sequence[Card]) -> str:
     done = [card.spec for card in cards if card.has_video]
-    failed = sum(1 for card in cards if card.state is Standing.FAILED)
-    in_flight = sum(1 for card in cards if card.state in _IN_FLIGHT)
-    to_download = sum(1 for card in cards if card.state is Standing.TO_DOWNLOAD)
-    new = sum(1 for card in cards if card.state is Standing.NEW)
-    changed = sum(1 for card in cards if card.state is Standing.CHANGED)
+    count = Counter(card.state for card in cards)
+    failed = count[Standing.FAILED]
+    in_flight = sum(count[state] for state in _IN_FLIGHT)
+    to_download = count[Standing.TO_DOWNLOAD]
+    new = count[Standing.NEW]
+    changed = count[Standing.CHANGED]
     done_seconds = sum(spec.duration for spec in done)
     stats = [
         ("done", f"{len(done):,}", "done"),
@@ -213,9 +229,7 @@ def _summary(manifest: Manifest, cards: Sequence[Card]) -> str:
 
 
 def _filters(cards: Sequence[Card], how: Layout) -> str:
-    states = [state for state in Standing if any(card.state is state for card in cards)]
-    models = list(dict.fromkeys(card.spec.model for card in cards))
-    aspects = list(dict.fromkeys(card.spec.aspect_ratio for card in cards))
+    states, models, aspects = _kinds(cards)
     # Paged, the filters wait for the data file: until then they could only filter one page.
     disabled = how.paged
     selects = [
