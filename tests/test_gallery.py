@@ -241,6 +241,21 @@ def test_manifest_and_server_text_is_escaped(manifest: Manifest, page_text: str)
     assert "<title>&lt;i&gt;&quot;spring&quot;&lt;/i&gt; &amp; co</title>" in titled
 
 
+def test_a_lone_surrogate_in_server_text_does_not_stop_the_page(
+    manifest: Manifest, records: dict[str, JobRecord]
+) -> None:
+    """A reason decoded from a server's JSON may hold a lone surrogate ("\\ud800"): the page and
+    the data file are still written (UTF-8), showing U+FFFD in its place."""
+    records["failed-b"] = dataclasses.replace(records["failed-b"], reason="bad \ud800 text")
+    for limit in (100, 1):
+        files = gallery.gallery_files(manifest, records, generated_at=NOW, inline_limit=limit)
+        page_text = "".join(files.page).encode("utf-8").decode("utf-8")
+        assert "bad \ufffd text" in page_text
+        if files.data is not None:
+            by_id = {row[0]: row for row in data_of("".join(files.data))["jobs"]}
+            assert by_id["failed-b"][16] == "bad \ufffd text"
+
+
 def html_escaped(text: str) -> str:
     return (
         text.replace("&", "&amp;")
@@ -341,9 +356,14 @@ def many(folder: Path, count: int) -> tuple[Manifest, dict[str, JobRecord]]:
 
 
 def data_of(text: str) -> dict[str, Any]:
-    """The object report.data.js hands the page."""
-    assert text.startswith("wanbatchGallery({") and text.endswith("});\n"), text[:80]
-    found: dict[str, Any] = json.loads(text[len("wanbatchGallery(") : -len(");\n")])
+    """The object report.data.js hands the page: JSON in a single-quoted JavaScript string, its
+    lines joined by line continuations, given to JSON.parse."""
+    opening, closing = "wanbatchGallery(JSON.parse('{", "}'));\n"
+    assert text.startswith(opening) and text.endswith(closing), text[:80]
+    literal = text[len(opening) - 1 : -len(closing) + 1]
+    assert not re.search(r"(?<!\\)'", literal.replace("\\\\", "")), "a quote ends the string"
+    inside = re.sub(r"\\(\n|.)", lambda found: "" if found[1] == "\n" else found[1], literal)
+    found: dict[str, Any] = json.loads(inside)
     return found
 
 
@@ -403,7 +423,7 @@ def test_the_data_file_holds_every_job_in_the_pages_order(tmp_path: Path) -> Non
 def test_the_data_file_cannot_end_its_script_or_break_a_line(tmp_path: Path) -> None:
     """Prompts and server messages holding </script>, <!--, U+2028/U+2029 or a lone surrogate
     come back intact from the JSON, while the file holds none of them as such."""
-    nasty = "</script><script>alert(1)</script> <!-- a\u2028b\u2029c & d > e"
+    nasty = "</script><script>alert(1)</script> <!-- a\u2028b\u2029c & d > e 'f' \\ C:\\new"
     text = MANIFEST.replace("a cat asleep in the sun", json.dumps(nasty))
     manifest = load(tmp_path, text)
     records = make_records(manifest)
@@ -420,7 +440,7 @@ def test_the_data_file_cannot_end_its_script_or_break_a_line(tmp_path: Path) -> 
     by_id = {row[0]: row for row in data_of(written)["jobs"]}
     assert by_id["succeeded-a"][1] == nasty
     assert by_id["failed-a"][1] == XSS_PROMPT and by_id["failed-a"][16] == XSS_REASON
-    assert by_id["failed-b"][16:18] == [nasty + " \ud800", "</script>"]
+    assert by_id["failed-b"][16:18] == [nasty + " \ufffd", "</script>"]
     page_text = "".join(files.page)
     assert page_text.count("<script") == 1 and "alert(" not in page_text.split("<script>")[1]
 
@@ -842,6 +862,8 @@ def test_browser_drawn_cards_are_the_cards_the_page_holds(
         records[job_id] = dataclasses.replace(records[job_id], submitted_at=NOW, **changes)
     odd = "clips #1 & co/it's (done)!*~ é.mp4"
     records["done-c"] = dataclasses.replace(records["done-c"], path=odd)
+    breaker = "it's C:\\new\\x \\' \u2028 \u2029 </script><!-- \ud800 & done"
+    records["failed-b"] = dataclasses.replace(records["failed-b"], reason=breaker)
     older = dataclasses.replace(manifest.jobs[0], prompt="an older prompt", duration=4)
     rendered = {"done-a": older, "queued-a": None}
     report, _ = write_site(manifest, records, inline_limit=3, page_size=10, rendered=rendered)

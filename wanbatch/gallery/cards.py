@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -21,6 +22,7 @@ from wanbatch.jobstate import LABELS, Standing, VideoCheck, is_changed, standing
 from wanbatch.models import JobRecord, JobSpec
 
 # The fields a card shows as code.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 CODE_NAMES = frozenset({"image", "extra", "file", "task"})
 _NOTED_FIELDS = ("prompt", "model", "duration", "aspect_ratio", "image", "extra")
 UNKNOWN_NOTE = (
@@ -66,7 +68,9 @@ def make_card(
 
 
 def e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    """``text`` HTML-escaped; a lone surrogate (a server's JSON may decode to one) as U+FFFD,
+    so that the page can be written as UTF-8."""
+    return LONE_SURROGATE.sub("\ufffd", html.escape(str(text), quote=True))
 
 
 def utc(at: float) -> str:
