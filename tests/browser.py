@@ -118,8 +118,9 @@ def chromium_path() -> str:
 
 
 @contextlib.contextmanager
-def browser_session() -> Iterator[Browser]:
-    """A launched headless Chromium for the length of the ``with`` block."""
+def browser_session(extra_args: tuple[str, ...] = ()) -> Iterator[Browser]:
+    """A launched headless Chromium for the length of the ``with`` block (``extra_args``: more
+    command-line switches, e.g. ``--enable-precise-memory-info`` for a benchmark)."""
     try:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
@@ -129,7 +130,7 @@ def browser_session() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         try:
             browser = playwright.chromium.launch(
-                executable_path=executable, args=LAUNCH_ARGS, headless=True
+                executable_path=executable, args=[*LAUNCH_ARGS, *extra_args], headless=True
             )
         except PlaywrightError as exc:
             unavailable(f"{executable} does not start: {str(exc).splitlines()[0]}")

@@ -1,8 +1,13 @@
-"""The HTML gallery and the retry manifest: the page's markup, then the page in a real browser."""
+"""The HTML gallery and the retry manifest: the page's markup, then the page in a real browser.
+
+A large run's gallery (more than ``INLINE_LIMIT`` jobs) holds a first page of cards and draws the
+rest from ``report.data.js``: its markup, its data file's escaping, and in the browser its
+filters, pages, file:// loading and that a card it draws is the card the page would hold."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -15,6 +20,7 @@ from urllib.parse import quote
 import pytest
 import yaml
 
+from wanbatch import cli, gallery
 from wanbatch.gallery import (
     EAGER_METADATA_LIMIT,
     GALLERY_NAME,
@@ -235,6 +241,21 @@ def test_manifest_and_server_text_is_escaped(manifest: Manifest, page_text: str)
     assert "<title>&lt;i&gt;&quot;spring&quot;&lt;/i&gt; &amp; co</title>" in titled
 
 
+def test_a_lone_surrogate_in_server_text_does_not_stop_the_page(
+    manifest: Manifest, records: dict[str, JobRecord]
+) -> None:
+    """A reason decoded from a server's JSON may hold a lone surrogate ("\\ud800"): the page and
+    the data file are still written (UTF-8), showing U+FFFD in its place."""
+    records["failed-b"] = dataclasses.replace(records["failed-b"], reason="bad \ud800 text")
+    for limit in (100, 1):
+        files = gallery.gallery_files(manifest, records, generated_at=NOW, inline_limit=limit)
+        page_text = "".join(files.page).encode("utf-8").decode("utf-8")
+        assert "bad \ufffd text" in page_text
+        if files.data is not None:
+            by_id = {row[0]: row for row in data_of("".join(files.data))["jobs"]}
+            assert by_id["failed-b"][16] == "bad \ufffd text"
+
+
 def html_escaped(text: str) -> str:
     return (
         text.replace("&", "&amp;")
@@ -312,6 +333,141 @@ def test_a_thousand_jobs_stay_light(tmp_path: Path) -> None:
     assert len(page.cards) == len(page.videos) == 1000
     assert {video["preload"] for video in page.videos} == {"none"}
     assert len(text) < 1000 * 1500
+
+
+# --- a large run: a first page in the page, every job in report.data.js -------------------------
+
+
+def many(folder: Path, count: int) -> tuple[Manifest, dict[str, JobRecord]]:
+    """``count`` jobs: every 7th failed, every 3rd else downloaded, the others new."""
+    jobs = "".join(f"  - {{id: j{i:05d}, prompt: prompt number {i}}}\n" for i in range(count))
+    manifest = load(folder, f"name: big\noutput: {{dir: out}}\njobs:\n{jobs}")
+    records: dict[str, JobRecord] = {}
+    for index, spec in enumerate(manifest.jobs):
+        if index % 7 == 3:
+            records[spec.id] = JobRecord(
+                job_id=spec.id, state=JobState.FAILED, reason=f"reason {index}", code="bad"
+            )
+        elif index % 3 == 0:
+            records[spec.id] = JobRecord(
+                job_id=spec.id, state=JobState.DOWNLOADED, path=spec.output_path
+            )
+    return manifest, records
+
+
+def data_of(text: str) -> dict[str, Any]:
+    """The object report.data.js hands the page: JSON in a single-quoted JavaScript string, its
+    lines joined by line continuations, given to JSON.parse."""
+    opening, closing = "wanbatchGallery(JSON.parse('{", "}'));\n"
+    assert text.startswith(opening) and text.endswith(closing), text[:80]
+    literal = text[len(opening) - 1 : -len(closing) + 1]
+    assert not re.search(r"(?<!\\)'", literal.replace("\\\\", "")), "a quote ends the string"
+    inside = re.sub(r"\\(\n|.)", lambda found: "" if found[1] == "\n" else found[1], literal)
+    found: dict[str, Any] = json.loads(inside)
+    return found
+
+
+def test_a_large_run_puts_a_first_page_in_the_page_failed_jobs_first(tmp_path: Path) -> None:
+    """Past INLINE_LIMIT jobs the page holds one page of cards, failed jobs first, and stays
+    small; the summary and the filters still count every job. (It held every card: 81 MB at
+    100,000 jobs.)"""
+    count = 2500
+    manifest, records = many(tmp_path, count)
+    text = render_gallery(manifest, records, generated_at=NOW)
+    page = Page(text)
+    assert len(text) < 200_000, f"{len(page.cards)} cards in {len(text):,} characters"
+    assert len(page.cards) == gallery.PAGE_SIZE < count
+    failed = [spec.id for i, spec in enumerate(manifest.jobs) if i % 7 == 3]
+    assert [card["data-job"] for card in page.cards] == failed[: gallery.PAGE_SIZE]
+    assert re.search(rf'id="count-failed">{len(failed):,}<', text)
+    assert re.search(rf'id="shown-count">{count:,}<', text)
+    assert page.selects["filter-state"] == ["all", "new", "done", "failed"]
+    pages = -(-count // gallery.PAGE_SIZE)
+    assert f'id="page-at">page 1 of {pages:,}<' in text
+
+
+def test_the_data_file_holds_every_job_in_the_pages_order(tmp_path: Path) -> None:
+    """A row per job, failed first; the tables the rows index; the page's token."""
+    manifest, records = many(tmp_path, 40)
+    files = gallery.gallery_files(manifest, records, generated_at=NOW, inline_limit=10, page_size=5)
+    text = "".join(files.page)
+    assert files.data is not None
+    data = data_of("".join(files.data))
+    token = re.search(r'data-token="([^"]+)"', text)
+    assert token and data["token"] == token.group(1)
+    assert f'data-source="{gallery.DATA_NAME}"' in text and 'data-page-size="5"' in text
+    ids = [row[0] for row in data["jobs"]]
+    failed = [spec.id for i, spec in enumerate(manifest.jobs) if i % 7 == 3]
+    assert ids == failed + [spec.id for spec in manifest.jobs if spec.id not in failed]
+    assert ids[:5] == [card["data-job"] for card in Page(text).cards]
+    states = [value for value, _ in data["states"]]
+    by_id = dict(zip(ids, data["jobs"], strict=True))
+    assert states[by_id["j00003"][2]] == "failed" and by_id["j00003"][16:] == ["reason 3", "bad"]
+    assert states[by_id["j00000"][2]] == "done" and by_id["j00000"][5:8] == [5, 1, "j00000.mp4"]
+    assert states[by_id["j00001"][2]] == "new" and by_id["j00001"] == [
+        "j00001",
+        "prompt number 1",
+        states.index("new"),
+        0,
+        0,
+        5,
+        0,
+        "j00001.mp4",
+    ]
+    assert data["models"] == ["wan-2-2"] and data["aspects"] == [["16:9", "16 / 9"]]
+    # A small run has no data file, and its page names none.
+    small = gallery.gallery_files(manifest, records, generated_at=NOW, inline_limit=40)
+    assert small.data is None and "data-source" not in "".join(small.page)
+
+
+def test_the_data_file_cannot_end_its_script_or_break_a_line(tmp_path: Path) -> None:
+    """Prompts and server messages holding </script>, <!--, U+2028/U+2029 or a lone surrogate
+    come back intact from the JSON, while the file holds none of them as such."""
+    nasty = "</script><script>alert(1)</script> <!-- a\u2028b\u2029c & d > e 'f' \\ C:\\new"
+    text = MANIFEST.replace("a cat asleep in the sun", json.dumps(nasty))
+    manifest = load(tmp_path, text)
+    records = make_records(manifest)
+    records["failed-b"] = JobRecord(
+        job_id="failed-b", state=JobState.FAILED, reason=nasty + " \ud800", code="</script>"
+    )
+    files = gallery.gallery_files(manifest, records, generated_at=NOW, inline_limit=1)
+    assert files.data is not None
+    written = "".join(files.data)
+    written.encode("utf-8")  # the lone surrogate is escaped, so the file can be written
+    for unsafe in ("<", ">", "&", "\u2028", "\u2029", "\ud800"):
+        assert unsafe not in written, unsafe
+    assert len(written.splitlines()) == 3  # the head, the rows (a line a thousand), the end
+    by_id = {row[0]: row for row in data_of(written)["jobs"]}
+    assert by_id["succeeded-a"][1] == nasty
+    assert by_id["failed-a"][1] == XSS_PROMPT and by_id["failed-a"][16] == XSS_REASON
+    assert by_id["failed-b"][16:18] == [nasty + " \ufffd", "</script>"]
+    page_text = "".join(files.page)
+    assert page_text.count("<script") == 1 and "alert(" not in page_text.split("<script>")[1]
+
+
+def test_report_writes_the_data_file_for_a_large_run_and_removes_it_after(
+    manifest: Manifest, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """`wanbatch report` writes report.data.js beside report.html when the run is large, and
+    removes a stale one when it is not; the page names the data file it was written with."""
+    data_file = manifest.output_dir / gallery.DATA_NAME
+    monkeypatch.setattr(gallery.page, "INLINE_LIMIT", 3)
+    assert cli.main(["report", str(manifest.path)]) == 0
+    page_text = (manifest.output_dir / GALLERY_NAME).read_text(encoding="utf-8")
+    token = re.search(r'data-token="([^"]+)"', page_text)
+    assert token and data_of(data_file.read_text(encoding="utf-8"))["token"] == token.group(1)
+    monkeypatch.setattr(gallery.page, "INLINE_LIMIT", 2000)
+    assert cli.main(["report", str(manifest.path)]) == 0
+    assert not data_file.exists()
+    assert len(Page((manifest.output_dir / GALLERY_NAME).read_text()).cards) == 10
+    capsys.readouterr()
+
+
+def test_the_data_file_is_a_name_no_job_may_take() -> None:
+    from wanbatch.outputnames import ROOT_FILES
+
+    names = {name for name, _ in ROOT_FILES}
+    assert {gallery.DATA_NAME, gallery.DATA_NAME + ".tmp"} <= names
 
 
 # --- the retry manifest -------------------------------------------------------------------------
@@ -608,3 +764,171 @@ def test_screenshot_helper(tmp_path: Path, chromium: Any, site: tuple[str, Path]
     png = browser.screenshot(site[1], tmp_path / "shot.png", 1000, 700, browser=chromium)
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+# --- a large run's gallery in the browser ------------------------------------------------------
+
+
+def write_site(
+    manifest: Manifest, records: dict[str, JobRecord], **options: Any
+) -> tuple[Path, Path]:
+    """Clips at the downloaded jobs' paths, report.html and report.data.js: (page, data file)."""
+    assets = resources.files("wanbatch.simulator").joinpath("assets")
+    for index, spec in enumerate(manifest.jobs):
+        record = records.get(spec.id)
+        if record is not None and record.state is JobState.DOWNLOADED:
+            target = manifest.output_dir / (record.path or spec.output_path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(assets.joinpath(f"clip{index % 8}.mp4").read_bytes())
+    files = gallery.gallery_files(manifest, records, generated_at=NOW, **options)
+    assert files.data is not None
+    manifest.output_dir.mkdir(parents=True, exist_ok=True)
+    data_file = manifest.output_dir / gallery.DATA_NAME
+    data_file.write_text("".join(files.data), encoding="utf-8")
+    report = manifest.output_dir / GALLERY_NAME
+    report.write_text("".join(files.page), encoding="utf-8")
+    return report, data_file
+
+
+def open_tab(chromium: Any, url: str, *, ready: bool = True) -> tuple[Any, Any, Console]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    console = Console(tab)
+    tab.goto(url, wait_until="load")
+    if ready:  # the data file is in: the filters are on
+        tab.wait_for_function("!document.getElementById('filter-state').disabled", timeout=15_000)
+    return context, tab, console
+
+
+def test_browser_paged_gallery_filters_every_job_and_turns_pages(
+    chromium: Any, manifest: Manifest, records: dict[str, JobRecord]
+) -> None:
+    """Three cards a page, failed first; the filters search all ten jobs, the pager turns;
+    prompts and reasons drawn from the data file are text, never markup."""
+    report, _ = write_site(manifest, records, inline_limit=3, page_size=3)
+    with browser.serve(report.parent) as base:
+        context, tab, console = open_tab(chromium, base + GALLERY_NAME)
+        try:
+            at = tab.locator("#page-at")
+            assert shown(tab) == ["failed-a", "failed-b", "done-a"]
+            assert tab.locator("#shown-count").inner_text() == "10"
+            assert at.inner_text() == "page 1 of 4" and not tab.locator("#data-note").is_visible()
+            assert tab.locator("#page-prev").is_disabled()
+            tab.click("#page-next")
+            assert shown(tab) == visible(tab) == ["done-b", "done-c", "running-a"]
+            assert at.inner_text() == "page 2 of 4"
+            tab.click("#page-next")
+            tab.click("#page-next")
+            assert shown(tab) == ["queued-b"] and tab.locator("#page-next").is_disabled()
+            tab.select_option("#filter-state", "failed")
+            assert shown(tab) == ["failed-a", "failed-b"] and at.inner_text() == "page 1 of 1"
+            assert tab.locator("#shown-count").inner_text() == "2"
+            assert tab.locator('[data-job="failed-a"] .prompt').inner_text() == XSS_PROMPT
+            reason = tab.locator('[data-job="failed-a"] .reason').inner_text()
+            assert XSS_REASON in reason and "content_policy" in reason
+            assert "no reason given" in tab.locator('[data-job="failed-b"] .reason').inner_text()
+            tab.select_option("#filter-model", "wan-2-1")
+            assert shown(tab) == ["failed-b"]
+            tab.select_option("#filter-aspect", "9:16")
+            assert shown(tab) == [] and tab.locator("#no-match").is_visible()
+            assert tab.locator("#shown-count").inner_text() == "0"
+            tab.select_option("#filter-state", "all")
+            assert shown(tab) == ["done-b"]
+            tab.select_option("#filter-model", "all")
+            assert shown(tab) == ["done-b", "submitted-a"]
+            tab.select_option("#filter-aspect", "all")
+            assert shown(tab) == ["failed-a", "failed-b", "done-a"]
+            assert tab.locator("#shown-count").inner_text() == "10"
+            assert tab.locator("img").count() == 0
+            assert console.problems == []
+        finally:
+            context.close()
+
+
+def test_browser_drawn_cards_are_the_cards_the_page_holds(
+    chromium: Any, manifest: Manifest, records: dict[str, JobRecord]
+) -> None:
+    """A card the script draws from the data file is, node for node, the card the page holds:
+    videos, fields, reasons, and both notes of a job edited since it was submitted. The script
+    formats raw times and sizes as Python does, ties rounded to even included (42.25 s is
+    "42.2 s", 1,250 bytes "1.2 KB", 3,598.5 s "59 min 58 s"), and quotes video paths alike."""
+    tricky = {
+        "done-a": dict(finished_at=NOW + 42.25, downloaded_at=NOW + 42.25 + 90.5, size=1250),
+        "done-b": dict(finished_at=NOW + 3598.5, downloaded_at=NOW + 3598.5 + 0.25, size=0),
+        "done-c": dict(finished_at=NOW + 7322.5, size=999_950, attempt=2),
+        "failed-b": dict(finished_at=NOW + 0.25, size=12_345_678_901_234),
+    }
+    for job_id, changes in tricky.items():
+        records[job_id] = dataclasses.replace(records[job_id], submitted_at=NOW, **changes)
+    odd = "clips #1 & co/it's (done)!*~ é.mp4"
+    records["done-c"] = dataclasses.replace(records["done-c"], path=odd)
+    breaker = "it's C:\\new\\x \\' \u2028 \u2029 </script><!-- \ud800 & done"
+    records["failed-b"] = dataclasses.replace(records["failed-b"], reason=breaker)
+    older = dataclasses.replace(manifest.jobs[0], prompt="an older prompt", duration=4)
+    rendered = {"done-a": older, "queued-a": None}
+    report, _ = write_site(manifest, records, inline_limit=3, page_size=10, rendered=rendered)
+    with browser.serve(report.parent) as base:
+        context, tab, console = open_tab(chromium, base + GALLERY_NAME)
+        try:
+            cards = "() => Array.from(document.querySelectorAll('article')).map(c => c.outerHTML)"
+            held = tab.evaluate(cards)
+            assert len(held) == 10 and tab.locator("#cards .changed").count() == 2
+            tab.select_option("#filter-state", "failed")
+            tab.select_option("#filter-state", "all")
+            drawn = tab.evaluate(cards)
+            assert tab.evaluate("document.querySelector('article').outerHTML") == drawn[0]
+            for was, now in zip(held, drawn, strict=True):
+                assert now == was
+            text = " ".join(tab.locator("#cards").all_inner_texts())
+            for shown_text in ("42.2 s", "1.2 KB", "59 min 58 s", "2 h 02 min", "0.2 s after"):
+                assert shown_text in text, shown_text
+            assert "12.3 GB" in text or "12345.7 GB" in text
+            assert tab.locator("#cards .changed").count() == 2
+            assert console.problems == []
+        finally:
+            context.close()
+
+
+def test_browser_paged_gallery_opens_from_disk(
+    chromium: Any, manifest: Manifest, records: dict[str, JobRecord]
+) -> None:
+    """Opened as a file, the page loads its data file beside it (a script, not fetch)."""
+    report, _ = write_site(manifest, records, inline_limit=3, page_size=3)
+    context, tab, console = open_tab(chromium, report.as_uri())
+    try:
+        tab.select_option("#filter-state", "done")
+        assert shown(tab) == ["done-a", "done-b", "done-c"]
+        tab.wait_for_function(
+            "Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 1)",
+            timeout=15_000,
+        )
+        assert console.problems == []
+    finally:
+        context.close()
+
+
+def test_browser_paged_gallery_says_when_its_data_file_is_missing_or_foreign(
+    chromium: Any, manifest: Manifest, records: dict[str, JobRecord]
+) -> None:
+    """Without its data file, or with another report's, the page shows its first cards, keeps
+    the filters off, and says why."""
+    report, data_file = write_site(manifest, records, inline_limit=3, page_size=3)
+    other = gallery.gallery_files(manifest, records, generated_at=NOW + 1, inline_limit=3)
+    assert other.data is not None
+    for data, said in ((None, "is missing"), ("".join(other.data), "belongs to another report")):
+        if data is None:
+            data_file.unlink()
+        else:
+            data_file.write_text(data, encoding="utf-8")
+        context, tab, _ = open_tab(chromium, report.as_uri(), ready=False)
+        try:
+            note = tab.locator("#data-note")
+            tab.wait_for_function(
+                f"document.getElementById('data-note').textContent.includes({said!r})",
+                timeout=15_000,
+            )
+            assert note.is_visible() and gallery.DATA_NAME in note.inner_text()
+            assert shown(tab) == ["failed-a", "failed-b", "done-a"]
+            assert tab.locator("#filter-state").is_disabled()
+        finally:
+            context.close()

@@ -38,7 +38,7 @@ from wanbatch.client import (
 )
 from wanbatch.download import file_matches, sidecar_path
 from wanbatch.errors import DiskError, UsageError, WanbatchError
-from wanbatch.gallery import GALLERY_NAME, RETRY_NAME, gallery_lines, retry_manifest
+from wanbatch.gallery import DATA_NAME, GALLERY_NAME, RETRY_NAME, gallery_files, retry_manifest
 from wanbatch.interrupts import pause_unless_stopped
 from wanbatch.jobstate import (
     MISSING_VIDEO,
@@ -690,10 +690,15 @@ def _write_report(manifest: Manifest, replay: Replay | None) -> tuple[Path, Path
     html = folder / GALLERY_NAME
     intact = video_check(folder)
     asked = _asked_for(whole, sources, replay.records)
-    lines = gallery_lines(
+    gallery = gallery_files(
         whole, replay.records, generated_at=time.time(), video_intact=intact, rendered=asked
     )
-    atomic_write(html, (line.encode("utf-8") for line in lines))
+    data_file = folder / DATA_NAME
+    if gallery.data is not None:  # first, so that the page never names a data file not there
+        atomic_write(data_file, (line.encode("utf-8") for line in gallery.data))
+    atomic_write(html, (line.encode("utf-8") for line in gallery.page))
+    if gallery.data is None:
+        data_file.unlink(missing_ok=True)  # a large run's, now stale
     retry_text = retry_manifest(whole, replay.records, asked)
     retry_file = folder / RETRY_NAME
     if retry_text is None:

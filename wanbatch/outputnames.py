@@ -2,12 +2,13 @@
 
 A job's video at ``T`` (relative to the output dir) brings ``T.part`` and ``T.part.json`` while it
 downloads (``download.py``) and its sidecar ``T.with_suffix('.json')`` once it is in place, each
-written through a ``.tmp`` beside it. The output root holds the gallery (``report.html``), the
-failed jobs as a manifest (``retry.yaml``), each written through a ``.tmp``, and the state folder
-``.wanbatch/``. ``collisions`` finds every way a set of output paths would make two of these one
-file (or one a file and the other a folder): a job named ``report.html`` under ``{id}``, a job
-whose sidecar is another job's video, two sidecars in one file. Names are compared case-folded:
-on macOS and Windows ``Shot.mp4`` and ``shot.mp4`` are one file.
+written through a ``.tmp`` beside it. The output root holds the gallery (``report.html``, and
+``report.data.js`` for a large run), the failed jobs as a manifest (``retry.yaml``), each written
+through a ``.tmp``, and the state folder ``.wanbatch/``. ``collisions`` finds every way a set
+of output paths would make two of these one file (or one a file and the other a folder): a job
+named ``report.html`` under ``{id}``, a job whose sidecar is another job's video, two sidecars in
+one file. Names are compared case-folded: on macOS and Windows ``Shot.mp4`` and ``shot.mp4`` are
+one file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 ROOT_FILES: tuple[tuple[str, str], ...] = (
     ("report.html", "the gallery"),
     ("report.html.tmp", "the gallery being written"),
+    ("report.data.js", "the gallery's data"),
+    ("report.data.js.tmp", "the gallery's data being written"),
     ("retry.yaml", "the failed jobs' manifest"),
     ("retry.yaml.tmp", "the failed jobs' manifest being written"),
     (".wanbatch", "the state folder"),
