@@ -170,6 +170,11 @@ COLLIDING: list[tuple[str, str, tuple[str, ...]]] = [
         ("report.html", "gallery"),
     ),
     (
+        "job-named-like-the-gallery-data",
+        "output: {path: '{id}'}\njobs:\n  - {id: report.data.js, prompt: p}\n",
+        ("report.data.js",),
+    ),
+    (
         "job-named-like-the-retry-manifest",
         "output: {path: '{id}'}\njobs:\n  - {id: retry.yaml, prompt: p}\n",
         ("retry.yaml",),
