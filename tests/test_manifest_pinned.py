@@ -3,10 +3,15 @@ must give the same ones. These were computed by the code before the issue 15 spe
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wanbatch.manifest import load_manifest
-from wanbatch.models import fingerprint_of
+from wanbatch.models import JobSpec, fingerprint_of
 
 CSV = """id,prompt,model,duration,aspect_ratio,image
 ,A red fox runs through snow at dawn,,,,
@@ -79,3 +84,32 @@ def test_fingerprint_of_fields_is_pinned() -> None:
     assert fingerprint_of({**fields, "duration": 5, "aspect_ratio": "16:9"}) == "1beb746e86ef3e02"
     # the canonical JSON's sha256: the order of the keys does not matter
     assert fingerprint_of({"aspect_ratio": "16:9", "duration": 5, **fields}) == "1beb746e86ef3e02"
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    prompt=_TEXT,
+    model=_TEXT,
+    duration=st.integers(min_value=-(10**20), max_value=10**20),
+    ratio=_TEXT,
+    image=st.none() | _TEXT,
+    extra=st.dictionaries(_TEXT, st.integers() | _TEXT | st.booleans(), max_size=3),
+)
+def test_the_fast_fingerprint_is_the_canonical_json_one(
+    prompt: str, model: str, duration: int, ratio: str, image: str | None, extra: dict[str, Any]
+) -> None:
+    job = JobSpec("x", prompt, model, duration, ratio, image=image, extra=extra)
+    assert job.fingerprint() == fingerprint_of(job.fields())
+    assert job.fingerprint() == job.fingerprint()  # kept, and the same
+
+
+def test_a_changed_copy_has_its_own_fingerprint() -> None:
+    job = JobSpec("x", "a fox", "wan-2-2", 5, "16:9")
+    first = job.fingerprint()
+    moved = dataclasses.replace(job, prompt="a hare")
+    assert moved.fingerprint() != first
+    assert moved.fingerprint() == fingerprint_of(moved.fields())
+    assert dataclasses.replace(job, index=3).fingerprint() == first
