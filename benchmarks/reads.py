@@ -172,25 +172,26 @@ def main() -> None:
                     results.setdefault(f"{jobs} {what}", {}).setdefault(label, []).append(row)
                     print(f"{jobs:>8} {what:<8} {label:<6} {json.dumps(row)}", flush=True)
     print()
-    print("| jobs | command | tree | work med / worst (s) | wall med (s) | peak RSS med (MB) |")
-    print("| ---: | --- | --- | ---: | ---: | ---: |")
+    print("| jobs | command | tree | cpu med / worst (s) | work med (s) | wall med (s) | peak RSS med (MB) |")
+    print("| ---: | --- | --- | ---: | ---: | ---: | ---: |")
     for key, by_tree in results.items():
         jobs, what = key.split()
         for label, rows in by_tree.items():
-            work = [r["work"] for r in rows]
+            cpu = [r["cpu"] for r in rows]
             print(
-                f"| {int(jobs):,} | {what} | {label} | {statistics.median(work):.2f} / "
-                f"{max(work):.2f} | {statistics.median(r['wall'] for r in rows):.2f} | "
+                f"| {int(jobs):,} | {what} | {label} | {statistics.median(cpu):.2f} / "
+                f"{max(cpu):.2f} | {statistics.median(r['work'] for r in rows):.2f} | "
+                f"{statistics.median(r['wall'] for r in rows):.2f} | "
                 f"{statistics.median(r['rss_mb'] for r in rows):.0f} |"
             )
         if len(by_tree) == 2:
             ratios = [
-                a["work"] / b["work"]
+                a["cpu"] / b["cpu"]
                 for a, b in zip(by_tree["after"], by_tree["before"], strict=True)
             ]
             print(
                 f"| | {what} | after/before | {statistics.median(ratios):.2f} / "
-                f"{max(ratios):.2f} | | |"
+                f"{max(ratios):.2f} | | | |"
             )
 
 

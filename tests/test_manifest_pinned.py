@@ -3,13 +3,17 @@ must give the same ones. These were computed by the code before the issue 15 spe
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wanbatch import manifest
 from wanbatch.manifest import load_manifest
 from wanbatch.models import JobSpec, fingerprint_of
 
@@ -113,3 +117,26 @@ def test_a_changed_copy_has_its_own_fingerprint() -> None:
     assert moved.fingerprint() != first
     assert moved.fingerprint() == fingerprint_of(moved.fields())
     assert dataclasses.replace(job, index=3).fingerprint() == first
+
+
+_CSV_TEXT = st.text(st.sampled_from(['a', ' ', ',', '"', "\r", "\n", "\u2028", "\x0c", "é"]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=_CSV_TEXT)
+def test_csv_lines_are_read_as_from_a_file_opened_with_newline_empty(text: str) -> None:
+    def rows(lines: Iterable[str]) -> list[list[str]] | str:
+        try:
+            return list(csv.reader(lines))
+        except csv.Error as exc:
+            return str(exc)
+
+    assert rows(manifest._lines(text)) == rows(io.StringIO(text, newline=""))
+
+
+def test_a_csv_with_old_mac_line_ends_loads(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.csv"
+    path.write_bytes(b"prompt,duration\r\"a fox\r\nin snow\",4\rwaves,3\r")
+    jobs = load_manifest(path).jobs
+    assert [(job.prompt, job.duration) for job in jobs] == [("a fox\r\nin snow", 4), ("waves", 3)]
+    assert [job.source.rpartition(" ")[2] for job in jobs] == ["2", "3"]

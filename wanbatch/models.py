@@ -82,6 +82,12 @@ class JobSpec:
             out["extra"] = dict(self.extra)
         return out
 
+    def knowing(self, fingerprint: str) -> JobSpec:
+        """This spec, told its fingerprint by whoever just computed it from these very fields
+        (``job_fingerprint``, as the manifest loader does for the derived ids)."""
+        object.__setattr__(self, "_fingerprint", fingerprint)
+        return self
+
     def fingerprint(self) -> str:
         """A short stable hash of the rendering fields: a change means a different video."""
         found = self._fingerprint
