@@ -486,11 +486,15 @@ def _build(
     seen: dict[str, tuple[int, _Problems]] = {}
     pending = deque(entries)  # each raw job is let go once read
     del entries
+    checked: _Checked = {}
     while pending:
         at, entry, where = pending.popleft()
         key = f"jobs[{at}]"
-        source = f"{where.file} {where.where(key)}".strip()
-        for draft in _expand(entry, key, base, matrix, api.models, where):
+        if at < len(where.job_rows):
+            source = f"{where.file} row {where.job_rows[at]}"  # where(key), at once
+        else:
+            source = f"{where.file} {where.where(key)}".strip()
+        for draft in _expand(entry, key, base, matrix, api.models, where, checked):
             job_id = draft[0]
             index = len(jobs)
             if job_id in seen:
@@ -894,14 +898,16 @@ def _expand(
     matrix: dict[str, list[Any]],
     models: tuple[str, ...],
     problems: _Problems,
+    checked: _Checked,
 ) -> list[_Draft]:
     """One raw job -> its validated jobs, one per matrix combination."""
     if isinstance(entry, _CsvRow):
-        entry = entry.mapping()
-    if not isinstance(entry, dict):
+        entry = entry.mapping()  # its keys are known columns: nothing for _check_keys
+    elif not isinstance(entry, dict):
         problems.add(key, f"a job must be a mapping with at least `prompt:`, not {_kind(entry)}")
         return []
-    _check_keys(entry, JOB_KEYS, key, problems)
+    else:
+        _check_keys(entry, JOB_KEYS, key, problems)
     fields = dict(base)
     if isinstance(base.get("extra"), dict) and isinstance(entry.get("extra"), dict):
         fields["extra"] = {**base["extra"], **entry["extra"]}
@@ -917,7 +923,7 @@ def _expand(
         if given_id is None:
             return []
     if not axes:  # most jobs: no matrix to expand
-        draft = _validate_job(fields, key, models, problems)
+        draft = _validate_job(fields, key, models, problems, checked)
         if draft is None:
             return []
         return _named(draft, given_id, [], key, problems)
@@ -929,7 +935,7 @@ def _expand(
             chosen[axis] = value
             if len(values) > 1:
                 suffix_parts.append(_suffix(axis, value))
-        draft = _validate_job(chosen, key, models, problems)
+        draft = _validate_job(chosen, key, models, problems, checked)
         if draft is not None:
             drafts += _named(draft, given_id, suffix_parts, key, problems)
     return drafts
@@ -939,6 +945,8 @@ def _named(
     draft: _Draft, given_id: str | None, suffix_parts: list[str], key: str, problems: _Problems
 ) -> list[_Draft]:
     """``draft`` with its id (given, else derived), or nothing when that id is not one."""
+    if not given_id and not suffix_parts:  # a slug and hex digits: always an id (_ID_RE)
+        return [(_derived_id(draft[1], draft[7]), *draft[1:])]  # type: ignore[list-item]
     base_id = given_id or _derived_id(draft[1], draft[7])
     job_id = "-".join([base_id, *suffix_parts]) if suffix_parts else base_id
     if _check_id(job_id, f"{key}.id", problems) is None:
@@ -946,10 +954,46 @@ def _named(
     return [(job_id, *draft[1:])]  # type: ignore[list-item]
 
 
+# (model, duration, aspect_ratio as written) found good -> the aspect ratio stripped
+_Checked = dict[tuple[str, int, str], str]
+
+
 def _validate_job(
+    fields: dict[str, Any],
+    key: str,
+    models: tuple[str, ...],
+    problems: _Problems,
+    checked: _Checked,
+) -> _Draft | None:
+    """The job's fields checked (its id not yet given: ""), with their fingerprint. A model,
+    duration and aspect ratio found good together once (``checked``) are not checked again."""
+    prompt, model = fields.get("prompt"), fields.get("model")
+    duration, ratio = fields.get("duration"), fields.get("aspect_ratio")
+    image, extra = fields.get("image"), fields.get("extra", _NO_EXTRA)
+    if (
+        type(prompt) is str
+        and type(model) is str
+        and type(duration) is int
+        and type(ratio) is str
+        and (image is None or (type(image) is str and _IMAGE_RE.match(image)))
+        and (extra is _NO_EXTRA or (type(extra) is dict and all(type(k) is str for k in extra)))
+        and prompt.strip()
+    ):
+        stripped = checked.get((model, duration, ratio))
+        if stripped is not None:
+            extra = extra or _NO_EXTRA
+            found = job_fingerprint(prompt, model, duration, stripped, image, extra)
+            return ("", prompt, model, duration, stripped, image, extra, found)
+    draft = _check_job(fields, key, models, problems)
+    if draft is not None and type(model) is str and type(duration) is int and type(ratio) is str:
+        if len(checked) < 10_000:
+            checked[(model, duration, ratio)] = draft[4]
+    return draft
+
+
+def _check_job(
     fields: dict[str, Any], key: str, models: tuple[str, ...], problems: _Problems
 ) -> _Draft | None:
-    """The job's fields checked (its id not yet given: ""), with their fingerprint."""
     before = len(problems.found)
     prompt = fields.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
