@@ -172,7 +172,9 @@ def main() -> None:
                     results.setdefault(f"{jobs} {what}", {}).setdefault(label, []).append(row)
                     print(f"{jobs:>8} {what:<8} {label:<6} {json.dumps(row)}", flush=True)
     print()
-    print("| jobs | command | tree | cpu med / worst (s) | work med (s) | wall med (s) | peak RSS med (MB) |")
+    print(
+        "| jobs | command | tree | cpu med / worst (s) | work med (s) | wall med (s) | peak RSS med (MB) |"
+    )
     print("| ---: | --- | --- | ---: | ---: | ---: | ---: |")
     for key, by_tree in results.items():
         jobs, what = key.split()

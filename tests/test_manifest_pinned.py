@@ -119,7 +119,7 @@ def test_a_changed_copy_has_its_own_fingerprint() -> None:
     assert dataclasses.replace(job, index=3).fingerprint() == first
 
 
-_CSV_TEXT = st.text(st.sampled_from(['a', ' ', ',', '"', "\r", "\n", "\u2028", "\x0c", "é"]))
+_CSV_TEXT = st.text(st.sampled_from(["a", " ", ",", '"', "\r", "\n", "\u2028", "\x0c", "é"]))
 
 
 @settings(max_examples=500, deadline=None)
@@ -136,7 +136,7 @@ def test_csv_lines_are_read_as_from_a_file_opened_with_newline_empty(text: str) 
 
 def test_a_csv_with_old_mac_line_ends_loads(tmp_path: Path) -> None:
     path = tmp_path / "jobs.csv"
-    path.write_bytes(b"prompt,duration\r\"a fox\r\nin snow\",4\rwaves,3\r")
+    path.write_bytes(b'prompt,duration\r"a fox\r\nin snow",4\rwaves,3\r')
     jobs = load_manifest(path).jobs
     assert [(job.prompt, job.duration) for job in jobs] == [("a fox\r\nin snow", 4), ("waves", 3)]
     assert [job.source.rpartition(" ")[2] for job in jobs] == ["2", "3"]

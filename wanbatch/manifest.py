@@ -19,6 +19,7 @@ the whole schema (every key, its check and its message) is kept in one place.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import itertools
 import os
@@ -946,12 +947,12 @@ def _named(
 ) -> list[_Draft]:
     """``draft`` with its id (given, else derived), or nothing when that id is not one."""
     if not given_id and not suffix_parts:  # a slug and hex digits: always an id (_ID_RE)
-        return [(_derived_id(draft[1], draft[7]), *draft[1:])]  # type: ignore[list-item]
+        return [(_derived_id(draft[1], draft[7]), *draft[1:])]
     base_id = given_id or _derived_id(draft[1], draft[7])
     job_id = "-".join([base_id, *suffix_parts]) if suffix_parts else base_id
     if _check_id(job_id, f"{key}.id", problems) is None:
         return []
-    return [(job_id, *draft[1:])]  # type: ignore[list-item]
+    return [(job_id, *draft[1:])]
 
 
 # (model, duration, aspect_ratio as written) found good -> the aspect ratio stripped
@@ -985,9 +986,9 @@ def _validate_job(
             found = job_fingerprint(prompt, model, duration, stripped, image, extra)
             return ("", prompt, model, duration, stripped, image, extra, found)
     draft = _check_job(fields, key, models, problems)
-    if draft is not None and type(model) is str and type(duration) is int and type(ratio) is str:
-        if len(checked) < 10_000:
-            checked[(model, duration, ratio)] = draft[4]
+    exact = type(model) is str and type(duration) is int and type(ratio) is str
+    if draft is not None and exact and len(checked) < 10_000:
+        checked[(model, duration, ratio)] = draft[4]  # type: ignore[index]
     return draft
 
 
