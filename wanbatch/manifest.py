@@ -420,6 +420,7 @@ def load_manifest(path: str | os.PathLike[str], overrides: Overrides | None = No
             )
             raise ManifestError(problems.found)
         raw = loaded
+    del text  # the jobs are read out of it: 87 MB for a million CSV rows
     manifest = _build(raw, manifest_path, folder, overrides, problems)
     if problems.all() or manifest is None:
         raise ManifestError(problems.all())
@@ -468,6 +469,7 @@ def _build(
 
     matrix = _matrix(_mapping(raw.get("matrix"), "matrix", problems), problems)
     entries = _job_entries(raw, folder, problems)
+    raw.pop("jobs", None)  # held by ``entries`` now, and let go one by one below
 
     out_dir_text = output.get("dir", f"{DEFAULT_OUTPUT_ROOT}/{name}")
     if overrides.output_dir is not None:
@@ -482,9 +484,13 @@ def _build(
 
     adapter = provider_for(api)
     jobs: list[JobSpec] = []
-    # job id -> its entry's index and problem collector (its key and source are made again
-    # from these for the few that need them: a million strings fewer)
-    seen: dict[str, tuple[int, _Problems]] = {}
+    # Where each job came from, by its index in ``jobs``: i of its key jobs[i] and its problem
+    # collector (its key and source are made again for the few that need them). A set of ids
+    # finds a duplicate; which job it repeats is looked up only then (``first``).
+    ats: array[int] = array("L")
+    wheres: list[_Problems] = []
+    ids: set[str] = set()
+    first: dict[str, int] | None = None
     pending = deque(entries)  # each raw job is let go once read
     del entries
     checked: _Checked = {}
@@ -498,12 +504,18 @@ def _build(
         for draft in _expand(entry, key, base, matrix, api.models, where, checked):
             job_id = draft[0]
             index = len(jobs)
-            if job_id in seen:
-                first, other = seen[job_id]
-                also = f"{other.file} {other.where(f'jobs[{first}]')}".strip()
-                where.add(f"{key}.id", f"id '{job_id}' is used twice (also by {also})")
+            if job_id in ids:
+                if first is None:
+                    first = {job.id: i for i, job in enumerate(jobs)}
+                other = first[job_id]
+                also = f"{wheres[other].file} {wheres[other].where(f'jobs[{ats[other]}]')}"
+                where.add(f"{key}.id", f"id '{job_id}' is used twice (also by {also.strip()})")
                 continue
-            seen[job_id] = (at, where)
+            ids.add(job_id)
+            if first is not None:
+                first[job_id] = index
+            ats.append(at)
+            wheres.append(where)
             output_path = ""
             if template_ok:
                 output_path = _render_path(str(template), draft, index, name, problems) or ""
@@ -514,7 +526,8 @@ def _build(
             refused = adapter.job_problem(spec)
             if refused is not None:
                 where.add(key, f"{api.provider} cannot render it: {refused}")
-    _check_collisions(jobs, seen, problems)
+    del ids
+    _check_collisions(jobs, ats, wheres, problems)
     if not jobs and not problems.all():
         problems.add("jobs", "the manifest has no jobs (give `jobs:` or `jobs_from:`)")
     if problems.all():
@@ -1090,17 +1103,20 @@ def _check_template(template: Any, problems: _Problems) -> bool:
 
 
 def _check_collisions(
-    jobs: list[JobSpec], seen: dict[str, tuple[int, _Problems]], problems: _Problems
+    jobs: list[JobSpec], ats: array[int], wheres: list[_Problems], problems: _Problems
 ) -> None:
     """Output paths that would meet each other or wanbatch's own files (``outputnames``); named
     at ``output.path`` when the manifest gives it, else at the job (the default template)."""
     rendered = [(job.id, job.output_path) for job in jobs if job.output_path]
+    index_of: dict[str, int] | None = None
     for job_id, message in outputnames.collisions(rendered):
         if "output.path" in problems.lines:
             problems.add("output.path", message)
         else:
-            at, where = seen[job_id]
-            where.add(f"jobs[{at}]", message)
+            if index_of is None:  # only when some job collides
+                index_of = {job.id: i for i, job in enumerate(jobs)}
+            i = index_of[job_id]
+            wheres[i].add(f"jobs[{ats[i]}]", message)
 
 
 def _render_path(
