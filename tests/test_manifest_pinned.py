@@ -10,10 +10,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wanbatch import manifest
+from wanbatch.errors import ManifestError
 from wanbatch.manifest import load_manifest
 from wanbatch.models import JobSpec, fingerprint_of
 
@@ -140,3 +142,14 @@ def test_a_csv_with_old_mac_line_ends_loads(tmp_path: Path) -> None:
     jobs = load_manifest(path).jobs
     assert [(job.prompt, job.duration) for job in jobs] == [("a fox\r\nin snow", 4), ("waves", 3)]
     assert [job.source.rpartition(" ")[2] for job in jobs] == ["2", "3"]
+
+
+def test_an_id_or_name_ending_in_a_newline_is_refused(tmp_path: Path) -> None:
+    """``$`` matches before a final newline: "abc\\n" passed for an id (a file "abc\\n.mp4")."""
+    path = tmp_path / "m.yaml"
+    path.write_text('jobs:\n  - id: "abc\\n"\n    prompt: a fox\n', encoding="utf-8")
+    with pytest.raises(ManifestError, match="ids use only letters"):
+        load_manifest(path)
+    path.write_text('name: "spring\\n"\njobs:\n  - prompt: a fox\n', encoding="utf-8")
+    with pytest.raises(ManifestError, match="it names a folder"):
+        load_manifest(path)

@@ -74,10 +74,10 @@ LIMIT_KEYS = ("concurrency", "requests_per_second", "downloads", "job_deadline_s
 OUTPUT_KEYS = ("dir", "path")
 MATRIX_KEYS = ("model", "duration", "aspect_ratio")
 CSV_COLUMNS = ("id", "prompt", "model", "duration", "aspect_ratio", "image")
-_ID_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
-_RATIO_RE = re.compile(r"^([1-9][0-9]{0,4}):([1-9][0-9]{0,4})$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_IMAGE_RE = re.compile(r"^https?://[^/\s]+\S*$")
+_ID_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*\Z")
+_RATIO_RE = re.compile(r"^([1-9][0-9]{0,4}):([1-9][0-9]{0,4})\Z")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_IMAGE_RE = re.compile(r"^https?://[^/\s]+\S*\Z")
 _SLUG_WORD_RE = re.compile(r"[a-z0-9]+")
 _SLUG_WORDS = 6
 _SLUG_CHARS = 40
@@ -583,9 +583,9 @@ def _api(api: dict[str, Any], problems: _Problems) -> ApiSettings:
 
 # --- api.gateway: an OpenAI-style video API described in the manifest (providers/gateway.py) ---
 
-_JSON_PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,7}$")
-_HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
-_SIZE_RE = re.compile(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
+_JSON_PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,7}\Z")
+_HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}\Z")
+_SIZE_RE = re.compile(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}\Z")
 _ENV_REF_RE = re.compile(r"\$\{([^}]*)\}")
 _SET_BY_WANBATCH = ("content-type", "content-length", "host", "idempotency-key", "user-agent")
 
