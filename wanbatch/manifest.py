@@ -21,14 +21,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
-import io
 import itertools
 import os
 import re
 import string
-from collections.abc import Mapping, Sequence
+from array import array
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -54,7 +56,7 @@ from wanbatch.models import (
     JobSpec,
     Limits,
     Manifest,
-    fingerprint_of,
+    job_fingerprint,
 )
 from wanbatch.providers import PROVIDERS, provider_for
 
@@ -78,9 +80,11 @@ LIMIT_KEYS = (
 OUTPUT_KEYS = ("dir", "path")
 MATRIX_KEYS = ("model", "duration", "aspect_ratio")
 CSV_COLUMNS = ("id", "prompt", "model", "duration", "aspect_ratio", "image")
-_ID_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
-_RATIO_RE = re.compile(r"^([1-9][0-9]{0,4}):([1-9][0-9]{0,4})$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ID_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*\Z")
+_RATIO_RE = re.compile(r"^([1-9][0-9]{0,4}):([1-9][0-9]{0,4})\Z")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_IMAGE_RE = re.compile(r"^https?://[^/\s]+\S*\Z")
+_SLUG_WORD_RE = re.compile(r"[a-z0-9]+")
 _SLUG_WORDS = 6
 _SLUG_CHARS = 40
 _ID_HASH_DIGITS = 12
@@ -108,6 +112,8 @@ class _Problems:
     rows: bool = False  # locations are CSV rows
     found: list[ManifestProblem] = field(default_factory=list)
     inner: list[_Problems] = field(default_factory=list)  # files named by jobs_from
+    # CSV: the row of ``jobs[i]`` at i (4 bytes a job, where a dict of keys took 150)
+    job_rows: array[int] = field(default_factory=lambda: array("L"))
 
     def all(self) -> list[ManifestProblem]:
         return [*self.found, *(problem for other in self.inner for problem in other.found)]
@@ -117,6 +123,10 @@ class _Problems:
         while probe:
             if probe in self.lines:
                 return f"{'row' if self.rows else 'line'} {self.lines[probe]}"
+            if self.job_rows and probe.startswith("jobs[") and probe.endswith("]"):
+                digits = probe[5:-1]
+                if digits.isascii() and digits.isdigit() and int(digits) < len(self.job_rows):
+                    return f"row {self.job_rows[int(digits)]}"
             probe = probe.rpartition(".")[0] if "." in probe else probe.rpartition("[")[0]
         return ""
 
@@ -208,17 +218,51 @@ def _record_lines(node: yaml.Node, path: str, problems: _Problems) -> None:
             _record_lines(item, child, problems)
 
 
-def _load_csv(text: str, problems: _Problems, prefix: str) -> list[dict[str, Any]]:
-    """CSV rows as job mappings; row numbers as a spreadsheet shows them (header = row 1)."""
+@dataclass(frozen=True, slots=True)
+class _CsvRow:
+    """A CSV row kept small until its job is read (``mapping``): the cells of the known columns
+    in ``columns``' order, stripped (the prompt as written), None where empty, the duration a
+    number where it is one. Repeated cells (a model, a ratio) are one string for all rows."""
+
+    columns: tuple[str, ...]
+    values: tuple[Any, ...]
+
+    def mapping(self) -> dict[str, Any]:
+        return {
+            column: value
+            for column, value in zip(self.columns, self.values, strict=True)
+            if value is not None
+        }
+
+
+def _load_csv(text: str, problems: _Problems, prefix: str) -> list[_CsvRow]:
+    """CSV rows as jobs (``_CsvRow``); row numbers as a spreadsheet shows them (header = row 1).
+    Read row by row: a million rows are never held as lists of cells."""
+    before = len(problems.found)
     try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        return _csv_rows(csv.reader(_lines(text)), problems, prefix)
     except csv.Error as exc:
+        del problems.found[before:]
+        problems.job_rows = array("L")
         problems.add(prefix, f"CSV cannot be read: {exc}")
         return []
-    if not rows or not any(cell.strip() for cell in rows[0]):
+
+
+_LINE_RE = re.compile(r"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+\Z")
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` with their ends, as ``io.StringIO(text, newline="")`` gives them
+    (ended by \\n, \\r\\n or \\r), without its copy of the text at 4 bytes a character."""
+    return (match.group() for match in _LINE_RE.finditer(text))
+
+
+def _csv_rows(reader: Any, problems: _Problems, prefix: str) -> list[_CsvRow]:
+    first = next(reader, None)
+    if first is None or not any(cell.strip() for cell in first):
         problems.add(prefix, "the CSV has no header row (it needs at least a 'prompt' column)")
         return []
-    header = [cell.strip() for cell in rows[0]]
+    header = [cell.strip() for cell in first]
     for column in header:
         if column not in CSV_COLUMNS:
             problems.add(
@@ -230,21 +274,42 @@ def _load_csv(text: str, problems: _Problems, prefix: str) -> list[dict[str, Any
         problems.add(prefix or "prompt", "the CSV needs a 'prompt' column", location="row 1")
     if len(set(header)) != len(header):
         problems.add(prefix, "the CSV header names a column twice", location="row 1")
-    jobs: list[dict[str, Any]] = []
-    for number, cells in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in cells):
+    kept = [(at, column) for at, column in enumerate(header) if column in CSV_COLUMNS]
+    columns = tuple(column for _, column in kept)
+    width = len(header)
+    # one object for each distinct cell of a column (the prompt's are not looked up)
+    same: list[dict[str, Any] | None] = [None if c == "prompt" else {} for _, c in kept]
+    jobs: list[_CsvRow] = []
+    rows = problems.job_rows
+    for number, cells in enumerate(reader, start=2):
+        values: list[Any] = []
+        for (at, column), seen in zip(kept, same, strict=True):
+            cell = cells[at] if at < len(cells) else ""
+            if seen is None:
+                values.append(cell if cell.strip() != "" else None)
+                continue
+            value = seen.get(cell)
+            if value is None and cell not in seen:
+                stripped = cell.strip()
+                if stripped == "":
+                    value = None
+                elif column == "duration":
+                    value = _int_from_text(stripped)
+                else:
+                    value = stripped
+                if len(seen) < 10_000:
+                    seen[cell] = value
+            values.append(value)
+        if all(value is None for value in values) and not any(cell.strip() for cell in cells):
             continue  # blank lines are not jobs
-        key = f"{prefix}[{len(jobs)}]" if prefix else f"jobs[{len(jobs)}]"
-        problems.lines[key] = number
-        if len(cells) > len(header):
-            problems.add(key, f"{len(cells)} cells but the header has {len(header)} columns")
-        job: dict[str, Any] = {}
-        for column, cell in zip(header, cells, strict=False):
-            if column in CSV_COLUMNS and cell.strip() != "":
-                job[column] = cell.strip() if column != "prompt" else cell
-        if "duration" in job:
-            job["duration"] = _int_from_text(job["duration"])
-        jobs.append(job)
+        if prefix:
+            problems.lines[f"{prefix}[{len(jobs)}]"] = number
+        else:
+            rows.append(number)
+        if len(cells) > width:
+            key = f"{prefix}[{len(jobs)}]" if prefix else f"jobs[{len(jobs)}]"
+            problems.add(key, f"{len(cells)} cells but the header has {width} columns")
+        jobs.append(_CsvRow(columns, tuple(values)))
     return jobs
 
 
@@ -361,6 +426,7 @@ def load_manifest(path: str | os.PathLike[str], overrides: Overrides | None = No
             )
             raise ManifestError(problems.found)
         raw = loaded
+    del text  # the jobs are read out of it: 87 MB for a million CSV rows
     manifest = _build(raw, manifest_path, folder, overrides, problems)
     if problems.all() or manifest is None:
         raise ManifestError(problems.all())
@@ -409,6 +475,7 @@ def _build(
 
     matrix = _matrix(_mapping(raw.get("matrix"), "matrix", problems), problems)
     entries = _job_entries(raw, folder, problems)
+    raw.pop("jobs", None)  # held by ``entries`` now, and let go one by one below
 
     out_dir_text = output.get("dir", f"{DEFAULT_OUTPUT_ROOT}/{name}")
     if overrides.output_dir is not None:
@@ -423,24 +490,50 @@ def _build(
 
     adapter = provider_for(api)
     jobs: list[JobSpec] = []
-    sources: dict[str, str] = {}
-    keys: dict[str, tuple[str, _Problems]] = {}  # job id -> its key and problem collector
-    for key, entry, source, where in entries:
-        for spec in _expand(entry, key, source, base, matrix, api.models, where):
+    # Where each job came from, by its index in ``jobs``: i of its key jobs[i] and its problem
+    # collector (its key and source are made again for the few that need them). A set of ids
+    # finds a duplicate; which job it repeats is looked up only then (``first``).
+    ats: array[int] = array("L")
+    wheres: list[_Problems] = []
+    ids: set[str] = set()
+    first: dict[str, int] | None = None
+    pending = deque(entries)  # each raw job is let go once read
+    del entries
+    checked: _Checked = {}
+    while pending:
+        at, entry, where = pending.popleft()
+        key = f"jobs[{at}]"
+        if at < len(where.job_rows):
+            source = f"{where.file} row {where.job_rows[at]}"  # where(key), at once
+        else:
+            source = f"{where.file} {where.where(key)}".strip()
+        for draft in _expand(entry, key, base, matrix, api.models, where, checked):
+            job_id = draft[0]
             index = len(jobs)
-            if spec.id in sources:
-                where.add(f"{key}.id", f"id '{spec.id}' is used twice (also by {sources[spec.id]})")
+            if job_id in ids:
+                if first is None:
+                    first = {job.id: i for i, job in enumerate(jobs)}
+                other = first[job_id]
+                also = f"{wheres[other].file} {wheres[other].where(f'jobs[{ats[other]}]')}"
+                where.add(f"{key}.id", f"id '{job_id}' is used twice (also by {also.strip()})")
                 continue
-            sources[spec.id] = source
-            keys[spec.id] = (key, where)
+            ids.add(job_id)
+            if first is not None:
+                first[job_id] = index
+            ats.append(at)
+            wheres.append(where)
             output_path = ""
             if template_ok:
-                output_path = _render_path(str(template), spec, index, name, key, problems) or ""
-            jobs.append(_replace(spec, index=index, output_path=output_path))
+                output_path = _render_path(str(template), draft, index, name, problems) or ""
+            spec = JobSpec(
+                job_id, *draft[1:7], index=index, output_path=output_path, source=source
+            ).knowing(draft[7])
+            jobs.append(spec)
             refused = adapter.job_problem(spec)
             if refused is not None:
                 where.add(key, f"{api.provider} cannot render it: {refused}")
-    _check_collisions(jobs, keys, problems)
+    del ids
+    _check_collisions(jobs, ats, wheres, problems)
     if not jobs and not problems.all():
         problems.add("jobs", "the manifest has no jobs (give `jobs:` or `jobs_from:`)")
     if problems.all():
@@ -455,10 +548,6 @@ def _build(
         pricing=pricing,
         jobs=tuple(jobs),
     )
-
-
-def _replace(spec: JobSpec, **changes: Any) -> JobSpec:
-    return dataclasses.replace(spec, **changes)
 
 
 def _api(api: dict[str, Any], problems: _Problems) -> ApiSettings:
@@ -500,9 +589,9 @@ def _api(api: dict[str, Any], problems: _Problems) -> ApiSettings:
 
 # --- api.gateway: an OpenAI-style video API described in the manifest (providers/gateway.py) ---
 
-_JSON_PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,7}$")
-_HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
-_SIZE_RE = re.compile(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
+_JSON_PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,7}\Z")
+_HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}\Z")
+_SIZE_RE = re.compile(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}\Z")
 _ENV_REF_RE = re.compile(r"\$\{([^}]*)\}")
 _SET_BY_WANBATCH = ("content-type", "content-length", "host", "idempotency-key", "user-agent")
 
@@ -768,7 +857,7 @@ def _matrix(matrix: dict[str, Any], problems: _Problems) -> dict[str, list[Any]]
     return out
 
 
-_Entry = tuple[str, Any, str, "_Problems"]  # dotted key, raw job, source, where its problems go
+_Entry = tuple[int, Any, "_Problems"]  # i of its key jobs[i], raw job, where its problems go
 
 
 def _job_entries(raw: dict[str, Any], folder: Path, problems: _Problems) -> list[_Entry]:
@@ -779,11 +868,7 @@ def _job_entries(raw: dict[str, Any], folder: Path, problems: _Problems) -> list
         if not isinstance(jobs, list):
             problems.add("jobs", f"must be a list of jobs, not {_kind(jobs)}")
         else:
-            for index, job in enumerate(jobs):
-                key = f"jobs[{index}]"
-                entries.append(
-                    (key, job, f"{problems.file} {problems.where(key)}".strip(), problems)
-                )
+            entries += [(index, job, problems) for index, job in enumerate(jobs)]
     if "jobs_from" in raw:
         entries += _jobs_from(raw["jobs_from"], folder, problems)
     return entries
@@ -822,29 +907,34 @@ def _jobs_from(value: Any, folder: Path, problems: _Problems) -> list[_Entry]:
                 found = loaded
             elif not inner.found:
                 inner.add("", "must hold a list of jobs (or a mapping with only `jobs:`)")
-    return [
-        (f"jobs[{index}]", job, f"{display} {inner.where(f'jobs[{index}]')}".strip(), inner)
-        for index, job in enumerate(found)
-    ]
+    return [(index, job, inner) for index, job in enumerate(found)]
 
 
 # --- jobs --------------------------------------------------------------------------------------
 
 
+# A job as _expand gives it: id, prompt, model, duration, aspect_ratio, image, extra, fingerprint.
+_Draft = tuple[str, str, str, int, str, str | None, Mapping[str, Any], str]
+_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})  # one empty mapping for every job without
+
+
 def _expand(
     entry: Any,
     key: str,
-    source: str,
     base: dict[str, Any],
     matrix: dict[str, list[Any]],
     models: tuple[str, ...],
     problems: _Problems,
-) -> list[JobSpec]:
-    """One raw job -> its validated specs, one per matrix combination."""
-    if not isinstance(entry, dict):
+    checked: _Checked,
+) -> list[_Draft]:
+    """One raw job -> its validated jobs, one per matrix combination."""
+    if isinstance(entry, _CsvRow):
+        entry = entry.mapping()  # its keys are known columns: nothing for _check_keys
+    elif not isinstance(entry, dict):
         problems.add(key, f"a job must be a mapping with at least `prompt:`, not {_kind(entry)}")
         return []
-    _check_keys(entry, JOB_KEYS, key, problems)
+    else:
+        _check_keys(entry, JOB_KEYS, key, problems)
     fields = dict(base)
     if isinstance(base.get("extra"), dict) and isinstance(entry.get("extra"), dict):
         fields["extra"] = {**base["extra"], **entry["extra"]}
@@ -859,29 +949,78 @@ def _expand(
         given_id = _check_id(given_id, f"{key}.id", problems)
         if given_id is None:
             return []
-    specs: list[JobSpec] = []
-    combos = list(itertools.product(*[values for _, values in axes])) if axes else [()]
-    for combo in combos:
+    if not axes:  # most jobs: no matrix to expand
+        draft = _validate_job(fields, key, models, problems, checked)
+        if draft is None:
+            return []
+        return _named(draft, given_id, [], key, problems)
+    drafts: list[_Draft] = []
+    for combo in itertools.product(*[values for _, values in axes]):
         chosen = dict(fields)
         suffix_parts = []
         for (axis, values), value in zip(axes, combo, strict=True):
             chosen[axis] = value
             if len(values) > 1:
                 suffix_parts.append(_suffix(axis, value))
-        spec = _validate_job(chosen, key, source, models, problems)
-        if spec is None:
-            continue
-        base_id = given_id or _derived_id(spec)
-        job_id = "-".join([base_id, *suffix_parts])
-        if _check_id(job_id, f"{key}.id", problems) is None:
-            continue
-        specs.append(_replace(spec, id=job_id))
-    return specs
+        draft = _validate_job(chosen, key, models, problems, checked)
+        if draft is not None:
+            drafts += _named(draft, given_id, suffix_parts, key, problems)
+    return drafts
+
+
+def _named(
+    draft: _Draft, given_id: str | None, suffix_parts: list[str], key: str, problems: _Problems
+) -> list[_Draft]:
+    """``draft`` with its id (given, else derived), or nothing when that id is not one."""
+    if not given_id and not suffix_parts:  # a slug and hex digits: always an id (_ID_RE)
+        return [(_derived_id(draft[1], draft[7]), *draft[1:])]
+    base_id = given_id or _derived_id(draft[1], draft[7])
+    job_id = "-".join([base_id, *suffix_parts]) if suffix_parts else base_id
+    if _check_id(job_id, f"{key}.id", problems) is None:
+        return []
+    return [(job_id, *draft[1:])]
+
+
+# (model, duration, aspect_ratio as written) found good -> the aspect ratio stripped
+_Checked = dict[tuple[str, int, str], str]
 
 
 def _validate_job(
-    fields: dict[str, Any], key: str, source: str, models: tuple[str, ...], problems: _Problems
-) -> JobSpec | None:
+    fields: dict[str, Any],
+    key: str,
+    models: tuple[str, ...],
+    problems: _Problems,
+    checked: _Checked,
+) -> _Draft | None:
+    """The job's fields checked (its id not yet given: ""), with their fingerprint. A model,
+    duration and aspect ratio found good together once (``checked``) are not checked again."""
+    prompt, model = fields.get("prompt"), fields.get("model")
+    duration, ratio = fields.get("duration"), fields.get("aspect_ratio")
+    image, extra = fields.get("image"), fields.get("extra", _NO_EXTRA)
+    if (
+        type(prompt) is str
+        and type(model) is str
+        and type(duration) is int
+        and type(ratio) is str
+        and (image is None or (type(image) is str and _IMAGE_RE.match(image)))
+        and (extra is _NO_EXTRA or (type(extra) is dict and all(type(k) is str for k in extra)))
+        and prompt.strip()
+    ):
+        stripped = checked.get((model, duration, ratio))
+        if stripped is not None:
+            extra = extra or _NO_EXTRA
+            found = job_fingerprint(prompt, model, duration, stripped, image, extra)
+            return ("", prompt, model, duration, stripped, image, extra, found)
+    draft = _check_job(fields, key, models, problems)
+    exact = type(model) is str and type(duration) is int and type(ratio) is str
+    if draft is not None and exact and len(checked) < 10_000:
+        checked[(model, duration, ratio)] = draft[4]  # type: ignore[index]
+    return draft
+
+
+def _check_job(
+    fields: dict[str, Any], key: str, models: tuple[str, ...], problems: _Problems
+) -> _Draft | None:
     before = len(problems.found)
     prompt = fields.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -896,27 +1035,19 @@ def _validate_job(
     if not isinstance(ratio, str) or not _RATIO_RE.match(ratio.strip()):
         problems.add(f"{key}.aspect_ratio", f"must be W:H such as 16:9, not {ratio!r}")
     image = fields.get("image")
-    if image is not None and (
-        not isinstance(image, str) or not re.match(r"^https?://[^/\s]+\S*$", image)
-    ):
+    if image is not None and (not isinstance(image, str) or not _IMAGE_RE.match(image)):
         problems.add(f"{key}.image", "must be an http(s) URL of the first frame")
-    extra = fields.get("extra", {})
-    if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+    extra = fields.get("extra", _NO_EXTRA)
+    if not isinstance(extra, dict | MappingProxyType) or not all(isinstance(k, str) for k in extra):
         problems.add(f"{key}.extra", "must be a mapping of request fields")
-        extra = {}
+        extra = _NO_EXTRA
     if len(problems.found) != before or duration is None:
         return None
     assert isinstance(prompt, str) and isinstance(model, str) and isinstance(ratio, str)
-    return JobSpec(
-        id="",
-        prompt=prompt,
-        model=model,
-        duration=duration,
-        aspect_ratio=ratio.strip(),
-        image=image,
-        extra=extra,
-        source=source,
-    )
+    ratio = ratio.strip()
+    extra = extra or _NO_EXTRA
+    fingerprint = job_fingerprint(prompt, model, duration, ratio, image, extra)
+    return ("", prompt, model, duration, ratio, image, extra, fingerprint)
 
 
 def _check_id(value: Any, key: str, problems: _Problems) -> str | None:
@@ -937,14 +1068,14 @@ def _check_id(value: Any, key: str, problems: _Problems) -> str | None:
 
 
 def _slug(prompt: str) -> str:
-    words = re.findall(r"[a-z0-9]+", prompt.lower())[:_SLUG_WORDS]
+    words = _SLUG_WORD_RE.findall(prompt.lower())[:_SLUG_WORDS]
     slug = "-".join(words)[:_SLUG_CHARS].strip("-")
     return slug or "job"
 
 
-def _derived_id(spec: JobSpec) -> str:
+def _derived_id(prompt: str, fingerprint: str) -> str:
     # 48 bits: 100,000 prompts that share their first words collide with odds of about 1 in 50,000.
-    return f"{_slug(spec.prompt)}-{fingerprint_of(spec.fields())[:_ID_HASH_DIGITS]}"
+    return f"{_slug(prompt)}-{fingerprint[:_ID_HASH_DIGITS]}"
 
 
 def _suffix(axis: str, value: Any) -> str:
@@ -985,36 +1116,41 @@ def _check_template(template: Any, problems: _Problems) -> bool:
 
 
 def _check_collisions(
-    jobs: list[JobSpec], keys: dict[str, tuple[str, _Problems]], problems: _Problems
+    jobs: list[JobSpec], ats: array[int], wheres: list[_Problems], problems: _Problems
 ) -> None:
     """Output paths that would meet each other or wanbatch's own files (``outputnames``); named
     at ``output.path`` when the manifest gives it, else at the job (the default template)."""
     rendered = [(job.id, job.output_path) for job in jobs if job.output_path]
+    index_of: dict[str, int] | None = None
     for job_id, message in outputnames.collisions(rendered):
         if "output.path" in problems.lines:
             problems.add("output.path", message)
         else:
-            key, where = keys[job_id]
-            where.add(key, message)
+            if index_of is None:  # only when some job collides
+                index_of = {job.id: i for i, job in enumerate(jobs)}
+            i = index_of[job_id]
+            wheres[i].add(f"jobs[{ats[i]}]", message)
 
 
 def _render_path(
-    template: str, spec: JobSpec, index: int, name: str, key: str, problems: _Problems
+    template: str, draft: _Draft, index: int, name: str, problems: _Problems
 ) -> str | None:
+    job_id, _, model, duration, ratio = draft[:5]
+    if template == DEFAULT_PATH_TEMPLATE:  # "{id}.mp4": an id is one safe name (_ID_RE)
+        return f"{job_id}.mp4"
     values = {
-        "id": spec.id,
+        "id": job_id,
         "name": name,
-        "model": spec.model,
-        "aspect_ratio": spec.aspect_ratio.replace(":", "x"),
-        "duration": spec.duration,
+        "model": model,
+        "aspect_ratio": ratio.replace(":", "x"),
+        "duration": duration,
         "index": index,
     }
     try:
         rendered = template.format(**values)
     except (ValueError, KeyError, IndexError) as exc:
-        problems.add("output.path", f"cannot be filled in for {spec.id}: {exc}")
+        problems.add("output.path", f"cannot be filled in for {job_id}: {exc}")
         return None
-    path = PurePosixPath(rendered)
     parts = rendered.split("/")
     if (
         rendered.startswith(("/", "~"))
@@ -1025,7 +1161,7 @@ def _render_path(
     ):
         problems.add(
             "output.path",
-            f"for job {spec.id} gives {rendered!r}, which leaves the output dir or names a hidden file",
+            f"for job {job_id} gives {rendered!r}, which leaves the output dir or names a hidden file",
         )
         return None
-    return str(path)
+    return rendered  # what PurePosixPath would make of it: nothing it would fold is let through
