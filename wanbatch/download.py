@@ -41,8 +41,9 @@ from wanbatch.errors import TransientDownloadError
 from wanbatch.models import VideoChunkHeader
 
 _CHUNK = 1 << 16
-# Bytes gathered before one write: each write is a hop to a worker thread, and a hop per 64 KiB
-# chunk cost a third of the download rate (benchmarks/downloads.py).
+# Bytes gathered before one write: each batch is handed to the download's writer thread
+# (``outtree.BodyWriter``); a worker-thread hop per 64 KiB chunk cost a third of the download
+# rate (benchmarks/downloads.py).
 _WRITE_BATCH = 1 << 20
 _MP4_HEAD = 8  # an MP4 starts with a box: 4 bytes of size, then its type, "ftyp"
 # The slowest a download may be (README: Downloads): below this rate, averaged over the window,
@@ -220,22 +221,17 @@ async def _receive(
         total = head.total_length
         if total is None and head.content_length is not None:
             total = offset + head.content_length
-        with outtree.disk_errors("write", meta_path):
-            if not offset:  # the old bytes go before the note names a new size: a crash
-                # between the two must not leave old bytes of the size the note announces
-                await anyio.to_thread.run_sync(_drop_part, part)
-            await anyio.to_thread.run_sync(
-                _write_meta, meta_path, {"etag": head.etag, "total": total}
-            )
-        with outtree.disk_errors("read", part):
-            if offset:
+        if offset:
+            with outtree.disk_errors("read", part):
                 await anyio.to_thread.run_sync(outtree.hash_into, part, hasher)
-            fd = await anyio.to_thread.run_sync(_open_part, part, bool(offset))
+        meta = {"etag": head.etag, "total": total}
+        fd = await anyio.to_thread.run_sync(_start_part, part, meta_path, meta, bool(offset))
         received = offset
         unchecked: bytearray | None = bytearray() if offset == 0 else None  # held until ftyp
         written = False
         batch: list[bytes] = []
         batched = 0
+        writer: outtree.BodyWriter | None = None  # hashes and writes batches in its own thread
         try:
             async for chunk in body.chunks():
                 if total is not None and received + len(chunk) > total:
@@ -258,13 +254,19 @@ async def _receive(
                 batched += len(chunk)
                 if batched >= _WRITE_BATCH:
                     with outtree.disk_errors("write", part):
-                        await anyio.to_thread.run_sync(_write, fd, hasher, b"".join(batch), part)
-                    batch.clear()
+                        if writer is None:  # a video under one batch needs no thread
+                            writer = outtree.BodyWriter(fd, hasher, part, start=received - batched)
+                        if not writer.offer(batch):  # the disk is behind: wait for room
+                            await anyio.to_thread.run_sync(writer.put, batch)
+                    batch = []
                     batched = 0
         finally:
             # What arrived is kept for a resume, even when the body failed midway.
             with anyio.CancelScope(shield=True), outtree.disk_errors("write", part):
-                await anyio.to_thread.run_sync(_write_last, fd, hasher, b"".join(batch), part)
+                if writer is None:
+                    await anyio.to_thread.run_sync(_write_last, fd, hasher, b"".join(batch), part)
+                else:
+                    await anyio.to_thread.run_sync(writer.finish, batch)
     if unchecked is not None:
         _require_mp4(bytes(unchecked))
     return offset, received, total
@@ -309,12 +311,16 @@ def _prepare(target: Path, part: Path, meta_path: Path, root: Path) -> tuple[dic
     return (value if isinstance(value, dict) else {}), offset
 
 
-def _drop_part(part: Path) -> None:
-    part.unlink(missing_ok=True)
-
-
-def _open_part(part: Path, append: bool) -> int:
-    return os.open(part, outtree.NEW_FILE | (os.O_APPEND if append else os.O_TRUNC), 0o644)
+def _start_part(part: Path, meta_path: Path, meta: dict[str, Any], append: bool) -> int:
+    """In one worker-thread hop: the note of the answer written, the ``.part`` opened (its old
+    bytes dropped first unless ``append``)."""
+    with outtree.disk_errors("write", meta_path):
+        if not append:  # the old bytes go before the note names a new size: a crash
+            # between the two must not leave old bytes of the size the note announces
+            part.unlink(missing_ok=True)
+        _write_meta(meta_path, meta)
+    with outtree.disk_errors("open", part):
+        return os.open(part, outtree.NEW_FILE | (os.O_APPEND if append else os.O_TRUNC), 0o644)
 
 
 def _write(fd: int, hasher: Any, data: bytes, path: Path) -> None:
