@@ -539,7 +539,7 @@ def test_a_crash_after_a_new_whole_answer_never_renames_the_old_part(
     assert target.read_bytes() == new
 
 
-# --- a video of many batches: hashed and written by its own writer thread ----------------------
+# --- a video of many batches, each hashed and written by a worker thread --------------------
 
 
 class _Pieces(httpx.AsyncByteStream):
@@ -556,30 +556,27 @@ class _Pieces(httpx.AsyncByteStream):
 
 
 def _in_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Batches of 1,000 bytes (not 1 MiB); returns the sizes the writer thread wrote."""
+    """Batches of 1,000 bytes (not 1 MiB); returns the sizes written into the .part."""
     from wanbatch import download
 
     monkeypatch.setattr(download, "_WRITE_BATCH", 1000)
     real, batches = outtree.write_all, []
 
-    def write(fd: int, data: Any, path: Path) -> None:
-        if not isinstance(data, bytes):  # pieces: the writer thread's
-            batches.append(sum(map(len, data)))
+    def write(fd: int, data: bytes, path: Path) -> None:
+        if path.name.endswith(".part"):
+            batches.append(len(data))
         real(fd, data, path)
 
     monkeypatch.setattr(outtree, "write_all", write)
     return batches
 
 
-@pytest.mark.parametrize("room", ["room", "full"])
 def test_a_video_of_many_batches_is_written_whole_in_order_and_hashed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, room: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Batches go to the download's writer thread, without waiting ("room") or waiting for
-    room when its queue is full ("full"): the file is the video, its sha256 the video's."""
+    """Many batches, each with its writeback started: the file is the video, its sha256 the
+    video's."""
     batches = _in_batches(monkeypatch)
-    if room == "full":
-        monkeypatch.setattr(outtree.BodyWriter, "offer", lambda self, pieces: False)
     cdn = Cdn()
     cdn.answer = httpx.Response(200, content=_Pieces(VIDEO, 256), headers={"ETag": '"v1"'})
     target = tmp_path / "v.mp4"
@@ -592,8 +589,8 @@ def test_a_video_of_many_batches_is_written_whole_in_order_and_hashed(
 def test_a_body_cut_after_several_batches_keeps_every_byte_and_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Cut at 7,000 bytes: the writer thread's batches and the rest are all in the .part; the
-    resume asks for the remainder and the whole video hashes right."""
+    """Cut at 7,000 bytes: every batch and the rest are in the .part; the resume asks for the
+    remainder and the whole video hashes right."""
     batches = _in_batches(monkeypatch)
     cdn = Cdn()
     cdn.answer = httpx.Response(
@@ -604,7 +601,7 @@ def test_a_body_cut_after_several_batches_keeps_every_byte_and_resumes(
     target = tmp_path / "v.mp4"
     with pytest.raises(TransientDownloadError):
         fetch(cdn, target)
-    assert batches and part_path(target).read_bytes() == VIDEO[:7000]
+    assert len(batches) >= 3 and part_path(target).read_bytes() == VIDEO[:7000]
     cdn.answer = None
     result = fetch(cdn, target)
     assert cdn.requests[-1].headers["Range"] == "bytes=7000-"
@@ -612,19 +609,17 @@ def test_a_body_cut_after_several_batches_keeps_every_byte_and_resumes(
     assert result.sha256 == hashlib.sha256(VIDEO).hexdigest()
 
 
-def test_a_full_disk_in_the_writer_thread_stops_the_batch_and_keeps_no_video(
+def test_a_full_disk_after_the_first_bytes_stops_the_batch_and_keeps_no_video(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """ENOSPC in the writer thread is the run's DiskError, as on the event loop's side."""
-    from wanbatch import download
+    """ENOSPC on a later batch (the first bytes went to disk) is the run's DiskError."""
+    batches = _in_batches(monkeypatch)
+    written = outtree.write_all
 
-    monkeypatch.setattr(download, "_WRITE_BATCH", 1000)
-    real = outtree.write_all
-
-    def full(fd: int, data: Any, path: Path) -> None:
-        if not isinstance(data, bytes):
+    def full(fd: int, data: bytes, path: Path) -> None:
+        if path.name.endswith(".part") and batches:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(fd, data, path)
+        written(fd, data, path)
 
     monkeypatch.setattr(outtree, "write_all", full)
     cdn = Cdn()
@@ -633,24 +628,20 @@ def test_a_full_disk_in_the_writer_thread_stops_the_batch_and_keeps_no_video(
     with pytest.raises(DiskError) as info:
         fetch(cdn, target)
     assert info.value.stops_batch and "No space left" in str(info.value)
-    assert not target.exists()
+    assert not target.exists() and part_path(target).read_bytes() == VIDEO[:256]
 
 
-def test_pieces_are_written_whole_when_writev_writes_only_part(
+def test_starting_writeback_is_a_hint_that_never_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``writev`` may write less than asked (a signal, a pipe, a quota): the rest follows."""
-    real = os.writev
+    """A file system that refuses the advice (or a system without it) still gets the video."""
 
-    def short(fd: int, buffers: list[Any]) -> int:
-        return real(fd, [bytes(b"".join(bytes(b) for b in buffers)[:100])])
+    def refuse(*args: Any) -> None:
+        raise OSError(errno.ESPIPE, os.strerror(errno.ESPIPE))
 
-    monkeypatch.setattr(os, "writev", short)
-    path = tmp_path / "f"
-    pieces = [VIDEO[i : min(i + 333, 3000)] for i in range(0, 3000, 333)] + [b"", VIDEO[3000:3001]]
-    fd = os.open(path, outtree.NEW_FILE, 0o644)
-    try:
-        outtree.write_all(fd, pieces, path)
-    finally:
-        os.close(fd)
-    assert path.read_bytes() == VIDEO[:3001]
+    monkeypatch.setattr(os, "posix_fadvise", refuse, raising=False)
+    _in_batches(monkeypatch)
+    cdn = Cdn()
+    cdn.answer = httpx.Response(200, content=_Pieces(VIDEO, 256), headers={"ETag": '"v1"'})
+    fetch(cdn, tmp_path / "v.mp4")
+    assert (tmp_path / "v.mp4").read_bytes() == VIDEO

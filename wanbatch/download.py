@@ -41,9 +41,8 @@ from wanbatch.errors import TransientDownloadError
 from wanbatch.models import VideoChunkHeader
 
 _CHUNK = 1 << 16
-# Bytes gathered before one write: each batch is handed to the download's writer thread
-# (``outtree.BodyWriter``); a worker-thread hop per 64 KiB chunk cost a third of the download
-# rate (benchmarks/downloads.py).
+# Bytes gathered before one write: each write is a hop to a worker thread, and a hop per 64 KiB
+# chunk cost a third of the download rate (benchmarks/downloads.py).
 _WRITE_BATCH = 1 << 20
 _MP4_HEAD = 8  # an MP4 starts with a box: 4 bytes of size, then its type, "ftyp"
 # The slowest a download may be (README: Downloads): below this rate, averaged over the window,
@@ -231,7 +230,6 @@ async def _receive(
         written = False
         batch: list[bytes] = []
         batched = 0
-        writer: outtree.BodyWriter | None = None  # hashes and writes batches in its own thread
         try:
             async for chunk in body.chunks():
                 if total is not None and received + len(chunk) > total:
@@ -254,19 +252,13 @@ async def _receive(
                 batched += len(chunk)
                 if batched >= _WRITE_BATCH:
                     with outtree.disk_errors("write", part):
-                        if writer is None:  # a video under one batch needs no thread
-                            writer = outtree.BodyWriter(fd, hasher, part, start=received - batched)
-                        if not writer.offer(batch):  # the disk is behind: wait for room
-                            await anyio.to_thread.run_sync(writer.put, batch)
-                    batch = []
+                        await anyio.to_thread.run_sync(_write, fd, hasher, b"".join(batch), part)
+                    batch.clear()
                     batched = 0
         finally:
             # What arrived is kept for a resume, even when the body failed midway.
             with anyio.CancelScope(shield=True), outtree.disk_errors("write", part):
-                if writer is None:
-                    await anyio.to_thread.run_sync(_write_last, fd, hasher, b"".join(batch), part)
-                else:
-                    await anyio.to_thread.run_sync(writer.finish, batch)
+                await anyio.to_thread.run_sync(_write_last, fd, hasher, b"".join(batch), part)
     if unchecked is not None:
         _require_mp4(bytes(unchecked))
     return offset, received, total
@@ -328,6 +320,7 @@ def _write(fd: int, hasher: Any, data: bytes, path: Path) -> None:
     buffers, so the event loop goes on receiving meanwhile."""
     hasher.update(data)
     outtree.write_all(fd, data, path)
+    outtree.start_writeback(fd)
 
 
 def _write_last(fd: int, hasher: Any, data: bytes, path: Path) -> None:

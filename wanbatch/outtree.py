@@ -16,10 +16,8 @@ import contextlib
 import errno
 import hashlib
 import os
-import queue
 import stat
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,6 @@ from wanbatch.errors import DiskError
 NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a planted FIFO: no hang
 _CHUNK = 1 << 16
-_IOV_MAX = 1024  # pieces per writev (Linux's and macOS's limit)
 # OSErrors that concern one job's path; any other stops the run.
 _PATH_ERRNOS = frozenset(
     {errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP}
@@ -106,25 +103,12 @@ def read_all(path: Path, limit: int = -1) -> bytes:
         os.close(fd)
 
 
-def write_all(fd: int, data: bytes | Sequence[bytes], path: Path) -> None:
+def write_all(fd: int, data: bytes, path: Path) -> None:
     """Every byte wanbatch writes into the output tree goes through here (``path`` names the
-    file meant; fault-injection tests replace this to fail as a full disk would). ``data`` is
-    bytes, or pieces of them written with one ``writev`` (no copy to join them)."""
-    if isinstance(data, bytes):
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        return
-    views = [memoryview(piece) for piece in data if piece]
-    while views:
-        written = os.writev(fd, views[:_IOV_MAX])
-        done = 0
-        while done < len(views) and written >= len(views[done]):
-            written -= len(views[done])
-            done += 1
-        views = views[done:]
-        if written:
-            views[0] = views[0][written:]
+    file meant; fault-injection tests replace this to fail as a full disk would)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def atomic_write(path: Path, data: bytes | Iterable[bytes]) -> None:
@@ -171,80 +155,11 @@ def hash_file(path: Path) -> str:
     return hasher.hexdigest()
 
 
-class BodyWriter:
-    """One download's bytes hashed and written in order by a thread of its own, while the event
-    loop goes on receiving: the loop hands over a batch of pieces without waiting (``offer``; at
-    most ``depth`` batches queued, else ``put`` from a worker thread waits for room), and
-    ``finish`` (from a worker thread) writes the rest, fsyncs and closes ``fd``. Each batch's
-    writeback is started at once (``POSIX_FADV_DONTNEED``, a hint), so that the fsync at the end
-    has little left to wait for. The writer's first ``OSError`` stops its writing and is raised
-    by the next ``offer``, ``put`` or ``finish`` (once).
-
-    Why a thread per download rather than a worker-thread hop per batch: the hop and the join
-    of a batch on the event loop cost the loop about a tenth of its time (benchmarks/downloads.py,
-    BENCHMARKS.md), and the loop is what bounds a download's pace."""
-
-    def __init__(self, fd: int, hasher: Any, path: Path, *, start: int, depth: int = 4) -> None:
-        self._fd, self._hasher, self._path = fd, hasher, path
-        self._offset = start  # where the next batch lands, for the writeback hint
-        self._queue: queue.SimpleQueue[Sequence[bytes] | None] = queue.SimpleQueue()
-        self._room = threading.Semaphore(depth)
-        self._error: OSError | None = None
-        self._raised = False
-        self._thread = threading.Thread(target=self._run, name="wanbatch-writer", daemon=True)
-        self._thread.start()
-
-    def offer(self, pieces: Sequence[bytes]) -> bool:
-        """Queue ``pieces`` if there is room (never blocks); False when the queue is full."""
-        self._raise()
-        if not self._room.acquire(blocking=False):
-            return False
-        self._queue.put(pieces)
-        return True
-
-    def put(self, pieces: Sequence[bytes]) -> None:
-        """Queue ``pieces``, waiting for room (blocks: run it in a worker thread)."""
-        self._raise()
-        self._room.acquire()
-        self._queue.put(pieces)
-
-    def finish(self, pieces: Sequence[bytes]) -> None:
-        """Write ``pieces`` after what is queued, fsync and close (blocks: a worker thread)."""
-        self._queue.put(pieces)
-        self._queue.put(None)
-        self._thread.join()
-        try:
-            self._raise()
-            os.fsync(self._fd)
-        finally:
-            os.close(self._fd)
-
-    def _raise(self) -> None:
-        if self._error is not None and not self._raised:
-            self._raised = True
-            raise self._error
-
-    def _run(self) -> None:
-        while (pieces := self._queue.get()) is not None:
-            try:
-                if self._error is None and pieces:
-                    for piece in pieces:
-                        self._hasher.update(piece)  # lets go of the GIL for large pieces
-                    write_all(self._fd, pieces, self._path)
-                    size = sum(map(len, pieces))
-                    _start_writeback(self._fd, self._offset, size)
-                    self._offset += size
-            except OSError as exc:
-                self._error = exc
-            finally:
-                self._room.release()
-
-
-def _start_writeback(fd: int, offset: int, size: int) -> None:
-    """Ask the kernel to start writing ``size`` bytes at ``offset`` to the disk now (Linux: a
-    ``POSIX_FADV_DONTNEED`` starts writeback of dirty pages and waits for none). A hint only:
-    the fsync before the rename is what makes the bytes durable."""
+def start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing the file's dirty pages to the disk now (Linux: a
+    ``POSIX_FADV_DONTNEED`` starts their writeback and waits for none), so that the fsync before
+    the rename finds little left to write. A hint only: that fsync makes the bytes durable."""
     advise = getattr(os, "posix_fadvise", None)
     if advise is not None:
         with contextlib.suppress(OSError):
-            advise(fd, offset, size, os.POSIX_FADV_DONTNEED)
+            advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
