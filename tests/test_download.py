@@ -537,3 +537,111 @@ def test_a_crash_after_a_new_whole_answer_never_renames_the_old_part(
     monkeypatch.setattr(download, "_write_meta", real)
     fetch(cdn, target)
     assert target.read_bytes() == new
+
+
+# --- a video of many batches, each hashed and written by a worker thread --------------------
+
+
+class _Pieces(httpx.AsyncByteStream):
+    """``data`` in pieces of ``size`` bytes, as a socket delivers a large video; ``cut_at``
+    ends it early (a connection closed midway)."""
+
+    def __init__(self, data: bytes, size: int, cut_at: int | None = None) -> None:
+        self.data, self.size, self.cut_at = data, size, cut_at
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        end = len(self.data) if self.cut_at is None else self.cut_at
+        for start in range(0, end, self.size):
+            yield self.data[start : min(start + self.size, end)]
+
+
+def _in_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Batches of 1,000 bytes (not 1 MiB); returns the sizes written into the .part."""
+    from wanbatch import download
+
+    monkeypatch.setattr(download, "_WRITE_BATCH", 1000)
+    real, batches = outtree.write_all, []
+
+    def write(fd: int, data: bytes, path: Path) -> None:
+        if path.name.endswith(".part"):
+            batches.append(len(data))
+        real(fd, data, path)
+
+    monkeypatch.setattr(outtree, "write_all", write)
+    return batches
+
+
+def test_a_video_of_many_batches_is_written_whole_in_order_and_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many batches, each with its writeback started: the file is the video, its sha256 the
+    video's."""
+    batches = _in_batches(monkeypatch)
+    cdn = Cdn()
+    cdn.answer = httpx.Response(200, content=_Pieces(VIDEO, 256), headers={"ETag": '"v1"'})
+    target = tmp_path / "v.mp4"
+    result = fetch(cdn, target)
+    assert target.read_bytes() == VIDEO
+    assert result.sha256 == hashlib.sha256(VIDEO).hexdigest() and result.size == len(VIDEO)
+    assert len(batches) >= 8 and not part_path(target).exists()
+
+
+def test_a_body_cut_after_several_batches_keeps_every_byte_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut at 7,000 bytes: every batch and the rest are in the .part; the resume asks for the
+    remainder and the whole video hashes right."""
+    batches = _in_batches(monkeypatch)
+    cdn = Cdn()
+    cdn.answer = httpx.Response(
+        200,
+        content=_Pieces(VIDEO, 256, cut_at=7000),
+        headers={"Content-Length": str(len(VIDEO)), "ETag": '"v1"'},
+    )
+    target = tmp_path / "v.mp4"
+    with pytest.raises(TransientDownloadError):
+        fetch(cdn, target)
+    assert len(batches) >= 3 and part_path(target).read_bytes() == VIDEO[:7000]
+    cdn.answer = None
+    result = fetch(cdn, target)
+    assert cdn.requests[-1].headers["Range"] == "bytes=7000-"
+    assert target.read_bytes() == VIDEO and result.resumed_from == 7000
+    assert result.sha256 == hashlib.sha256(VIDEO).hexdigest()
+
+
+def test_a_full_disk_after_the_first_bytes_stops_the_batch_and_keeps_no_video(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC on a later batch (the first bytes went to disk) is the run's DiskError."""
+    batches = _in_batches(monkeypatch)
+    written = outtree.write_all
+
+    def full(fd: int, data: bytes, path: Path) -> None:
+        if path.name.endswith(".part") and batches:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written(fd, data, path)
+
+    monkeypatch.setattr(outtree, "write_all", full)
+    cdn = Cdn()
+    cdn.answer = httpx.Response(200, content=_Pieces(VIDEO, 256), headers={"ETag": '"v1"'})
+    target = tmp_path / "v.mp4"
+    with pytest.raises(DiskError) as info:
+        fetch(cdn, target)
+    assert info.value.stops_batch and "No space left" in str(info.value)
+    assert not target.exists() and part_path(target).read_bytes() == VIDEO[:256]
+
+
+def test_starting_writeback_is_a_hint_that_never_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system that refuses the advice (or a system without it) still gets the video."""
+
+    def refuse(*args: Any) -> None:
+        raise OSError(errno.ESPIPE, os.strerror(errno.ESPIPE))
+
+    monkeypatch.setattr(os, "posix_fadvise", refuse, raising=False)
+    _in_batches(monkeypatch)
+    cdn = Cdn()
+    cdn.answer = httpx.Response(200, content=_Pieces(VIDEO, 256), headers={"ETag": '"v1"'})
+    fetch(cdn, tmp_path / "v.mp4")
+    assert (tmp_path / "v.mp4").read_bytes() == VIDEO

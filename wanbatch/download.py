@@ -220,17 +220,11 @@ async def _receive(
         total = head.total_length
         if total is None and head.content_length is not None:
             total = offset + head.content_length
-        with outtree.disk_errors("write", meta_path):
-            if not offset:  # the old bytes go before the note names a new size: a crash
-                # between the two must not leave old bytes of the size the note announces
-                await anyio.to_thread.run_sync(_drop_part, part)
-            await anyio.to_thread.run_sync(
-                _write_meta, meta_path, {"etag": head.etag, "total": total}
-            )
-        with outtree.disk_errors("read", part):
-            if offset:
+        if offset:
+            with outtree.disk_errors("read", part):
                 await anyio.to_thread.run_sync(outtree.hash_into, part, hasher)
-            fd = await anyio.to_thread.run_sync(_open_part, part, bool(offset))
+        meta = {"etag": head.etag, "total": total}
+        fd = await anyio.to_thread.run_sync(_start_part, part, meta_path, meta, bool(offset))
         received = offset
         unchecked: bytearray | None = bytearray() if offset == 0 else None  # held until ftyp
         written = False
@@ -309,12 +303,16 @@ def _prepare(target: Path, part: Path, meta_path: Path, root: Path) -> tuple[dic
     return (value if isinstance(value, dict) else {}), offset
 
 
-def _drop_part(part: Path) -> None:
-    part.unlink(missing_ok=True)
-
-
-def _open_part(part: Path, append: bool) -> int:
-    return os.open(part, outtree.NEW_FILE | (os.O_APPEND if append else os.O_TRUNC), 0o644)
+def _start_part(part: Path, meta_path: Path, meta: dict[str, Any], append: bool) -> int:
+    """In one worker-thread hop: the note of the answer written, the ``.part`` opened (its old
+    bytes dropped first unless ``append``)."""
+    with outtree.disk_errors("write", meta_path):
+        if not append:  # the old bytes go before the note names a new size: a crash
+            # between the two must not leave old bytes of the size the note announces
+            part.unlink(missing_ok=True)
+        _write_meta(meta_path, meta)
+    with outtree.disk_errors("open", part):
+        return os.open(part, outtree.NEW_FILE | (os.O_APPEND if append else os.O_TRUNC), 0o644)
 
 
 def _write(fd: int, hasher: Any, data: bytes, path: Path) -> None:
@@ -322,6 +320,7 @@ def _write(fd: int, hasher: Any, data: bytes, path: Path) -> None:
     buffers, so the event loop goes on receiving meanwhile."""
     hasher.update(data)
     outtree.write_all(fd, data, path)
+    outtree.start_writeback(fd)
 
 
 def _write_last(fd: int, hasher: Any, data: bytes, path: Path) -> None:

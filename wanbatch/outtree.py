@@ -153,3 +153,13 @@ def hash_file(path: Path) -> str:
     hasher = hashlib.sha256()
     hash_into(path, hasher)
     return hasher.hexdigest()
+
+
+def start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing the file's dirty pages to the disk now (Linux: a
+    ``POSIX_FADV_DONTNEED`` starts their writeback and waits for none), so that the fsync before
+    the rename finds little left to write. A hint only: that fsync makes the bytes durable."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        with contextlib.suppress(OSError):
+            advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
