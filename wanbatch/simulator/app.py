@@ -17,6 +17,7 @@ import heapq
 import hmac
 import json
 import math
+import os
 import random
 import re
 import threading
@@ -88,6 +89,7 @@ class SimState:
         self.cdn_base = ""
         self.mirror_base = ""
         self.state_file = state_file
+        self._log: int | None = None  # the state file, open for appending
         self.dialect: SimDialect = dialect(config.provider)
         self.pending_notices: list[
             tuple[Task, str, Callable[[SimState, Task], tuple[bytes, dict[str, str]]]]
@@ -95,25 +97,76 @@ class SimState:
         self._load()
 
     # --- persistence (so `wanbatch run --simulate` can resume after a restart) --------------
+    #
+    # The state file is JSON lines, each line a record {"tasks": [...], "credits": {key: n}}
+    # applied in order: a create appends its task and its key's balance, a top-up the balance.
+    # A create writes one line (the whole file rewritten per create made a 100,000-job run
+    # quadratic). A file from before this form (one object, every task, no newline) is one such
+    # record. A record counts once its newline is written: a torn last line (a kill in the middle
+    # of a write) is dropped, since its create was never answered. Lines reach the OS before the
+    # answer goes out (they survive a killed process) but are not fsynced per create: the
+    # simulator stands in for a remote service, and a power cut is not what it rehearses.
 
     def _load(self) -> None:
-        if self.state_file is None or not self.state_file.exists():
+        if self.state_file is None:
             return
-        data = json.loads(self.state_file.read_text())
-        for raw in data.get("tasks", []):
+        path = self.state_file
+        data = path.read_bytes() if path.exists() else b""
+        lines = data.split(b"\n")
+        tail = lines.pop()  # b"" when the file ends with a newline, as the appended form does
+        for line in lines:
+            self._apply(json.loads(line))
+        if tail and not lines:  # one line with no newline: the whole-file form (or damage)
+            self._apply(json.loads(tail))
+        if not data or not lines:  # no file yet, or the whole-file form: write it afresh
+            self._compact(path)
+        elif tail:  # a torn record: cut it off, so the next one starts on a line of its own
+            os.truncate(path, len(data) - len(tail))
+        self._log = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def _apply(self, record: Any) -> None:
+        if not isinstance(record, dict):
+            raise ValueError(f"a record of the simulator's state is not an object: {record!r:.80}")
+        for raw in record.get("tasks", []):
             task = Task(**raw)
             self.tasks[task.id] = task
             if task.idempotency_key:
                 self.by_idempotency[(task.key, task.idempotency_key)] = task.id
-        self.credits.update(data.get("credits", {}))
+        self.credits.update(record.get("credits", {}))
 
-    def _save(self) -> None:
-        if self.state_file is None:
+    def _compact(self, path: Path) -> None:
+        """Write the whole state as one record, swapped in atomically (on load only)."""
+        record = {"tasks": [vars(task) for task in self.tasks.values()], "credits": self.credits}
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as handle:
+            handle.write(json.dumps(record).encode() + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+    def _append(self, tasks: list[Task], key: str) -> None:
+        """One record: ``tasks`` and ``key``'s balance, in one write of one line."""
+        if self._log is None:
             return
-        data = {"tasks": [asdict(task) for task in self.tasks.values()], "credits": self.credits}
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.state_file)
+        record = {"tasks": [vars(task) for task in tasks], "credits": {key: self.credits[key]}}
+        line = memoryview(json.dumps(record).encode() + b"\n")
+        while line:
+            line = line[os.write(self._log, line) :]
+
+    def save_credits(self, key: str) -> None:
+        """Keep ``key``'s balance (after a top-up) in the state file."""
+        self._append([], key)
+
+    def close(self) -> None:
+        """Close the state file (the server does this when it stops)."""
+        if self._log is not None:
+            os.close(self._log)
+            self._log = None
 
     # --- the render farm ------------------------------------------------------------------
 
@@ -149,7 +202,7 @@ class SimState:
             flagged=self.flagged_word(str(body.get("prompt", ""))),
         )
         self.tasks[task.id] = task
-        self._save()
+        self._append([task], key)
         return task
 
     def flagged_word(self, prompt: str) -> str | None:
@@ -438,7 +491,7 @@ class ApiApp:
             if path == "/_sim/credits" and method == "POST":
                 key = str(data.get("key", state.config.api_key))
                 state.credits[key] = state.credits.get(key, 0) + int(data.get("credits", 0))
-                state._save()
+                state.save_credits(key)
                 return 200, {"key_credits": state.credits[key]}
             if path == "/_sim/config" and method == "POST":
                 try:

@@ -118,6 +118,8 @@ class SimulatorServer:
         for sock in self._sockets:
             with contextlib.suppress(OSError):
                 sock.close()
+        with self.state.lock:
+            self.state.close()
 
     def __enter__(self) -> SimulatorServer:
         return self.start()
