@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -119,6 +120,11 @@ def state_cost(tree: Path | None, held: int, budget: float) -> dict[str, Any]:
     return row
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def manifest(folder: Path, jobs: int) -> Path:
     path = folder / "big.csv"
     with path.open("w") as handle:
@@ -143,18 +149,21 @@ def simulate_run(
             held_state(state, held)
         argv = [sys.executable, "-c", FAST, farm, "run", str(path), "--simulate", "-q"]
         argv += ["--poll-interval", "0.05"] if farm == "fast" else []
-        started = time.perf_counter()
-        child = subprocess.Popen(
-            argv, env=env_for(tree), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        timed_out = False
-        try:
-            child.wait(timeout)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-            timed_out = True
-        seconds = time.perf_counter() - started
+        started, cpu = time.perf_counter(), children_cpu()
+        with (folder / "wanbatch.out").open("wb") as out:
+            child = subprocess.Popen(
+                argv, env=env_for(tree), cwd=folder, stdout=out, stderr=subprocess.STDOUT
+            )
+            timed_out = False
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+                timed_out = True
+        seconds, cpu = time.perf_counter() - started, children_cpu() - cpu
+        if child.returncode not in (0, -9):
+            print((folder / "wanbatch.out").read_text()[-3000:], file=sys.stderr)
         journal = folder / "out" / ".wanbatch" / "journal.jsonl"
         created = []
         downloaded = 0
@@ -174,6 +183,7 @@ def simulate_run(
         "farm": farm,
         "exit": None if timed_out else child.returncode,
         "seconds": seconds,
+        "cpu_s": cpu,
         "created": len(created),
         "downloaded": downloaded,
         "creates_per_s": (len(created) - 1) / span if span else 0.0,
