@@ -17,7 +17,6 @@ import heapq
 import hmac
 import json
 import math
-import os
 import random
 import re
 import threading
@@ -33,6 +32,7 @@ import httpx
 
 from wanbatch.simulator.config import SimConfig
 from wanbatch.simulator.dialects import Reply, Request, SimDialect, dialect
+from wanbatch.simulator.statefile import StateFile
 from wanbatch.simulator.video import make_video
 
 Scope = dict[str, Any]
@@ -89,7 +89,7 @@ class SimState:
         self.cdn_base = ""
         self.mirror_base = ""
         self.state_file = state_file
-        self._log: int | None = None  # the state file, open for appending
+        self._log: StateFile | None = None
         self.dialect: SimDialect = dialect(config.provider)
         self.pending_notices: list[
             tuple[Task, str, Callable[[SimState, Task], tuple[bytes, dict[str, str]]]]
@@ -97,32 +97,18 @@ class SimState:
         self._load()
 
     # --- persistence (so `wanbatch run --simulate` can resume after a restart) --------------
-    #
-    # The state file is JSON lines, each line a record {"tasks": [...], "credits": {key: n}}
-    # applied in order: a create appends its task and its key's balance, a top-up the balance.
-    # A create writes one line (the whole file rewritten per create made a 100,000-job run
-    # quadratic). A file from before this form (one object, every task, no newline) is one such
-    # record. A record counts once its newline is written: a torn last line (a kill in the middle
-    # of a write) is dropped, since its create was never answered. Lines reach the OS before the
-    # answer goes out (they survive a killed process) but are not fsynced per create: the
-    # simulator stands in for a remote service, and a power cut is not what it rehearses.
 
     def _load(self) -> None:
+        """Replay the state file's records (see ``statefile``)."""
         if self.state_file is None:
             return
-        path = self.state_file
-        data = path.read_bytes() if path.exists() else b""
-        lines = data.split(b"\n")
-        tail = lines.pop()  # b"" when the file ends with a newline, as the appended form does
-        for line in lines:
-            self._apply(json.loads(line))
-        if tail and not lines:  # one line with no newline: the whole-file form (or damage)
-            self._apply(json.loads(tail))
-        if not data or not lines:  # no file yet, or the whole-file form: write it afresh
-            self._compact(path)
-        elif tail:  # a torn record: cut it off, so the next one starts on a line of its own
-            os.truncate(path, len(data) - len(tail))
-        self._log = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._log = StateFile(self.state_file)
+        records, afresh = self._log.read()
+        for record in records:
+            self._apply(record)
+        if afresh:
+            tasks = [vars(task) for task in self.tasks.values()]
+            self._log.rewrite({"tasks": tasks, "credits": self.credits})
 
     def _apply(self, record: Any) -> None:
         if not isinstance(record, dict):
@@ -134,29 +120,11 @@ class SimState:
                 self.by_idempotency[(task.key, task.idempotency_key)] = task.id
         self.credits.update(record.get("credits", {}))
 
-    def _compact(self, path: Path) -> None:
-        """Write the whole state as one record, swapped in atomically (on load only)."""
-        record = {"tasks": [vars(task) for task in self.tasks.values()], "credits": self.credits}
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as handle:
-            handle.write(json.dumps(record).encode() + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-
     def _append(self, tasks: list[Task], key: str) -> None:
-        """One record: ``tasks`` and ``key``'s balance, in one write of one line."""
-        if self._log is None:
-            return
-        record = {"tasks": [vars(task) for task in tasks], "credits": {key: self.credits[key]}}
-        line = memoryview(json.dumps(record).encode() + b"\n")
-        while line:
-            line = line[os.write(self._log, line) :]
+        """One record: ``tasks`` and ``key``'s balance."""
+        if self._log is not None:
+            records = [vars(task) for task in tasks]
+            self._log.append({"tasks": records, "credits": {key: self.credits[key]}})
 
     def save_credits(self, key: str) -> None:
         """Keep ``key``'s balance (after a top-up) in the state file."""
@@ -165,8 +133,7 @@ class SimState:
     def close(self) -> None:
         """Close the state file (the server does this when it stops)."""
         if self._log is not None:
-            os.close(self._log)
-            self._log = None
+            self._log.close()
 
     # --- the render farm ------------------------------------------------------------------
 
