@@ -12,9 +12,12 @@ measurements, each in its own process, "before" (a tree given by `--before`, run
    tasks before the run starts (so a short run shows the pace at the tail of an N-job run):
    creates/s from the journal's `created` times.
 3. `demo`: the same with the real demo farm (renders of 0.6-2.4 s, 6 slots: at most 4 a second).
+4. `load`: a restart, the state of N tasks loaded in the form each version writes (before: the
+   whole-file form; after: one line a task). Reported as 1/seconds in the summary line.
 
     python benchmarks/simulate_scale.py --before /tmp/simstate-before state --held 1000 10000 100000
     python benchmarks/simulate_scale.py --before /tmp/simstate-before run --held 0 10000 99000
+    python benchmarks/simulate_scale.py --before /tmp/simstate-before load --held 100000
     python benchmarks/simulate_scale.py run --jobs 100000 --held 0 --rounds 1 --after-only
 """
 
@@ -96,6 +99,34 @@ def held_state(path: Path, count: int) -> None:
     path.write_text(json.dumps({"tasks": tasks, "credits": {KEY: 10_000_000}}))
 
 
+def lines_state(path: Path, count: int) -> None:
+    """The same tasks in the appended form: one record a line, as a run of ``count`` leaves it."""
+    held_state(path, count)
+    data = json.loads(path.read_text())
+    with path.open("w") as handle:
+        handle.write(json.dumps({"tasks": [], "credits": data["credits"]}) + "\n")
+        for i, task in enumerate(data["tasks"]):
+            handle.write(json.dumps({"tasks": [task], "credits": {KEY: 10_000_000 - i}}) + "\n")
+
+
+def load_cost(tree: Path | None, held: int) -> dict[str, Any]:
+    """A restart: the state of ``held`` tasks loaded, in the form the version writes."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:
+        path = Path(folder) / "simulator-state.json"
+        (held_state if tree is not None else lines_state)(path, held)
+        out = subprocess.run(
+            [sys.executable, "-c", STATE, str(path), "0", "0"],
+            env=env_for(tree),
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        row: dict[str, Any] = json.loads(out.stdout)
+    row["creates_per_s"] = 1 / row["load_s"]  # so that the summary's "worst" is the slowest
+    return row
+
+
 def env_for(tree: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if tree is not None:
@@ -162,8 +193,10 @@ def simulate_run(
                 child.wait()
                 timed_out = True
         seconds, cpu = time.perf_counter() - started, children_cpu() - cpu
-        if child.returncode not in (0, -9):
+        if child.returncode not in (0, -9):  # what it said, and the end of its log
+            log = folder / "out" / ".wanbatch" / "log.jsonl"
             print((folder / "wanbatch.out").read_text()[-3000:], file=sys.stderr)
+            print(log.read_text()[-6000:] if log.exists() else "", file=sys.stderr)
         journal = folder / "out" / ".wanbatch" / "journal.jsonl"
         created = []
         downloaded = 0
@@ -198,7 +231,7 @@ def summarise(rows: list[dict[str, Any]], key: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["state", "run", "demo"])
+    parser.add_argument("what", choices=["state", "load", "run", "demo"])
     parser.add_argument("--before", type=Path, help="a tree of the package before the change")
     parser.add_argument("--held", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--jobs", type=int, default=1000, help="run/demo: the manifest's jobs")
@@ -217,6 +250,8 @@ def main() -> None:
             for label, tree in order:
                 if args.what == "state":
                     row = state_cost(tree, held, args.budget)
+                elif args.what == "load":
+                    row = load_cost(tree, held)
                 else:
                     farm = "fast" if args.what == "run" else "demo"
                     row = simulate_run(tree, args.jobs, held, farm, args.timeout)
