@@ -32,6 +32,7 @@ import httpx
 
 from wanbatch.simulator.config import SimConfig
 from wanbatch.simulator.dialects import Reply, Request, SimDialect, dialect
+from wanbatch.simulator.statefile import StateFile
 from wanbatch.simulator.video import make_video
 
 Scope = dict[str, Any]
@@ -88,6 +89,7 @@ class SimState:
         self.cdn_base = ""
         self.mirror_base = ""
         self.state_file = state_file
+        self._log: StateFile | None = None
         self.dialect: SimDialect = dialect(config.provider)
         self.pending_notices: list[
             tuple[Task, str, Callable[[SimState, Task], tuple[bytes, dict[str, str]]]]
@@ -97,23 +99,41 @@ class SimState:
     # --- persistence (so `wanbatch run --simulate` can resume after a restart) --------------
 
     def _load(self) -> None:
-        if self.state_file is None or not self.state_file.exists():
+        """Replay the state file's records (see ``statefile``)."""
+        if self.state_file is None:
             return
-        data = json.loads(self.state_file.read_text())
-        for raw in data.get("tasks", []):
+        self._log = StateFile(self.state_file)
+        records, afresh = self._log.read()
+        for record in records:
+            self._apply(record)
+        if afresh:
+            tasks = [vars(task) for task in self.tasks.values()]
+            self._log.rewrite({"tasks": tasks, "credits": self.credits})
+
+    def _apply(self, record: Any) -> None:
+        if not isinstance(record, dict):
+            raise ValueError(f"a record of the simulator's state is not an object: {record!r:.80}")
+        for raw in record.get("tasks", []):
             task = Task(**raw)
             self.tasks[task.id] = task
             if task.idempotency_key:
                 self.by_idempotency[(task.key, task.idempotency_key)] = task.id
-        self.credits.update(data.get("credits", {}))
+        self.credits.update(record.get("credits", {}))
 
-    def _save(self) -> None:
-        if self.state_file is None:
-            return
-        data = {"tasks": [asdict(task) for task in self.tasks.values()], "credits": self.credits}
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.state_file)
+    def _append(self, tasks: list[Task], key: str) -> None:
+        """One record: ``tasks`` and ``key``'s balance."""
+        if self._log is not None:
+            records = [vars(task) for task in tasks]
+            self._log.append({"tasks": records, "credits": {key: self.credits[key]}})
+
+    def save_credits(self, key: str) -> None:
+        """Keep ``key``'s balance (after a top-up) in the state file."""
+        self._append([], key)
+
+    def close(self) -> None:
+        """Close the state file (the server does this when it stops)."""
+        if self._log is not None:
+            self._log.close()
 
     # --- the render farm ------------------------------------------------------------------
 
@@ -149,7 +169,7 @@ class SimState:
             flagged=self.flagged_word(str(body.get("prompt", ""))),
         )
         self.tasks[task.id] = task
-        self._save()
+        self._append([task], key)
         return task
 
     def flagged_word(self, prompt: str) -> str | None:
@@ -438,7 +458,7 @@ class ApiApp:
             if path == "/_sim/credits" and method == "POST":
                 key = str(data.get("key", state.config.api_key))
                 state.credits[key] = state.credits.get(key, 0) + int(data.get("credits", 0))
-                state._save()
+                state.save_credits(key)
                 return 200, {"key_credits": state.credits[key]}
             if path == "/_sim/config" and method == "POST":
                 try:

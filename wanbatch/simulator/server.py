@@ -56,11 +56,15 @@ class SimulatorServer:
     ):
         self.config = config or SimConfig()
         self.state = SimState(self.config, state_file)
-        self._sockets = [
-            _bind_again(self.config.host, port, state_file),
-            _bind(self.config.host),
-            _bind(self.config.host),
-        ]
+        try:
+            self._sockets = [
+                _bind_again(self.config.host, port, state_file),
+                _bind(self.config.host),
+                _bind(self.config.host),
+            ]
+        except OSError:
+            self.state.close()
+            raise
         api_port, cdn_port, mirror_port = (sock.getsockname()[1] for sock in self._sockets)
         host = self.config.host
         self.origin = f"http://{host}:{api_port}"
@@ -118,6 +122,8 @@ class SimulatorServer:
         for sock in self._sockets:
             with contextlib.suppress(OSError):
                 sock.close()
+        with self.state.lock:
+            self.state.close()
 
     def __enter__(self) -> SimulatorServer:
         return self.start()
