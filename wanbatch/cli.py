@@ -6,6 +6,9 @@ exception group (from a task group) is unwrapped first, and the most severe of i
 reported. Anything else is a bug: one line names it and the file that holds its traceback, and
 the exit code is ``INTERNAL_ERROR``. ``main`` guards stdout and stderr, so a reader who leaves
 early (``| head``) or a terminal that closes stops nothing (``logs.guarded_console``).
+
+Over 400 lines: the parser of every command, with each flag's help, is here until the command
+layer is split into a module per command (an open issue).
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ follows: a ``created`` (a task id: the job is put on that task, so it is polled,
 again) or a ``requeued``; the events after that anchor are kept as long as they fold. Without an
 anchor the job stays at its last known state (a rerun polls it, downloads it again, or asks again
 with the same Idempotency-Key), and the sidecars are then asked as above.
+
+Over 400 lines: adoption and salvage are one subject (both rebuild what the journal lost from
+what is left) and share the sidecar and line shapes; each half is small.
 """
 
 from __future__ import annotations
