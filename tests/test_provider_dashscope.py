@@ -15,9 +15,10 @@ import anyio.from_thread
 import httpx
 import pytest
 import structlog
+from test_submit import run_once as run_in_process
 
 from wanbatch.backoff import PollPolicy, RetryPolicy
-from wanbatch.client import ProviderApi, VideoFetcher
+from wanbatch.client import ProviderApi
 from wanbatch.errors import (
     AnswerUnknownError,
     AuthError,
@@ -28,21 +29,17 @@ from wanbatch.errors import (
     TransientApiError,
 )
 from wanbatch.journal import Journal
-from wanbatch.manifest import load_manifest
 from wanbatch.models import JobSpec, JobState
 from wanbatch.providers import PROVIDERS
 from wanbatch.providers.base import Answer as WireAnswer
 from wanbatch.providers.base import Provider, ServerText
 from wanbatch.providers.dashscope import DashScopeProvider
-from wanbatch.scheduler import Runner, RunOptions, RunSummary
+from wanbatch.scheduler import RunSummary
 from wanbatch.simulator import SimulatorServer
 
 from hostile import Answer, json_response, serve
 
 DASHSCOPE = PROVIDERS["dashscope"]
-FAST_RETRY = RetryPolicy(
-    max_attempts=3, max_attempts_told_when=5, base_seconds=0.001, cap_seconds=0.01
-)
 FAST_POLLS = PollPolicy(initial_seconds=0.02, factor=1.0, cap_seconds=0.02)
 TEXT = ServerText("sk-secret")
 
@@ -87,28 +84,7 @@ def run_once(
     **options: Any,
 ) -> tuple[RunSummary, Journal]:
     """One in-process run on the DashScope adapter; the journal reopened after it."""
-    manifest = load_manifest(path)
-    options.setdefault("retry", FAST_RETRY)
-
-    async def go() -> RunSummary:
-        journal = Journal.open(
-            manifest.output_dir, base_url=base_url, manifest=str(path), provider="dashscope"
-        )
-        try:
-            async with (
-                ProviderApi(base_url, key, provider=provider) as api,
-                VideoFetcher() as videos,
-            ):
-                runner = Runner(manifest, journal, api, videos, options=RunOptions(**options))
-                return await runner.run()
-        finally:
-            journal.close()
-
-    summary = anyio.run(go)
-    journal = Journal.open(
-        manifest.output_dir, base_url=base_url, manifest=str(path), provider="dashscope"
-    )
-    return summary, journal
+    return run_in_process(path, base_url, key=key, provider=provider, **options)
 
 
 def accepted(sim: SimulatorServer) -> int:

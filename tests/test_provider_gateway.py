@@ -21,10 +21,11 @@ import pytest
 import structlog
 import yaml
 from test_resume import CRASH_POINTS, assert_whole_and_paid_once, finish, start_runner
+from test_submit import FAST_POLLS
+from test_submit import run_once as run_in_process
 
 from wanbatch import cli
-from wanbatch.backoff import PollPolicy, RetryPolicy
-from wanbatch.client import ProviderApi, VideoFetcher
+from wanbatch.client import ProviderApi
 from wanbatch.errors import (
     AnswerUnknownError,
     AuthError,
@@ -42,16 +43,12 @@ from wanbatch.models import GatewayDescription, JobSpec, JobState, Manifest, Tas
 from wanbatch.providers import provider_for
 from wanbatch.providers.base import Answer, ServerText
 from wanbatch.providers.gateway import GatewayProvider, as_manifest
-from wanbatch.scheduler import Runner, RunOptions, RunSummary
+from wanbatch.scheduler import RunSummary
 from wanbatch.simulator import SimulatorServer
 
 from test_runner import stats, write_manifest
 
 REPO = Path(__file__).resolve().parent.parent
-FAST_RETRY = RetryPolicy(
-    max_attempts=3, max_attempts_told_when=5, base_seconds=0.001, cap_seconds=0.01
-)
-FAST_POLLS = PollPolicy(initial_seconds=0.01, factor=1.0, cap_seconds=0.01, jitter=0.0)
 MakeSim = Callable[..., SimulatorServer]
 
 
@@ -84,30 +81,8 @@ def write(folder: Path, gateway: str = "", jobs: str = "", *, deadline: float = 
 
 def run(manifest: Manifest, sim: SimulatorServer, **options: Any) -> tuple[RunSummary, Journal]:
     """One in-process run of ``manifest`` against ``sim`` through the manifest's adapter."""
-
-    async def go() -> RunSummary:
-        journal = Journal.open(
-            manifest.output_dir,
-            base_url=sim.base_url,
-            manifest=str(manifest.path),
-            provider="gateway",
-        )
-        try:
-            async with (
-                ProviderApi(sim.base_url, sim.api_key, provider=provider_for(manifest.api)) as api,
-                VideoFetcher() as videos,
-            ):
-                opts = RunOptions(retry=FAST_RETRY, poll=FAST_POLLS, **options)
-                runner = Runner(manifest, journal, api, videos, options=opts)
-                await runner.run()
-                return runner.summary
-        finally:
-            journal.close()
-
-    summary = anyio.run(go)
-    return summary, Journal.open(
-        manifest.output_dir, base_url=sim.base_url, manifest=str(manifest.path), provider="gateway"
-    )
+    options.setdefault("poll", FAST_POLLS)
+    return run_in_process(manifest.path, sim.base_url, key=sim.api_key, **options)
 
 
 def job(**fields: Any) -> JobSpec:

@@ -22,10 +22,12 @@ import anyio
 import httpx
 import pytest
 import structlog
+from test_submit import FAST_POLLS
+from test_submit import run_once as run_in_process
 
 from wanbatch import app
-from wanbatch.backoff import PollPolicy, RetryPolicy
-from wanbatch.client import ProviderApi, VideoFetcher
+from wanbatch.backoff import RetryPolicy
+from wanbatch.client import ProviderApi
 from wanbatch.errors import (
     AnswerUnknownError,
     AuthError,
@@ -36,12 +38,11 @@ from wanbatch.errors import (
     TransientApiError,
 )
 from wanbatch.journal import Journal
-from wanbatch.manifest import load_manifest
 from wanbatch.models import JobSpec, JobState, TaskStatus, TaskView
 from wanbatch.providers import PROVIDERS
 from wanbatch.providers.base import Answer, ServerText
 from wanbatch.providers.replicate import ReplicateProvider
-from wanbatch.scheduler import Runner, RunOptions, RunSummary
+from wanbatch.scheduler import RunSummary
 from wanbatch.simulator import SimulatorServer
 
 from hostile import Answer as Scripted
@@ -49,10 +50,6 @@ from hostile import json_response, serve
 
 REPLICATE = PROVIDERS["replicate"]
 TEXT = ServerText("sk-wan-test")
-FAST_RETRY = RetryPolicy(
-    max_attempts=3, max_attempts_told_when=5, base_seconds=0.001, cap_seconds=0.01
-)
-FAST_POLLS = PollPolicy(initial_seconds=0.01, factor=1.0, cap_seconds=0.01, jitter=0.0)
 KEY = "sk-wan-sim-local"
 
 
@@ -291,29 +288,8 @@ def three_ratios(folder: Path) -> Path:
 def run_replicate(
     path: Path, base_url: str, key: str = KEY, **options: Any
 ) -> tuple[RunSummary, Journal]:
-    manifest = load_manifest(path)
-
-    async def go() -> RunSummary:
-        journal = Journal.open(
-            manifest.output_dir, base_url=base_url, manifest=str(path), provider="replicate"
-        )
-        try:
-            async with (
-                ProviderApi(base_url, key, provider=REPLICATE) as api,
-                VideoFetcher() as videos,
-            ):
-                settings = {"retry": FAST_RETRY, "poll": FAST_POLLS, **options}
-                runner = Runner(manifest, journal, api, videos, options=RunOptions(**settings))
-                await runner.run()
-                return runner.summary
-        finally:
-            journal.close()
-
-    summary = anyio.run(go)
-    journal = Journal.open(
-        manifest.output_dir, base_url=base_url, manifest=str(path), provider="replicate"
-    )
-    return summary, journal
+    options.setdefault("poll", FAST_POLLS)
+    return run_in_process(path, base_url, key=key, provider=REPLICATE, **options)
 
 
 @pytest.fixture

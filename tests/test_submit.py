@@ -11,12 +11,14 @@ from typing import Any
 
 import anyio
 
-from wanbatch.backoff import RetryPolicy
+from wanbatch.backoff import PollPolicy, RetryPolicy
 from wanbatch.client import ProviderApi, VideoFetcher
 from wanbatch.costguard import CostGuard
 from wanbatch.journal import Journal
 from wanbatch.manifest import load_manifest
 from wanbatch.models import JobState
+from wanbatch.providers import provider_for
+from wanbatch.providers.base import Provider
 from wanbatch.scheduler import Runner, RunOptions, RunSummary
 from wanbatch.stops import StopReason
 
@@ -25,6 +27,7 @@ from hostile import Answer, http_response, json_response, serve
 FAST_RETRY = RetryPolicy(
     max_attempts=3, max_attempts_told_when=5, base_seconds=0.001, cap_seconds=0.01
 )
+FAST_POLLS = PollPolicy(initial_seconds=0.01, factor=1.0, cap_seconds=0.01, jitter=0.0)
 
 
 SLOW_DOWN = '{"error": {"message": "slow down"}}'
@@ -48,26 +51,35 @@ def run_once(
     path: Path,
     base_url: str,
     drive: Callable[[Runner], Awaitable[object]] | None = None,
+    *,
+    key: str = "sk-wan-test",
+    provider: Provider | None = None,
     **options: Any,
 ) -> tuple[RunSummary, Journal]:
-    """One in-process run of the manifest at ``path`` against ``base_url`` (``drive`` runs it
-    instead of a plain ``runner.run()``, for tests that act while it runs)."""
+    """One in-process run of the manifest at ``path`` against ``base_url`` through
+    ``provider`` (the manifest's when None), with fast retries unless ``options`` say
+    otherwise; the journal reopened after it. ``drive`` runs it instead of a plain
+    ``runner.run()``, for tests that act while it runs."""
     manifest = load_manifest(path)
+    adapter = provider or provider_for(manifest.api)
+    options.setdefault("retry", FAST_RETRY)
+    where = {"base_url": base_url, "manifest": str(path), "provider": adapter.name}
 
     async def go() -> RunSummary:
-        journal = Journal.open(manifest.output_dir, base_url=base_url, manifest=str(path))
+        journal = Journal.open(manifest.output_dir, **where)
         try:
-            async with ProviderApi(base_url, "sk-wan-test") as api, VideoFetcher() as videos:
-                runner = Runner(
-                    manifest, journal, api, videos, options=RunOptions(retry=FAST_RETRY, **options)
-                )
+            async with (
+                ProviderApi(base_url, key, provider=adapter) as api,
+                VideoFetcher() as videos,
+            ):
+                runner = Runner(manifest, journal, api, videos, options=RunOptions(**options))
                 await (drive or Runner.run)(runner)
                 return runner.summary
         finally:
             journal.close()
 
     summary = anyio.run(go)
-    return summary, Journal.open(manifest.output_dir, base_url=base_url, manifest=str(path))
+    return summary, Journal.open(manifest.output_dir, **where)
 
 
 def closed_port_url() -> str:
