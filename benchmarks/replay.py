@@ -31,26 +31,14 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from scale import WRITE_JOURNAL  # benchmarks/ is on sys.path when a script in it runs
+
 ROOT = Path(__file__).resolve().parent.parent
+
 PYTHON = sys.executable
 
-WRITE = """
-import sys
-from pathlib import Path
-from wanbatch.journal import encode_event, encode_run_header, journal_path
-from wanbatch.models import EventKind, JobEvent
-out = Path(sys.argv[1]); count = int(sys.argv[2])
-path = journal_path(out); path.parent.mkdir(parents=True, exist_ok=True)
-with open(path, "wb") as handle:
-    handle.write(encode_run_header("http://127.0.0.1:1/v1", "m.yaml"))
-    for i in range(count):
-        job = f"job-{i}"
-        handle.write(encode_event(JobEvent(EventKind.INTENT, job, 1.0, idempotency_key=f"wb-{i:032x}", fingerprint="f" * 16)))
-        handle.write(encode_event(JobEvent(EventKind.CREATED, job, 1.1, task_id=f"gen_{i:012x}")))
-        handle.write(encode_event(JobEvent(EventKind.RUNNING, job, 1.2)))
-        handle.write(encode_event(JobEvent(EventKind.SUCCEEDED, job, 2.0, video_url=f"http://127.0.0.1:2/v/gen_{i:012x}.mp4?exp=1&sig=" + "a" * 32)))
-        handle.write(encode_event(JobEvent(EventKind.DOWNLOADED, job, 2.5, path=f"{job}.mp4", size=1877, sha256="0" * 64)))
-"""
+# The event log of N downloaded jobs, five events a job: scale.py's writer (it prints the size).
+WRITE = WRITE_JOURNAL
 
 # The compacted journal of WRITE's jobs, written directly (for sizes whose event log takes too
 # long to write and compact here): the records are built as the fold of WRITE's five events
