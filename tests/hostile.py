@@ -49,25 +49,30 @@ class Hostile:
 
     async def _handle(self, stream: SocketStream) -> None:
         async with stream:
-            data = b""
             with anyio.move_on_after(5):
-                while b"\r\n\r\n" not in data:
-                    data += await stream.receive()
-                head, _, rest = data.partition(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0"))
-                while len(rest) < length:
-                    rest += await stream.receive()
+                method, path, headers, _ = await read_request(stream)
                 self.requests.append((method, path, headers))
                 answer = self.script(method, path, headers)
                 await stream.send(answer.raw)
             if answer.stall_seconds:
                 await anyio.sleep(answer.stall_seconds)
+
+
+async def read_request(stream: SocketStream) -> tuple[str, str, dict[str, str], bytes]:
+    """One HTTP/1.1 request from ``stream``: method, target, lower-case headers and body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _ = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    while len(body) < int(headers.get("content-length", "0")):
+        body += await stream.receive()
+    return method, target, headers, body
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from wanbatch.providers.base import Capabilities
 from wanbatch.providers.dashscope import DashScopeProvider
 from wanbatch.simulator import SimulatorServer
 
-from hostile import http_response, json_response
+from hostile import http_response, json_response, read_request
 
 # --- a proxy that loses answers --------------------------------------------------------------
 
@@ -50,18 +50,7 @@ class Dropper:
 
     async def handle(self, stream: SocketStream) -> None:
         async with stream:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += await stream.receive()
-            head, _, body = data.partition(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = lines[0].split(" ", 2)
-            headers = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            while len(body) < int(headers.get("content-length", "0")):
-                body += await stream.receive()
+            method, target, headers, body = await read_request(stream)
             self.seen.append((method, target))
             if method == "POST" and self.refuse > 0:
                 self.refuse -= 1
@@ -329,18 +318,7 @@ class LateMaker(Dropper):
 
     async def handle(self, stream: SocketStream) -> None:
         async with stream:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += await stream.receive()
-            head, _, body = data.partition(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = lines[0].split(" ", 2)
-            headers = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            while len(body) < int(headers.get("content-length", "0")):
-                body += await stream.receive()
+            method, target, headers, body = await read_request(stream)
             forward = {k: v for k, v in headers.items() if k not in ("host", "content-length")}
             cut = method == "POST" and self.dropped < self.drop
             if cut:
