@@ -16,11 +16,15 @@ import pytest
 import structlog
 from test_submit import manifest_file, run_once
 
-from wanbatch import app, cli, polling
+from wanbatch import cli, polling
 from wanbatch.backoff import PollPolicy
+from wanbatch.commands import plan as plan_command
+from wanbatch.commands import status as status_command
 from wanbatch.journal import Journal
 from wanbatch.manifest import load_manifest
 from wanbatch.models import EventKind, JobEvent, JobState
+from wanbatch.settings import Flags
+from wanbatch.summary import RunEnd, closing_lines
 
 from hostile import Answer, http_response, json_response, serve
 
@@ -109,9 +113,9 @@ def test_a_task_past_its_deadline_is_asked_once_and_says_how_to_wait_longer(
     stalled = [entry for entry in logs if entry["event"] == "job.stalled"]
     assert stalled and "--job-deadline" in stalled[0]["hint"]
     assert "job_deadline_seconds" in stalled[0]["hint"]
-    out = io.StringIO()
-    app.print_summary(load_manifest(path), summary, out=out)
-    assert "--job-deadline" in out.getvalue()
+    loaded = load_manifest(path)
+    end = RunEnd(loaded.name, str(path), str(loaded.output_dir), idempotent=True)
+    assert "--job-deadline" in "\n".join(closing_lines(end, summary))
 
 
 # --- 2. a 404 for our own task is waited out, then the task is lost ------------------------
@@ -161,7 +165,7 @@ def test_a_task_that_stays_unknown_is_lost_and_retry_leaves_it_alone(
         assert "lost" in summary.failed["job-0"] and "--include-lost" in summary.failed["job-0"]
         assert len(polls(server)) >= 3
         planned = io.StringIO()
-        app.plan(app.CommonOptions(manifest=str(path)), out=planned)
+        plan_command.execute(Flags(manifest=str(path)), planned)
         assert "lost" in planned.getvalue() and "--include-lost" in planned.getvalue()
         monkeypatch.setenv("WAN_API_KEY", "sk-wan-test")
         argv = ["retry", str(path), "--yes", "--base-url", server.base_url, "-q"]
@@ -171,7 +175,7 @@ def test_a_task_that_stays_unknown_is_lost_and_retry_leaves_it_alone(
         cli.main([*argv, "--include-lost"])
         assert posts(server) == 2
     status = io.StringIO()
-    app.status(app.CommonOptions(manifest=str(path)), out=status)
+    status_command.execute(Flags(manifest=str(path)), status)
     assert "lost" in status.getvalue()
 
 
@@ -266,7 +270,7 @@ def test_an_unknown_status_word_is_warned_once_and_shown_in_status(tmp_path: Pat
     assert len(warned) == 1 and warned[0]["status"] == "dreaming"
     assert record.state is JobState.RUNNING and "dreaming" in (record.reason or "")
     status = io.StringIO()
-    app.status(app.CommonOptions(manifest=str(path)), out=status)
+    status_command.execute(Flags(manifest=str(path)), status)
     assert "dreaming" in status.getvalue()
 
 

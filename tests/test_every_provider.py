@@ -7,6 +7,7 @@ adapters too (``wanbatch/providers``); these tests are where the two meet.
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -160,12 +161,13 @@ def test_wan_api_base_url_is_wanapis_alone(monkeypatch: pytest.MonkeyPatch) -> N
     """`WAN_API_BASE_URL`, exported for wanapi, must not send another provider's key to
     wanapi's host: it applies to wanapi manifests only (found in review: a DashScope key went
     to api.wanapi.io)."""
-    from wanbatch.app import CommonOptions, resolve_base_url
+    from wanbatch.settings import Flags, base_url
 
     monkeypatch.setenv("WAN_API_BASE_URL", "https://api.wanapi.io/v1")
     for name in NAMES:
         manifest = load_manifest(JOBS / f"{name}.yaml")
-        url = resolve_base_url(CommonOptions(manifest=str(JOBS / f"{name}.yaml")), manifest)
+        url = base_url(Flags(manifest=str(JOBS / f"{name}.yaml")), os.environ, manifest)
+        assert url is not None
         if name == "wanapi":
             assert url == "https://api.wanapi.io/v1"
         else:

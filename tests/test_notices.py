@@ -24,9 +24,9 @@ from standardwebhooks import Webhook
 from structlog.testing import capture_logs
 
 from wanbatch import cli
-from wanbatch.app import _keyed_check
 from wanbatch.backoff import PollPolicy
 from wanbatch.client import ProviderApi, VideoFetcher, fetch_public_json
+from wanbatch.commands.session import keyed_check as _keyed_check
 from wanbatch.errors import UsageError
 from wanbatch.journal import Journal, read_journal, state_dir
 from wanbatch.manifest import load_manifest

@@ -22,14 +22,16 @@ from structlog.testing import capture_logs
 from test_submit import closed_port_url
 from test_submit import manifest_file as small_manifest
 
-from wanbatch import app, progress
+from wanbatch import progress
 from wanbatch.backoff import PollPolicy, RetryPolicy
 from wanbatch.client import ProviderApi, VideoFetcher
+from wanbatch.commands import run as run_command
 from wanbatch.journal import Journal
 from wanbatch.manifest import load_manifest
 from wanbatch.outage import ClockWatch, HostHealth, ProbePolicy, outage_line, past_limit
 from wanbatch.runcontext import Timing
 from wanbatch.scheduler import Runner, RunOptions, RunSummary
+from wanbatch.settings import Flags
 from wanbatch.simulator import SimulatorServer
 from wanbatch.simulator.config import DEFAULT_KEY
 from wanbatch.stops import StopReason, pause_before_next_round
@@ -384,10 +386,17 @@ def test_until_done_goes_round_again_after_an_outage_past_max_outage(
 
         thread = threading.Thread(target=outage, daemon=True)
         thread.start()
-        code = app.run(
-            app.CommonOptions(manifest=str(path), base_url=host.base_url, verbosity=-1),
-            app.RunFlags(poll_interval=0.02, max_outage=0.5, until_done=True, round_pause=0.3),
-            out=out,
+        code = run_command.execute(
+            Flags(
+                manifest=str(path),
+                base_url=host.base_url,
+                verbosity=-1,
+                poll_interval=0.02,
+                max_outage=0.5,
+                until_done=True,
+                round_pause=0.3,
+            ),
+            out,
         )
         thread.join()
     text = out.getvalue()
@@ -448,10 +457,15 @@ def test_wait_credits_waits_for_a_top_up_and_finishes(
     out = io.StringIO()
 
     thread = top_up_after_round_one(sim, out)
-    code = app.run(
-        app.CommonOptions(manifest=str(path), base_url=sim.base_url, verbosity=-1),
-        app.RunFlags(poll_interval=0.02, wait_credits=0.3),
-        out=out,
+    code = run_command.execute(
+        Flags(
+            manifest=str(path),
+            base_url=sim.base_url,
+            verbosity=-1,
+            poll_interval=0.02,
+            wait_credits=0.3,
+        ),
+        out,
     )
     thread.join(5)
     text = out.getvalue()

@@ -25,9 +25,9 @@ import structlog
 from test_submit import FAST_POLLS
 from test_submit import run_once as run_in_process
 
-from wanbatch import app
 from wanbatch.backoff import RetryPolicy
 from wanbatch.client import ProviderApi
+from wanbatch.commands import plan as plan_command
 from wanbatch.errors import (
     AnswerUnknownError,
     AuthError,
@@ -43,6 +43,7 @@ from wanbatch.providers import PROVIDERS
 from wanbatch.providers.base import Answer, ServerText
 from wanbatch.providers.replicate import ReplicateProvider
 from wanbatch.scheduler import RunSummary
+from wanbatch.settings import Flags
 from wanbatch.simulator import SimulatorServer
 
 from hostile import Answer as Scripted
@@ -560,10 +561,10 @@ def test_the_plan_says_replicate_deletes_outputs_an_hour_after_they_finish(
     tmp_path: Path,
 ) -> None:
     shown = io.StringIO()
-    assert app.plan(app.CommonOptions(manifest=str(three_ratios(tmp_path))), out=shown) == 0
+    assert plan_command.execute(Flags(manifest=str(three_ratios(tmp_path))), shown) == 0
     assert "replicate deletes outputs 1 h after they finish" in shown.getvalue()
     wanapi = tmp_path / "w.yaml"
     wanapi.write_text("name: w\noutput: {dir: o}\njobs:\n  - {id: a, prompt: a kite}\n")
     other = io.StringIO()
-    app.plan(app.CommonOptions(manifest=str(wanapi)), out=other)
+    plan_command.execute(Flags(manifest=str(wanapi)), other)
     assert "deletes outputs" not in other.getvalue()

@@ -46,9 +46,9 @@ def clean_exit(code: int, capsys: Any) -> str:
 
 def command_argv(command: str, manifest: Path, sim: Any) -> list[str]:
     """``command`` on ``manifest``; run and retry against ``sim`` (a loopback simulator)."""
-    argv = [command, str(manifest), "-q"]
-    if command in ("run", "retry"):
-        argv += ["--base-url", sim.base_url, "--poll-interval", "0.02"]
+    argv = [command, str(manifest)]
+    if command in ("run", "retry", "salvage"):
+        argv += ["-q", "--base-url", sim.base_url, "--poll-interval", "0.02"]
     if command == "retry":
         argv.append("--yes")
     if command == "salvage":

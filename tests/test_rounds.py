@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from test_outage import manifest_file, top_up_after_round_one
 
-from wanbatch import app, cli
+from wanbatch import cli
+from wanbatch.commands import run as run_command
+from wanbatch.settings import Flags
 from wanbatch.simulator import SimulatorServer
 from wanbatch.stops import pause_before_next_round
 
@@ -29,10 +31,16 @@ def test_the_video_cap_counts_every_round(
     out = io.StringIO()
 
     top_up_after_round_one(sim, out)
-    code = app.run(
-        app.CommonOptions(manifest=str(path), base_url=sim.base_url, verbosity=-1),
-        app.RunFlags(poll_interval=0.02, wait_credits=0.3, max_videos=2),
-        out=out,
+    code = run_command.execute(
+        Flags(
+            manifest=str(path),
+            base_url=sim.base_url,
+            verbosity=-1,
+            poll_interval=0.02,
+            wait_credits=0.3,
+            max_videos=2,
+        ),
+        out,
     )
     assert sim.stats()["tasks_created"] == 2, out.getvalue()
     assert code == 5 and "--max-videos" in out.getvalue()
@@ -57,10 +65,16 @@ def test_a_round_does_not_resend_a_create_whose_answer_is_unknown(
     path = manifest_file(tmp_path, 1)
     out = io.StringIO()
     with serve(script) as server:
-        code = app.run(
-            app.CommonOptions(manifest=str(path), base_url=server.base_url, verbosity=-1),
-            app.RunFlags(poll_interval=0.02, until_done=True, round_pause=0.05),
-            out=out,
+        code = run_command.execute(
+            Flags(
+                manifest=str(path),
+                base_url=server.base_url,
+                verbosity=-1,
+                poll_interval=0.02,
+                until_done=True,
+                round_pause=0.05,
+            ),
+            out,
         )
     assert len(posts) == 1, out.getvalue()[-2000:]
     assert code == 5

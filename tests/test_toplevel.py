@@ -244,7 +244,9 @@ def test_a_bug_outside_a_run_writes_its_traceback_to_a_file_it_names(
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("lost")
 
-    monkeypatch.setattr(cli, "describe", boom)
+    from wanbatch.commands import validate
+
+    monkeypatch.setattr(validate, "describe", boom)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     manifest = write_manifest(tmp_path, jobs=1)
     assert cli.main(["validate", str(manifest)]) == INTERNAL
@@ -273,7 +275,7 @@ def test_exception_groups_are_unwrapped_at_the_top(
     leaves: list[Any], expected: int, monkeypatch: pytest.MonkeyPatch, capsys: Any, tmp_path: Path
 ) -> None:
     """However deeply a task group nests them, errors reach the user as one line and a code."""
-    from wanbatch import app
+    from wanbatch.commands import run as app
 
     def group(items: list[Any]) -> ExceptionGroup[Exception]:
         return ExceptionGroup(
@@ -284,7 +286,7 @@ def test_exception_groups_are_unwrapped_at_the_top(
     def run(*args: Any, **kwargs: Any) -> int:
         raise group(leaves)
 
-    monkeypatch.setattr(app, "run", run)
+    monkeypatch.setattr(app, "execute", run)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert cli.main(["run", str(write_manifest(tmp_path, jobs=1))]) == expected
     err = capsys.readouterr().err

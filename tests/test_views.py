@@ -223,7 +223,7 @@ def test_the_cap_reached_log_line_counts_what_the_summary_counts(
         code = cli.main([*argv, "--poll-interval", "0.02"])
     assert code == 5 and posts[0] == 1
     out = capsys.readouterr().out
-    assert "submitted this run: 1 new task(s), about 40 credits" in out
+    assert "submitted this run: 1 new task, about 40 credits" in out
     lines = (out_dir(manifest) / ".wanbatch" / "log.jsonl").read_text().splitlines()
     caps = [entry for line in lines if (entry := json.loads(line))["event"] == "run.cap_reached"]
     assert len(caps) == 1

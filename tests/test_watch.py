@@ -283,7 +283,7 @@ def test_max_videos_stops_submitting_and_finishes_what_is_in_flight(
     records = read_journal(out_dir(manifest)).records
     assert sum(r.state is JobState.DOWNLOADED for r in records.values()) == 3
     assert "cost guard: --max-videos 3 reached" in out
-    assert "submitted this run: 3 new task(s), about 30 credits" in out
+    assert "submitted this run: 3 new tasks, about 30 credits" in out
     assert run(manifest, sim, "--max-videos", "3", monkeypatch=monkeypatch) == 5
     assert stats(sim)["tasks_created"] == 6
     assert run(manifest, sim, monkeypatch=monkeypatch) == 0

@@ -41,7 +41,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
@@ -57,6 +56,7 @@ from wanbatch.errors import (
 from wanbatch.lifecycle import IllegalTransition, apply
 from wanbatch.models import DEFAULT_PROVIDER, STATE_DIR_NAME, EventKind, JobEvent, JobRecord
 from wanbatch.outtree import fsync_dir
+from wanbatch.settings import without_userinfo
 
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "lock"
@@ -93,17 +93,6 @@ def encode_event(event: JobEvent) -> bytes:
         if value is not None:
             record[name] = value
     return _seal(record)
-
-
-def without_userinfo(url: str) -> str:
-    """``url`` without a ``user:password@`` part: what the journal records and compares."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url.rpartition("@")[2]
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def encode_run_header(base_url: str, manifest: str, provider: str = DEFAULT_PROVIDER) -> bytes:

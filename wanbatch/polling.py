@@ -199,7 +199,7 @@ class PollStage:
         ctx = self.ctx
         polls = 0
         retries = RetryState(ctx.options.retry)
-        deadline = ctx.manifest.limits.job_deadline_seconds
+        deadline = ctx.limits.job_deadline_seconds
         missing_since: float | None = None  # the first 404 of the current run of 404s
         misses = 0
         while True:

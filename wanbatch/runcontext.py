@@ -17,7 +17,7 @@ import structlog
 
 from wanbatch.backoff import PollPolicy, RetryPolicy
 from wanbatch.journal import Journal
-from wanbatch.models import EventKind, JobEvent, JobSpec, JobState, Manifest, TaskView
+from wanbatch.models import EventKind, JobEvent, JobSpec, JobState, Limits, Manifest, TaskView
 from wanbatch.outage import MAX_OUTAGE_SECONDS, ClockWatch, ProbePolicy
 from wanbatch.providers.base import Created, Provider
 from wanbatch.stops import StopController, StopReason
@@ -68,6 +68,9 @@ class Timing:
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
+    # The run's limits as the settings decided them (flag > manifest > default); None: the
+    # manifest's own (tests that build a Runner directly).
+    limits: Limits | None = None
     # A fixed interval between polls (``--poll-interval``): the ladder only, no planner.
     poll: PollPolicy | None = None
     retry: RetryPolicy = RetryPolicy()
@@ -126,6 +129,11 @@ class RunContext:
     stats: RunStats = field(default_factory=RunStats)
     log: Any = field(default_factory=lambda: structlog.get_logger("wanbatch.run"))
     clocks: ClockWatch = field(default_factory=ClockWatch)
+
+    @property
+    def limits(self) -> Limits:
+        """The run's limits: the settings' when given, else the manifest's."""
+        return self.options.limits or self.manifest.limits
 
     def event(self, kind: EventKind, job_id: str, **fields: Any) -> JobEvent:
         return JobEvent(kind=kind, job_id=job_id, at=self.timing.wall(), **fields)

@@ -82,7 +82,7 @@ class Runner:
         self.journal = journal
         options = options or RunOptions()
         self.timing = timing = timing or Timing()
-        limits = manifest.limits
+        limits = options.limits or manifest.limits
         self.summary = RunSummary(total=len(manifest.jobs))
         self.stops = StopController(cancel=self._cancel)
         self.ctx = ctx = RunContext(manifest, journal, options, timing, self.summary, self.stops)
@@ -189,13 +189,13 @@ class Runner:
     async def _work(
         self, to_poll: list[JobSpec], to_download: list[JobSpec], to_create: list[JobSpec]
     ) -> None:
-        downloads = max(1, self.manifest.limits.downloads)
+        downloads = max(1, self.ctx.limits.downloads)
         send, receive = anyio.create_memory_object_stream[JobSpec](max_buffer_size=downloads)
         pending = [*to_poll, *to_create]
         self._backlog = len(to_create)
         self.board.backlog(self._backlog)
         queue: Iterator[JobSpec] = iter(pending)
-        workers_wanted = min(self.manifest.limits.concurrency, len(pending))
+        workers_wanted = min(self.ctx.limits.concurrency, len(pending))
         async with anyio.create_task_group() as group:
             for _ in range(downloads):
                 group.start_soon(self._download_worker, receive.clone())

@@ -86,7 +86,7 @@ class Settler:
             if kept:
                 free = kept
                 break
-            grace = ctx.manifest.limits.list_grace_seconds
+            grace = ctx.limits.list_grace_seconds
             young = grace - (ctx.timing.wall() - (sent or 0.0))
             if look == 2 or young <= 0:
                 ctx.log.warning("job.not_listed", job=job.id, detail=f"{why_none}: sending it")

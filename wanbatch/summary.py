@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from wanbatch.jobstate import Standing, of_state
 from wanbatch.models import JobRecord, JobSpec, JobState
-from wanbatch.stops import StopReason, exit_code_for
+from wanbatch.stops import EXIT_CODES, StopReason, exit_code_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,3 +155,147 @@ def account_unfinished(
         why = why_unfinished(record.state)
         if why is not None:
             summary.left[job.id] = why
+
+
+# --- the end of a run: the closing lines and the summary record ------------------------------
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key that puts ``shot-5`` before ``shot-13`` (numbers compare as numbers)."""
+    parts = re.split(r"(\d+)", text)
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in parts if part)
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """What the closing lines and the summary record say beside the ``RunSummary``."""
+
+    name: str
+    manifest: str
+    output_dir: str
+    idempotent: bool  # the provider dedupes a resent create by its key
+    report: str | None = None  # the gallery, when it was written
+    retry_manifest: str | None = None  # retry.yaml, when jobs failed
+
+
+def closing_lines(end: RunEnd, summary: RunSummary) -> list[str]:
+    """The closing lines of a run: outcomes, failures with reasons, where the files are."""
+    done = summary.already_done + len(summary.downloaded)
+    lines = [
+        "",
+        f"wanbatch: {end.name}: {done}/{summary.total} {_videos(summary.total)} in"
+        f" {end.output_dir} ({len(summary.downloaded)} downloaded now,"
+        f" {summary.already_done} already there)",
+    ]
+    if summary.failed:
+        lines.append(f"  failed for good: {len(summary.failed)} (`wanbatch retry` resubmits them)")
+        lines += [
+            f"    {job_id}: {summary.failed[job_id]}"
+            for job_id in sorted(summary.failed, key=natural_key)
+        ]
+    if summary.stalled:
+        stalled = sorted(summary.stalled, key=natural_key)
+        lines.append(
+            f"  stalled past the deadline: {len(stalled)}: {', '.join(stalled)}"
+            " (the next run asks again; wait longer with --job-deadline S)"
+        )
+    if summary.left:
+        lines.append(f"  not finished: {len(summary.left)} (run again to resume)")
+        reasons = Counter(summary.left.values())
+        lines += [f"    {count} x {reason}" for reason, count in reasons.most_common(5)]
+    if summary.possible_duplicates:
+        why = (
+            "same Idempotency-Key; may be paid twice if the server ignores it"
+            if end.idempotent
+            else "--resend-unknown; may be paid twice"
+        )
+        lines.append(
+            f"  created again after an unknown outcome ({why}):"
+            f" {', '.join(sorted(summary.possible_duplicates, key=natural_key))}"
+        )
+    requests = summary.requests
+    lines.append(
+        f"  requests: {_count(requests['create'], 'create')}, {_count(requests['poll'], 'poll')},"
+        f" {_count(requests['refresh'], 'URL refresh', 'URL refreshes')},"
+        f" {_count(requests['retry'], 'retry', 'retries')},"
+        f" {requests['throttled']} rate-limited (429); {_count(requests['download'], 'download')}"
+    )
+    submitted = f"  submitted this run: {_count(summary.videos_submitted, 'new task')}"
+    if summary.credits_submitted is not None:
+        submitted += f", about {summary.credits_submitted:g} credits (estimated from prices)"
+    lines.append(submitted)
+    if summary.cap_message:
+        lines.append(
+            f"  cost guard: {summary.cap_message}; in-flight jobs were finished, nothing more"
+            " was submitted (rerun with a higher cap to go on)"
+        )
+    lines += outage_lines(summary)
+    lines.append(f"  wall time: {summary.wall_seconds:.1f} s")
+    if end.report is not None:
+        lines.append(f"  gallery: {end.report}")
+    if end.retry_manifest is not None:
+        lines.append(
+            f"  failed jobs as a manifest: {end.retry_manifest}"
+            f" (`wanbatch retry {end.retry_manifest}`)"
+        )
+    if summary.stop_message:
+        lines.append(f"  stopped: {summary.stop_message}")
+    lines.append(f"  exit code {summary.exit_code}: {EXIT_CODES[summary.exit_code]}")
+    return lines
+
+
+REQUEST_KINDS = ("create", "poll", "refresh", "retry", "throttled", "download")
+
+
+def summary_record(end: RunEnd, summary: RunSummary) -> dict[str, Any]:
+    """The run's summary as JSON (``run --json``, ``--summary-json``, ``--on-finish``): every
+    key always present, zeros and nulls where there is nothing, lists sorted naturally."""
+    return {
+        "name": end.name,
+        "manifest": end.manifest,
+        "output_dir": end.output_dir,
+        "exit_code": summary.exit_code,
+        "exit_meaning": EXIT_CODES[summary.exit_code],
+        "counts": {
+            "total": summary.total,
+            "done": summary.already_done + len(summary.downloaded),
+            "downloaded_now": len(summary.downloaded),
+            "already_done": summary.already_done,
+            "failed": len(summary.failed),
+            "stalled": len(summary.stalled),
+            "left": len(summary.left),
+        },
+        "failed": [
+            {"id": job_id, "reason": summary.failed[job_id]}
+            for job_id in sorted(summary.failed, key=natural_key)
+        ],
+        "stalled": sorted(summary.stalled, key=natural_key),
+        "left": [
+            {"id": job_id, "reason": summary.left[job_id]}
+            for job_id in sorted(summary.left, key=natural_key)
+        ],
+        "possible_duplicates": sorted(summary.possible_duplicates, key=natural_key),
+        "videos_submitted": summary.videos_submitted,
+        "credits_submitted": summary.credits_submitted,
+        "requests": {kind: summary.requests.get(kind, 0) for kind in REQUEST_KINDS},
+        "cost_cap": summary.cap_message,
+        "stop_reason": None if summary.stop_reason is None else str(summary.stop_reason),
+        "stopped": summary.stop_message,
+        "outages": {
+            host: {"count": count, "seconds": round(summary.outage_seconds.get(host, 0.0), 3)}
+            for host, count in sorted(summary.outages.items())
+        },
+        "slept_seconds": round(summary.slept_seconds, 3),
+        "wall_seconds": round(summary.wall_seconds, 3),
+        "report": end.report,
+        "retry_manifest": end.retry_manifest,
+    }
+
+
+def _count(number: int, one: str, many: str | None = None) -> str:
+    """``1 create``, ``3 creates``: a count with its noun."""
+    return f"{number} {one if number == 1 else (many or one + 's')}"
+
+
+def _videos(number: int) -> str:
+    return "video" if number == 1 else "videos"

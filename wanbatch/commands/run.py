@@ -1,0 +1,82 @@
+"""``wanbatch run``: render every job, resuming from the journal."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TextIO
+
+from wanbatch.commands import options
+from wanbatch.commands.asking import confirm, on_terminal
+from wanbatch.commands.finish import emit
+from wanbatch.commands.loading import chosen, load, video_check
+from wanbatch.commands.rounds import run_rounds
+from wanbatch.jobstate import Standing, standing
+from wanbatch.journal import read_journal
+from wanbatch.models import JobSpec, Manifest
+from wanbatch.salvage import adopted_view
+from wanbatch.settings import Flags, Settings, build_settings
+from wanbatch.summary import summary_record
+
+NAME = "run"
+HELP = "render every job; running it again resumes"
+DESCRIPTION = (
+    "Render every job of the manifest: submit, poll, download into the output tree, then write"
+    " the gallery. Running it again resumes from the journal; nothing done is paid for twice."
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    options.manifest_argument(parser)
+    options.job_fields(parser)
+    options.subsets(parser)
+    options.run_flags(parser)
+    options.console(parser)
+
+
+def execute(flags: Flags, out: TextIO) -> int:
+    env = os.environ
+    whole = load(flags)
+    manifest = chosen(whole, flags)
+    settings = build_settings(flags, env, manifest)
+    text = sys.stderr if flags.as_json else out  # --json: stdout holds the JSON alone
+    if not _go_ahead(manifest, settings, flags, text):
+        print("Nothing was sent.", file=text)
+        return 0
+    ended = run_rounds(manifest, settings, flags, env=env, out=text, whole=manifest is whole)
+    emit(summary_record(ended.end, ended.summary), flags, out)
+    return ended.summary.exit_code
+
+
+def _go_ahead(manifest: Manifest, settings: Settings, flags: Flags, out: TextIO) -> bool:
+    """Ask on a terminal before a large submission; True when there is nothing to ask."""
+    if flags.yes or flags.simulate or not on_terminal():
+        return True
+    new = to_submit(manifest)
+    credits = manifest.estimate_credits(new)
+    if credits is not None:
+        if credits <= settings.confirm_credits:
+            return True
+        size = f"about {credits:g} credits"
+    elif len(new) <= settings.confirm_videos:
+        return True
+    else:
+        size = "credits unknown (no prices)"
+    seconds = sum(job.duration for job in new)
+    return confirm(
+        f"{len(new)} new jobs will be submitted ({seconds} s of video, {size}). Go ahead? [y/N] ",
+        out=out,
+        what="run",
+    )
+
+
+def to_submit(manifest: Manifest) -> tuple[JobSpec, ...]:
+    """The jobs a run would create a task for (``plan``'s "new")."""
+    replay = adopted_view(manifest, read_journal(manifest.output_dir))
+    intact = video_check(manifest.output_dir)
+    return tuple(
+        job
+        for job in manifest.jobs
+        if standing(job, replay.records.get(job.id), intact) is Standing.NEW
+    )
