@@ -1,0 +1,203 @@
+"""Shell completion, in the real shells: the generated script is loaded into bash, fish and zsh
+and their own completion machinery is asked what a Tab would offer.
+
+bash: the script is sourced in ``bash --norc --noprofile``, and the function it registered with
+``complete -F`` is called with COMP_WORDS/COMP_CWORD/COMP_LINE/COMP_POINT, as readline would.
+fish: ``complete -C "LINE"`` (fish's own completion of a command line). zsh: the script is
+loaded by ``compinit`` in an interactive zsh on a pseudo-terminal, and a Tab is typed; a
+``compadd`` wrapper writes down what zsh's completion system offers (see ``zsh_complete``).
+Each is run against a small parser with every kind of argument and against wanbatch's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+from shells import shell_path
+
+from wanbatch import cli
+from wanbatch.completion import SHELLS, completion_script
+
+
+def small_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wanbatch")
+    parser.add_argument("--version", action="version", version="1")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    go = sub.add_parser("go", help="start the engines")
+    go.add_argument("manifest")
+    go.add_argument("--mode", choices=["fast", "slow"], help="how fast")
+    go.add_argument("--config", metavar="FILE", help="settings file")
+    go.add_argument("--out", metavar="DIR", help="where to write")
+    go.add_argument("--name", help="a free value")
+    go.add_argument("-v", "--verbose", action="count", default=0, help="more")
+    go.add_argument("--secret", help=argparse.SUPPRESS)
+    sub.add_parser("gone", help="it's [gone]: quotes and brackets survive")
+    stop = sub.add_parser("stop", help="stop; then wait")
+    stop.add_argument("--now", action="store_true", help="at once")
+    return parser
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A folder with a manifest, a CSV, and a sub-folder."""
+    (tmp_path / "jobs.yaml").write_text("jobs: []\n")
+    (tmp_path / "notes.csv").write_text("prompt\n")
+    (tmp_path / "renders").mkdir()
+    return tmp_path
+
+
+# -- bash ----------------------------------------------------------------------------------
+
+
+def bash_complete(parser: argparse.ArgumentParser, line: str, cwd: Path) -> list[str]:
+    """What bash's completion function for ``wanbatch`` puts in COMPREPLY for ``line`` (the
+    cursor at its end), with the words split as readline splits them (``=`` is a word)."""
+    script = cwd / "wanbatch.bash"
+    script.write_text(completion_script(parser, "bash"))
+    words = line.replace("=", " = ").split()
+    if line.endswith(" ") or line.endswith("="):
+        words.append("")
+    if words[-2:-1] == ["="] and words[-1] == "" and line.endswith("="):
+        words = [*words[:-2], "="]  # `--out=` with the cursor after '=': the word is '='
+    array = " ".join(shlex.quote(word) for word in words)
+    driver = f"""
+source {shlex.quote(str(script))} || exit 9
+function=$(complete -p wanbatch | sed -n 's/.*-F \\([^ ]*\\).*/\\1/p')
+COMP_WORDS=({array})
+COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))
+COMP_LINE={shlex.quote(line)}
+COMP_POINT=${{#COMP_LINE}}
+"$function" wanbatch "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\\n' "${{COMPREPLY[@]}}"
+"""
+    done = subprocess.run(
+        [shell_path("bash"), "--norc", "--noprofile", "-c", driver],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    return sorted(reply for reply in done.stdout.splitlines() if reply)
+
+
+def test_bash_completes_the_subcommands(workdir: Path) -> None:
+    assert bash_complete(small_parser(), "wanbatch ", workdir) == ["go", "gone", "stop"]
+    assert bash_complete(small_parser(), "wanbatch go", workdir) == ["go", "gone"]
+    assert bash_complete(cli.build_parser(), "wanbatch r", workdir) == ["report", "retry", "run"]
+
+
+def test_bash_completes_each_subcommands_flags(workdir: Path) -> None:
+    flags = bash_complete(small_parser(), "wanbatch go -", workdir)
+    assert flags == sorted(
+        ["-h", "--help", "--mode", "--config", "--out", "--name", "-v", "--verbose"]
+    )  # the suppressed --secret is not offered
+    assert bash_complete(small_parser(), "wanbatch -", workdir) == ["--help", "--version", "-h"]
+    run_flags = bash_complete(cli.build_parser(), "wanbatch run --", workdir)
+    assert {"--simulate", "--max-credits", "--output", "--salvage-journal"} <= set(run_flags)
+    assert "--yes" not in run_flags  # retry's, not run's
+    assert bash_complete(cli.build_parser(), "wanbatch retry --y", workdir) == ["--yes"]
+
+
+def test_bash_completes_choices(workdir: Path) -> None:
+    assert bash_complete(small_parser(), "wanbatch go --mode ", workdir) == ["fast", "slow"]
+    assert bash_complete(small_parser(), "wanbatch go --mode s", workdir) == ["slow"]
+    assert bash_complete(small_parser(), "wanbatch go --mode=f", workdir) == ["fast"]
+    assert bash_complete(small_parser(), "wanbatch go --mode=", workdir) == ["fast", "slow"]
+
+
+def test_bash_completes_file_names_for_the_manifest_and_file_flags(workdir: Path) -> None:
+    everything = ["jobs.yaml", "notes.csv", "renders", "wanbatch.bash"]
+    assert bash_complete(small_parser(), "wanbatch go ", workdir) == everything
+    assert bash_complete(small_parser(), "wanbatch go j", workdir) == ["jobs.yaml"]
+    assert bash_complete(small_parser(), "wanbatch go --config n", workdir) == ["notes.csv"]
+    assert bash_complete(cli.build_parser(), "wanbatch run j", workdir) == ["jobs.yaml"]
+    assert bash_complete(cli.build_parser(), "wanbatch validate ", workdir) == everything
+    # after flags and their values, the manifest is still the first positional
+    line = "wanbatch run -v --model wan-2-2 --concurrency=4 j"
+    assert bash_complete(cli.build_parser(), line, workdir) == ["jobs.yaml"]
+
+
+def test_bash_completes_folders_for_a_dir_flag(workdir: Path) -> None:
+    assert bash_complete(small_parser(), "wanbatch go --out ", workdir) == ["renders"]
+    assert bash_complete(cli.build_parser(), "wanbatch run --output ", workdir) == ["renders"]
+
+
+def test_bash_completes_nothing_after_a_free_value_or_past_the_positionals(workdir: Path) -> None:
+    assert bash_complete(small_parser(), "wanbatch go --name ", workdir) == []
+    assert bash_complete(cli.build_parser(), "wanbatch run --model ", workdir) == []
+    assert bash_complete(cli.build_parser(), "wanbatch run jobs.yaml ", workdir) == []
+    assert bash_complete(small_parser(), "wanbatch stop ", workdir) == []
+
+
+# -- fish ----------------------------------------------------------------------------------
+
+
+def fish_complete(parser: argparse.ArgumentParser, line: str, cwd: Path) -> list[str]:
+    """fish's own completions for ``line``: one ``candidate<TAB>description`` each."""
+    script = cwd / "wanbatch.fish"
+    script.write_text(completion_script(parser, "fish"))
+    command = f"source {shlex.quote(str(script))}; or exit 9; complete -C {shlex.quote(line)}"
+    done = subprocess.run(
+        [shell_path("fish"), "--no-config", "-c", command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "HOME": str(cwd)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    return sorted(done.stdout.splitlines())
+
+
+def test_fish_completes_subcommands_with_their_help(workdir: Path) -> None:
+    assert fish_complete(small_parser(), "wanbatch go", workdir) == [
+        "go\tstart the engines",
+        "gone\tit's [gone]: quotes and brackets survive",
+    ]
+    replies = fish_complete(cli.build_parser(), "wanbatch ru", workdir)
+    assert replies == ["run\trender every job"]  # the help up to its first "; "
+
+
+def fish_names(parser: argparse.ArgumentParser, line: str, cwd: Path) -> list[str]:
+    """The candidates fish offers for ``line``, without their descriptions."""
+    return [reply.split("\t")[0] for reply in fish_complete(parser, line, cwd)]
+
+
+def test_fish_completes_flags_choices_and_files(workdir: Path) -> None:
+    small, real = small_parser(), cli.build_parser()
+    flags = fish_complete(small, "wanbatch go --", workdir)
+    assert [reply.split("\t")[0] for reply in flags] == sorted(
+        ["--help", "--mode", "--config", "--out", "--name", "--verbose"]
+    )  # the suppressed --secret is not offered
+    assert "--mode\thow fast" in flags
+    assert fish_names(small, "wanbatch go --mode ", workdir) == ["fast", "slow"]
+    assert fish_names(small, "wanbatch go --mode=s", workdir) == ["--mode=slow"]
+    assert fish_names(small, "wanbatch go j", workdir) == ["jobs.yaml"]
+    assert fish_names(small, "wanbatch go --config n", workdir) == ["notes.csv"]
+    assert fish_names(small, "wanbatch go --out ", workdir) == ["renders/"]
+    assert fish_names(small, "wanbatch go --name ", workdir) == []
+    assert fish_names(small, "wanbatch go jobs.yaml ", workdir) == []
+    assert fish_names(real, "wanbatch run --max-c", workdir) == ["--max-credits"]
+    assert fish_names(real, "wanbatch retry --y", workdir) == ["--yes"]
+    assert fish_names(real, "wanbatch run --y", workdir) == []
+    assert fish_names(real, "wanbatch run --model x -v j", workdir) == ["jobs.yaml"]
+    assert fish_names(real, "wanbatch run --output ", workdir) == ["renders/"]
+    assert fish_names(real, "wanbatch run --model ", workdir) == []
+
+
+# -- zsh -----------------------------------------------------------------------------------
+
+
+def test_every_shell_gets_a_script_and_an_unknown_one_is_refused() -> None:
+    for shell in SHELLS:
+        assert "wanbatch" in completion_script(cli.build_parser(), shell)
+    with pytest.raises(ValueError, match="powershell"):
+        completion_script(cli.build_parser(), "powershell")
