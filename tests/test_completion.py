@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import pty
+import select
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -194,6 +197,132 @@ def test_fish_completes_flags_choices_and_files(workdir: Path) -> None:
 
 
 # -- zsh -----------------------------------------------------------------------------------
+
+# The .zshrc of the zsh that is asked: the script is installed as an autoloaded `_wanbatch` in
+# fpath (as a user installs it) and found by compinit through its #compdef line. `compadd` is
+# wrapped: every call that offers candidates first asks the real compadd which of them match
+# what is typed (-A: matches only, no display) and writes those, with their descriptions, to
+# $ZSH_RECORD; after each completion, comppostfuncs writes the line "--done--".
+ZSHRC = r"""
+PS1='> '
+fpath=("$ZDOTDIR/functions" $fpath)
+autoload -Uz compinit && compinit -u -d "$ZDOTDIR/.zcompdump"
+zstyle ':completion:*' list-grouped false
+compadd() {
+    if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; return; fi
+    local -a __hits __descriptions
+    local __name=${@[(i)-d]}
+    if (( __name < $# )); then
+        __name=${@[__name+1]}
+        if [[ $__name == \(* ]]; then eval "__descriptions=$__name"
+        else __descriptions=("${(@P)__name}"); fi
+    fi
+    builtin compadd -A __hits -D __descriptions "$@"
+    local __i
+    for __i in {1..$#__hits}; do
+        print -r -- "$__hits[__i]"$'\t'"${__descriptions[__i]}" >> "$ZSH_RECORD"
+    done
+    builtin compadd "$@"
+}
+_record_done() { print -r -- --done-- >> "$ZSH_RECORD" }
+comppostfuncs=(_record_done)
+print -r -- --ready-- >> "$ZSH_RECORD"
+"""
+
+
+def zsh_complete(parser: argparse.ArgumentParser, line: str, cwd: Path) -> list[str]:
+    """What zsh's completion system offers when Tab is pressed after ``line`` in an interactive
+    zsh (on a pseudo-terminal): one ``candidate<TAB>description`` each, the description empty
+    where zsh shows none."""
+    home = cwd.parent / f"{cwd.name}-zsh"
+    (home / "functions").mkdir(parents=True, exist_ok=True)
+    (home / ".zshrc").write_text(ZSHRC)
+    (home / "functions" / "_wanbatch").write_text(completion_script(parser, "zsh"))
+    record = home / "record"
+    record.write_text("")
+    env = {**os.environ, "HOME": str(home), "ZDOTDIR": str(home), "ZSH_RECORD": str(record)}
+    env["TERM"] = "dumb"
+    main, secondary = pty.openpty()
+    shell = subprocess.Popen(
+        [shell_path("zsh"), "-i"],
+        cwd=cwd,
+        env=env,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        start_new_session=True,
+    )
+    os.close(secondary)
+    screen = b""
+
+    def wait_for(marker: str) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + 30
+        while marker not in record.read_text():
+            assert time.monotonic() < deadline, f"zsh did not answer: {screen[-2000:]!r}"
+            if select.select([main], [], [], 0.05)[0]:
+                try:
+                    screen += os.read(main, 65536)
+                except OSError:
+                    pass
+
+    try:
+        wait_for("--ready--")
+        os.write(main, line.encode() + b"\t")
+        wait_for("--done--")
+    finally:
+        shell.kill()
+        shell.wait(timeout=10)
+        os.close(main)
+    offered = record.read_text().split("--ready--\n", 1)[1].split("--done--")[0]
+    replies = set()
+    for reply in offered.splitlines():
+        candidate, _, shown = reply.partition("\t")
+        if candidate:  # '' is a message (what a free value is), not a candidate
+            replies.add(f"{candidate}\t{shown.partition(' -- ')[2]}")
+    return sorted(replies)
+
+
+def zsh_names(parser: argparse.ArgumentParser, line: str, cwd: Path) -> list[str]:
+    return sorted({reply.split("\t")[0] for reply in zsh_complete(parser, line, cwd)})
+
+
+def test_zsh_script_is_valid_zsh() -> None:
+    for parser in (small_parser(), cli.build_parser()):
+        done = subprocess.run(
+            [shell_path("zsh"), "-n"],
+            input=completion_script(parser, "zsh"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+
+
+def test_zsh_completes_subcommands_with_their_help(workdir: Path) -> None:
+    assert zsh_complete(small_parser(), "wanbatch go", workdir) == [
+        "go\tstart the engines",
+        "gone\tit's [gone]: quotes and brackets survive",
+    ]
+    assert zsh_names(cli.build_parser(), "wanbatch r", workdir) == ["report", "retry", "run"]
+
+
+def test_zsh_completes_flags_choices_and_files(workdir: Path) -> None:
+    small, real = small_parser(), cli.build_parser()
+    flags = zsh_complete(small, "wanbatch go --", workdir)
+    assert [reply.split("\t")[0] for reply in flags] == sorted(
+        ["--help", "--mode", "--config", "--out", "--name", "--verbose"]
+    )  # the suppressed --secret is not offered
+    assert "--mode\thow fast" in flags
+    assert zsh_names(small, "wanbatch go --mode ", workdir) == ["fast", "slow"]
+    assert zsh_names(small, "wanbatch go --mode=s", workdir) == ["slow"]
+    assert zsh_names(small, "wanbatch go j", workdir) == ["jobs.yaml"]
+    assert zsh_names(small, "wanbatch go --config n", workdir) == ["notes.csv"]
+    assert zsh_names(small, "wanbatch go --out ", workdir) == ["renders"]
+    assert zsh_names(small, "wanbatch go --name ", workdir) == []
+    assert zsh_names(real, "wanbatch run --max-c", workdir) == ["--max-credits"]
+    assert zsh_names(real, "wanbatch run --model x -v j", workdir) == ["jobs.yaml"]
+    assert zsh_names(real, "wanbatch run --output ", workdir) == ["renders"]
 
 
 def test_every_shell_gets_a_script_and_an_unknown_one_is_refused() -> None:

@@ -44,6 +44,7 @@ class Value:
 @dataclass(frozen=True)
 class Option:
     strings: tuple[str, ...]
+    metavar: str
     value: Value
     help: str
     hidden: bool
@@ -88,6 +89,7 @@ def describe(parser: argparse.ArgumentParser, name: str = "", help: str = "") ->
             options.append(
                 Option(
                     strings=tuple(action.option_strings),
+                    metavar=_name(action).upper(),
                     value=_value(action),
                     help=_help(parser, action),
                     hidden=action.help == argparse.SUPPRESS,
@@ -308,7 +310,7 @@ def _zsh_specs(command: Command) -> list[str]:
             spec = f"{exclude}{string}"
             if option.value.kind != "none":
                 spec += "=" if string.startswith("--") else "+"
-                spec += f"[{_zsh_text(option.help)}]:{_zsh_action(option.value, string)}"
+                spec += f"[{_zsh_text(option.help)}]:{_zsh_action(option.value, option.metavar)}"
             else:
                 spec += f"[{_zsh_text(option.help)}]"
             specs.append(spec)
@@ -325,7 +327,7 @@ def _zsh(root: Command, prog: str) -> str:
     lines.append(f"{fn}_commands() {{")
     lines.append("    local -a commands=(")
     for sub in root.subcommands:
-        lines.append(f"        {_sh(_zsh_text(sub.name) + ':' + sub.help)}")
+        lines.append(f"        {_sh(sub.name.replace(':', chr(92) + ':') + ':' + sub.help)}")
     lines += ["    )", f"    _describe -t commands {_sh(prog + ' command')} commands", "}", ""]
     lines.append(f"{fn}() {{")
     lines.append("    local curcontext=$curcontext state line ret=1")
