@@ -42,6 +42,8 @@ def small_parser() -> argparse.ArgumentParser:
     sub.add_parser("gone", help="it's [gone]: quotes and brackets survive")
     stop = sub.add_parser("stop", help="stop; then wait")
     stop.add_argument("--now", action="store_true", help="at once")
+    completion = sub.add_parser("completion", help="print a completion script")
+    completion.add_argument("shell", choices=SHELLS)
     return parser
 
 
@@ -91,7 +93,12 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
 
 
 def test_bash_completes_the_subcommands(workdir: Path) -> None:
-    assert bash_complete(small_parser(), "wanbatch ", workdir) == ["go", "gone", "stop"]
+    assert bash_complete(small_parser(), "wanbatch ", workdir) == [
+        "completion",
+        "go",
+        "gone",
+        "stop",
+    ]
     assert bash_complete(small_parser(), "wanbatch go", workdir) == ["go", "gone"]
     assert bash_complete(cli.build_parser(), "wanbatch r", workdir) == ["report", "retry", "run"]
 
@@ -113,6 +120,8 @@ def test_bash_completes_choices(workdir: Path) -> None:
     assert bash_complete(small_parser(), "wanbatch go --mode s", workdir) == ["slow"]
     assert bash_complete(small_parser(), "wanbatch go --mode=f", workdir) == ["fast"]
     assert bash_complete(small_parser(), "wanbatch go --mode=", workdir) == ["fast", "slow"]
+    shells = ["bash", "fish", "zsh"]
+    assert bash_complete(small_parser(), "wanbatch completion ", workdir) == shells
 
 
 def test_bash_completes_file_names_for_the_manifest_and_file_flags(workdir: Path) -> None:
@@ -183,6 +192,7 @@ def test_fish_completes_flags_choices_and_files(workdir: Path) -> None:
     assert "--mode\thow fast" in flags
     assert fish_names(small, "wanbatch go --mode ", workdir) == ["fast", "slow"]
     assert fish_names(small, "wanbatch go --mode=s", workdir) == ["--mode=slow"]
+    assert fish_names(small, "wanbatch completion ", workdir) == ["bash", "fish", "zsh"]
     assert fish_names(small, "wanbatch go j", workdir) == ["jobs.yaml"]
     assert fish_names(small, "wanbatch go --config n", workdir) == ["notes.csv"]
     assert fish_names(small, "wanbatch go --out ", workdir) == ["renders/"]
@@ -207,6 +217,7 @@ ZSHRC = r"""
 PS1='> '
 fpath=("$ZDOTDIR/functions" $fpath)
 autoload -Uz compinit && compinit -u -d "$ZDOTDIR/.zcompdump"
+[[ -n $ZSH_SOURCE ]] && source "$ZSH_SOURCE"  # else compinit autoloads it from fpath
 zstyle ':completion:*' list-grouped false
 compadd() {
     if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; return; fi
@@ -230,17 +241,22 @@ print -r -- --ready-- >> "$ZSH_RECORD"
 """
 
 
-def zsh_complete(parser: argparse.ArgumentParser, line: str, cwd: Path) -> list[str]:
+def zsh_complete(
+    parser: argparse.ArgumentParser, line: str, cwd: Path, *, sourced: bool = False
+) -> list[str]:
     """What zsh's completion system offers when Tab is pressed after ``line`` in an interactive
     zsh (on a pseudo-terminal): one ``candidate<TAB>description`` each, the description empty
-    where zsh shows none."""
-    home = cwd.parent / f"{cwd.name}-zsh"
+    where zsh shows none. The script is autoloaded from fpath, or ``sourced`` after compinit
+    (``source <(wanbatch completion zsh)`` in .zshrc)."""
+    home = cwd.parent / f"{cwd.name}-zsh-{'sourced' if sourced else 'fpath'}"
     (home / "functions").mkdir(parents=True, exist_ok=True)
     (home / ".zshrc").write_text(ZSHRC)
-    (home / "functions" / "_wanbatch").write_text(completion_script(parser, "zsh"))
+    script = home / ("wanbatch.zsh" if sourced else "functions/_wanbatch")
+    script.write_text(completion_script(parser, "zsh"))
     record = home / "record"
     record.write_text("")
     env = {**os.environ, "HOME": str(home), "ZDOTDIR": str(home), "ZSH_RECORD": str(record)}
+    env["ZSH_SOURCE"] = str(script) if sourced else ""
     env["TERM"] = "dumb"
     main, secondary = pty.openpty()
     shell = subprocess.Popen(
@@ -283,8 +299,11 @@ def zsh_complete(parser: argparse.ArgumentParser, line: str, cwd: Path) -> list[
     return sorted(replies)
 
 
-def zsh_names(parser: argparse.ArgumentParser, line: str, cwd: Path) -> list[str]:
-    return sorted({reply.split("\t")[0] for reply in zsh_complete(parser, line, cwd)})
+def zsh_names(
+    parser: argparse.ArgumentParser, line: str, cwd: Path, *, sourced: bool = False
+) -> list[str]:
+    replies = zsh_complete(parser, line, cwd, sourced=sourced)
+    return sorted({reply.split("\t")[0] for reply in replies})
 
 
 def test_zsh_script_is_valid_zsh() -> None:
@@ -305,6 +324,8 @@ def test_zsh_completes_subcommands_with_their_help(workdir: Path) -> None:
         "gone\tit's [gone]: quotes and brackets survive",
     ]
     assert zsh_names(cli.build_parser(), "wanbatch r", workdir) == ["report", "retry", "run"]
+    sourced = zsh_names(cli.build_parser(), "wanbatch r", workdir, sourced=True)
+    assert sourced == ["report", "retry", "run"]
 
 
 def test_zsh_completes_flags_choices_and_files(workdir: Path) -> None:
@@ -316,6 +337,7 @@ def test_zsh_completes_flags_choices_and_files(workdir: Path) -> None:
     assert "--mode\thow fast" in flags
     assert zsh_names(small, "wanbatch go --mode ", workdir) == ["fast", "slow"]
     assert zsh_names(small, "wanbatch go --mode=s", workdir) == ["slow"]
+    assert zsh_names(small, "wanbatch completion ", workdir) == ["bash", "fish", "zsh"]
     assert zsh_names(small, "wanbatch go j", workdir) == ["jobs.yaml"]
     assert zsh_names(small, "wanbatch go --config n", workdir) == ["notes.csv"]
     assert zsh_names(small, "wanbatch go --out ", workdir) == ["renders"]
