@@ -347,6 +347,25 @@ def test_zsh_completes_flags_choices_and_files(workdir: Path) -> None:
     assert zsh_names(real, "wanbatch run --output ", workdir) == ["renders"]
 
 
+def flat_parser() -> argparse.ArgumentParser:
+    """A parser without subcommands: its positionals are completed from the first word on."""
+    parser = argparse.ArgumentParser(prog="wanbatch")
+    parser.add_argument("inputs", metavar="FILE", nargs="+")
+    parser.add_argument("--level", type=int, choices=[1, 2])
+    return parser
+
+
+def test_a_parser_without_subcommands(workdir: Path) -> None:
+    flat = flat_parser()
+    assert bash_complete(flat, "wanbatch j", workdir) == ["jobs.yaml"]
+    assert bash_complete(flat, "wanbatch jobs.yaml n", workdir) == ["notes.csv"]  # nargs +
+    assert bash_complete(flat, "wanbatch --level ", workdir) == ["1", "2"]
+    assert fish_names(flat, "wanbatch jobs.yaml n", workdir) == ["notes.csv"]
+    assert fish_names(flat, "wanbatch --level ", workdir) == ["1", "2"]
+    assert zsh_names(flat, "wanbatch jobs.yaml n", workdir) == ["notes.csv"]
+    assert zsh_names(flat, "wanbatch --level ", workdir) == ["1", "2"]
+
+
 def test_every_shell_gets_a_script_and_an_unknown_one_is_refused() -> None:
     for shell in SHELLS:
         assert "wanbatch" in completion_script(cli.build_parser(), shell)

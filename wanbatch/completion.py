@@ -372,6 +372,18 @@ def _fish_value(value: Value) -> str:
     return "-x"
 
 
+def _fish_count(has_commands: bool) -> str:
+    """The state function's step for a positional word: the first names the subcommand."""
+    if not has_commands:
+        return "        set index (math $index + 1)"
+    return """\
+        if test -z "$command"
+            set command $word
+        else
+            set index (math $index + 1)
+        end"""
+
+
 def _fish(root: Command, prog: str) -> str:
     fn = "_" + _function(prog)
     cases = []
@@ -412,11 +424,7 @@ function {fn}_state
             end
             continue
         end
-        if test {"1" if root.subcommands else "0"} = 1; and test -z "$command"
-            set command $word
-        else
-            set index (math $index + 1)
-        end
+{_fish_count(bool(root.subcommands))}
     end
     if test $expect = 1
         echo "$command:value"
