@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_submit import closed_port_url
 
 from wanbatch import cli
 from wanbatch.errors import NotSentError
 from wanbatch.outage import first_contact_problem
 
 from test_runner import KEY_ENV, out_dir, write_manifest
-from test_submit import closed_port_url
 
 KEY = "sk-wan-first-contact-0123456789"
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 PROBE_FIRST_SECONDS = 2.0  # the first probe after an outage begins
 PROBE_CAP_SECONDS = 60.0  # probes are never further apart than this (before jitter)
