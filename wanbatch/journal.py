@@ -575,8 +575,12 @@ def _acquire_lock(path: Path) -> int:
         except BaseException:
             os.close(fd)
             raise
-        if _same_file(fd, path):
-            break
+        try:
+            if _same_file(fd, path):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)  # removed by the runner that held it: the path is free, or someone's
     holder_text = (
         f"pid {os.getpid()} on {socket.gethostname()} since "
