@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -210,3 +212,149 @@ def test_fsync_failure_breaks_the_journal_for_good(tmp_path: Path) -> None:
             journal.close()
 
     anyio.run(go)
+
+
+# --- issue 14: a finished run leaves no lock that reads as a live one -----------------------------
+
+
+def lock_file(output: Path) -> Path:
+    return output / ".wanbatch" / "lock"
+
+
+def reads_as_live(output: Path) -> list[str]:
+    """The files of the state folder that read as a run in progress (a holder's pid)."""
+    folder = output / ".wanbatch"
+    found = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if (
+            path.is_file()
+            and path.name != "log.jsonl"
+            and "pid " in path.read_text("utf-8", "replace")
+        ):
+            found.append(path.name)
+    return found
+
+
+def test_a_closed_journal_leaves_no_lock_and_no_live_run(tmp_path: Path) -> None:
+    """While open, the lock names its holder and `live_run` says so; closed, the lock file is
+    gone (nothing in the tree reads as a live run) and `live_run` is None. The same for
+    `locked` (salvage)."""
+    from wanbatch.journal import live_run, locked
+
+    assert live_run(tmp_path) is None  # no state folder at all
+    journal = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+    try:
+        holder = live_run(tmp_path)
+        assert holder is not None and f"pid {os.getpid()}" in holder
+    finally:
+        journal.close()
+    assert not lock_file(tmp_path).exists()
+    assert reads_as_live(tmp_path) == [] and live_run(tmp_path) is None
+    with locked(tmp_path):
+        assert live_run(tmp_path) is not None
+    assert not lock_file(tmp_path).exists() and live_run(tmp_path) is None
+
+
+def test_a_lock_left_by_a_killed_runner_is_not_a_live_run(tmp_path: Path) -> None:
+    """A runner killed with SIGKILL leaves its lock file (naming it); no one holds it, so
+    `live_run` is None, and the next runner takes it."""
+    from wanbatch.journal import live_run
+
+    code = (
+        "import time\n"
+        "from pathlib import Path\n"
+        "from wanbatch.journal import Journal\n"
+        f"Journal.open(Path({str(tmp_path)!r}), base_url={BASE!r}, manifest='m')\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "locked"
+        assert f"pid {child.pid}" in (live_run(tmp_path) or "")
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert lock_file(tmp_path).exists() and live_run(tmp_path) is None
+    Journal.open(tmp_path, base_url=BASE, manifest="m.yaml").close()
+    assert not lock_file(tmp_path).exists()
+
+
+def test_a_runner_that_locked_a_lock_file_being_removed_tries_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of removing a lock file: B opens `lock`, A (closing) removes it and lets go,
+    B's flock succeeds on the removed file. B must see that and lock the file at the path, or a
+    third runner C would create a new `lock`, lock it, and run beside B."""
+    from wanbatch.journal import live_run
+
+    first = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+    real_open = os.open
+    raced = []
+
+    def open_then_race(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(path, flags, *args, **kwargs)
+        if Path(path) == lock_file(tmp_path) and not raced:
+            raced.append(path)
+            first.close()  # A closes between B's open and B's flock
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_race)
+    second = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+    monkeypatch.setattr(os, "open", real_open)
+    try:
+        assert raced
+        assert lock_file(tmp_path).exists()
+        assert os.stat(lock_file(tmp_path)).st_ino == os.fstat(second._lock_fd).st_ino
+        assert f"pid {os.getpid()}" in (live_run(tmp_path) or "")
+        with pytest.raises(JournalLockedError):
+            Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+    finally:
+        second.close()
+    assert not lock_file(tmp_path).exists()
+
+
+def test_after_a_finished_cli_run_nothing_reads_as_a_live_run(
+    tmp_path: Path, make_sim: Any, run_cli: Any
+) -> None:
+    """End to end: after `run`, the output tree's state folder holds no file naming a holder."""
+    from wanbatch.journal import live_run
+
+    from test_runner import out_dir, write_manifest
+
+    sim = make_sim()
+    manifest = write_manifest(tmp_path, jobs=2)
+    assert run_cli("run", manifest, sim) == 0
+    assert reads_as_live(out_dir(manifest)) == []
+    assert live_run(out_dir(manifest)) is None
+
+
+def test_a_look_by_live_run_does_not_refuse_a_runner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`status` looking (a shared lock for an instant) as a run starts: the runner waits for the
+    look to end instead of being refused. The look is held here until the runner's first pause."""
+    import fcntl
+    import time
+
+    from wanbatch.journal import live_run
+
+    lock_file(tmp_path).parent.mkdir(parents=True)
+    lock_file(tmp_path).write_text("pid 1 on elsewhere since long ago")  # a killed runner's
+    look = os.open(lock_file(tmp_path), os.O_RDONLY)
+    fcntl.flock(look, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    pauses = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        fcntl.flock(look, fcntl.LOCK_UN)
+
+    monkeypatch.setattr(time, "sleep", pause)
+    try:
+        journal = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+    finally:
+        os.close(look)
+    monkeypatch.undo()
+    assert pauses
+    assert f"pid {os.getpid()}" in (live_run(tmp_path) or "")
+    journal.close()

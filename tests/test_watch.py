@@ -421,3 +421,150 @@ def test_the_main_job_ends_with_a_gallery_and_a_retry_manifest(tmp_path: Path) -
     assert html.count('class="card"') == 14 and html.count('data-state="failed"') == 1
     retry = yaml.safe_load((output / "retry.yaml").read_text())
     assert [job["id"] for job in retry["jobs"]] == ["red-carpet"]
+
+
+# --- the live view at any width (issue 14) ------------------------------------------------------
+
+
+def snapshot(**changes: Any) -> Any:
+    """A ProgressSnapshot: nothing finished yet, unless ``changes`` say otherwise."""
+    from wanbatch.summary import ProgressSnapshot
+
+    base: dict[str, Any] = {
+        "total": 300,
+        "new": 300,
+        "rendering": 0,
+        "downloading": 0,
+        "done": 0,
+        "failed": 0,
+        "elapsed_seconds": 0.0,
+        "finished_this_run": 0,
+        "jobs_per_second": None,
+        "eta_seconds": None,
+        "mean_render_seconds": None,
+        "recent_failures": (),
+        "videos_submitted": 0,
+        "credits_submitted": None,
+        "stopping": None,
+    }
+    return ProgressSnapshot(**{**base, **changes})
+
+
+BIG = {  # a long run, mid-way, with failures, a cap and an outage
+    "total": 1_000_000,
+    "new": 800_000,
+    "rendering": 70_000,
+    "downloading": 6_544,
+    "done": 111_111,
+    "failed": 12_345,
+    "elapsed_seconds": 3725.2,
+    "finished_this_run": 123_456,
+    "jobs_per_second": 36.4,
+    "eta_seconds": 3 * 86400 + 5,
+    "mean_render_seconds": 123.4,
+    "recent_failures": (("job-13", "content flagged by the moderation filter, try again"),),
+    "videos_submitted": 200_000,
+    "credits_submitted": 1_234_567.5,
+    "stopping": "--max-credits 2000000 reached (the next job would bring the estimate to 2000010)",
+    "outages": ("API unreachable since 02:13, next try 02:15 (attempt 12)",),
+}
+# What must appear whole, on one line, in the view of BIG at any width.
+BIG_WHOLE = (
+    "123,456/1,000,000",
+    "12%",
+    "new 800,000",
+    "rendering 70,000",
+    "downloading 6,544",
+    "done 111,111",
+    "failed 12,345",
+    "2,184.0 jobs/min",
+    "mean render 123.4 s",
+    "elapsed 1:02:05",
+    "ETA 72:00:05",
+    "credits submitted ~1,234,567.5",
+    "2000000",
+    "2000010",
+    "02:15",
+    "(attempt 12)",
+)
+
+
+def view_lines(snap: Any, width: int, title: str = "my-campaign") -> tuple[list[str], Any]:
+    """The live view of ``snap`` on a console ``width`` columns wide: its lines, its segments."""
+    import io
+
+    from rich.console import Console
+
+    from wanbatch.progress import render
+
+    console = Console(
+        file=io.StringIO(), width=width, force_terminal=True, color_system="truecolor"
+    )
+    lines = console.render_lines(render(snap, title), console.options, pad=False)
+    texts = ["".join(segment.text for segment in line) for line in lines]
+    return texts, lines
+
+
+def reddish(style: Any) -> bool:
+    """A style whose colour is red, or shows as red on a 16-colour terminal."""
+    from rich.color import ColorSystem
+
+    if style is None or style.color is None:
+        return False
+    return style.color.downgrade(ColorSystem.STANDARD).number in (1, 9)
+
+
+@pytest.mark.parametrize("width", [60, 70, 80, 120])
+def test_the_live_view_fits_the_width_and_keeps_every_number_whole(width: int) -> None:
+    """At 60-120 columns no line is wider than the terminal (a wider one wraps and the redraw
+    goes wrong) and every number, with its label, is on one line, whole."""
+    from rich.cells import cell_len
+
+    for snap, whole in (
+        (snapshot(), ("0/300", "0%", "new 300", "ETA -")),
+        (snapshot(**BIG), BIG_WHOLE),
+    ):
+        lines, _ = view_lines(snap, width)
+        for line in lines:
+            assert cell_len(line) <= width, (width, line)
+        for text in whole:
+            assert any(text in line for line in lines), (width, text, lines)
+
+
+def test_a_long_title_gives_way_to_the_numbers() -> None:
+    """A campaign name as wide as the terminal is cut (with an ellipsis), the counts are not."""
+    lines, _ = view_lines(snapshot(**BIG), 60, title="a-very-long-campaign-name-" * 3)
+    assert any("123,456/1,000,000" in line and "12%" in line for line in lines), lines
+    assert any("…" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("done", [0, 1])
+def test_nothing_is_red_at_zero_percent(done: int) -> None:
+    """At 0 % (nothing finished, or 1 of 300: "0%"), with no failure, the view has no red: not
+    in the bar (rich's default bar colour shows as bright red on 16-colour terminals) and not in
+    a count of 0 failures."""
+    snap = snapshot(done=done, new=300 - done, finished_this_run=done)
+    lines, segments = view_lines(snap, 80)
+    assert "0%" in lines[0]
+    red = [seg.text for line in segments for seg in line if seg.text.strip() and reddish(seg.style)]
+    assert red == [], red
+
+
+def test_failures_show_red_in_the_bar_and_done_does_not() -> None:
+    """Mid-run with failures: the bar's red part is the failures, the done part is not red."""
+    snap = snapshot(done=150, failed=60, new=90, finished_this_run=210)
+    lines, segments = view_lines(snap, 120)
+    bar = [seg for seg in segments[0] if seg.text and set(seg.text) <= set("━╸╺─ ")]
+    red = sum(len(seg.text) for seg in bar if reddish(seg.style))
+    other = sum(len(seg.text) for seg in bar if seg.text.strip() and not reddish(seg.style))
+    assert 0 < red < other, [(seg.text, seg.style) for seg in bar]
+
+
+def test_plain_progress_fields_hold_no_python_reprs() -> None:
+    """The `run.progress` line before the first job finishes: no `None` (a Python repr)."""
+    from wanbatch.progress import fields
+
+    line = " ".join(f"{key}={value}" for key, value in fields(snapshot()).items())
+    assert "None" not in line and "done=0/300" in line, line
+    later = fields(snapshot(**BIG))
+    assert later["jobs_per_minute"] == 2184.0 and later["mean_render_seconds"] == 123.4

@@ -26,7 +26,7 @@ import anyio
 
 from wanbatch.errors import ApiError, JobRejectedError, NotSentError, TransientApiError
 from wanbatch.models import JobSpec, TaskView
-from wanbatch.outage import HostHealth, past_limit
+from wanbatch.outage import HostHealth, first_contact_problem, past_limit
 from wanbatch.providers.base import Created
 from wanbatch.ratelimit import AdaptiveLimit, HostGate, RequestPacer
 from wanbatch.retrying import RetryState
@@ -228,7 +228,7 @@ def _host_down(
     Nobody ever answered at the base URL: a configuration error, reported at once."""
     health = admission.health
     if not health.answered_ever:
-        message = f"nothing answers at {admission.base_url}: {exc}; check the URL and the network"
+        message = first_contact_problem(admission.base_url, exc)
         state.attempts += 1
         if what == "create":  # the create journals "not created" before the run ends
             ctx.stop_submitting(StopReason.CONFIG, message)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -90,7 +91,8 @@ def _map_transport_errors(what: str, secret: str | None = None) -> Iterator[None
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # before any byte was sent
         raise NotSentError(
-            f"{what}: could not connect: {_redact(str(exc) or type(exc).__name__, secret)}"
+            f"{what}: could not connect: {_redact(str(exc) or type(exc).__name__, secret)}",
+            code=connect_failure(exc),
         ) from exc
     except httpx.TimeoutException as exc:
         raise TransientApiError(f"{what}: timed out ({type(exc).__name__})") from exc
@@ -109,6 +111,33 @@ def _map_transport_errors(what: str, secret: str | None = None) -> Iterator[None
         raise TransientApiError(
             f"{what}: the answer cannot be read ({type(exc).__name__})"
         ) from exc
+
+
+def connect_failure(exc: BaseException) -> str:
+    """Why a connection was not made, from the causes under httpx's error: ``name_not_resolved``
+    (DNS), ``connection_refused`` (nothing listens at the port), ``connect_timeout``, or
+    ``connect_failed`` (TLS, unreachable network...). The ``code`` of the ``NotSentError``."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    found: set[str] = set()
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, socket.gaierror):
+            found.add("name_not_resolved")
+        elif isinstance(error, ConnectionRefusedError):
+            found.add("connection_refused")
+        elif isinstance(error, httpx.ConnectTimeout | TimeoutError):
+            found.add("connect_timeout")
+        todo.extend(e for e in (error.__cause__, error.__context__) if e is not None)
+        if isinstance(error, BaseExceptionGroup):
+            todo.extend(error.exceptions)
+    for code in ("name_not_resolved", "connection_refused", "connect_timeout"):
+        if code in found:
+            return code
+    return "connect_failed"
 
 
 async def fetch_public_json(url: str, *, timeout_seconds: float = 10.0) -> object:

@@ -22,8 +22,11 @@ a ``JobEvent``. Replay folds the job events through ``lifecycle.apply``.
   close (from the file), and during a run after a flush (from the records in memory, taken in
   step with the buffer; the write lock is held, so appends wait, then go on into the new file).
   ``Journal.records`` must therefore hold every job of the file: it is what a run compacts.
-- ``<output>/.wanbatch/lock`` is held with ``flock`` for the life of a run (the kernel frees it if the
-  process dies), and names its holder for whoever finds it taken.
+- ``<output>/.wanbatch/lock`` is held with ``flock`` for the life of a run (the kernel frees it if
+  the process dies), and names its holder for whoever finds it taken. A run that ends removes it
+  while still holding it, so a finished run leaves nothing that reads as a live one; a runner
+  that locked the file as it was being removed sees that and locks the path anew. Whether a run
+  is live is the lock, not the file (a killed runner leaves the file): ``live_run``.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ from wanbatch.settings import without_userinfo
 
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "lock"
+_LOCK_TRIES = 5  # a lock found held is tried again this often ...
+_LOCK_PAUSE = 0.01  # ... this many seconds apart
 COMPACT_SUFFIX = ".compact.tmp"  # the new journal, before it is renamed over the old one
 FORMAT_VERSION = 1
 # The optional fields of JobEvent, in its field order (``decode_event`` passes them so).
@@ -396,7 +401,7 @@ class Journal:
             journal._headers.append(header)
             return journal
         except BaseException:
-            os.close(lock_fd)
+            release_lock(lock_fd, directory / LOCK_NAME)
             raise
 
     def record(self, job_id: str) -> JobRecord:
@@ -506,7 +511,7 @@ class Journal:
                 if due:
                     self._compact()
             finally:
-                os.close(self._lock_fd)
+                release_lock(self._lock_fd, self.path.with_name(LOCK_NAME))
 
     def _compact(self) -> None:
         """Compact from the file, the truth (not from memory), still under the lock. A failure
@@ -527,7 +532,7 @@ def locked(output_dir: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        os.close(fd)
+        release_lock(fd, directory / LOCK_NAME)
 
 
 def _open_error(path: Path, exc: OSError, what: str = "the journal") -> JournalWriteError:
@@ -538,19 +543,82 @@ def _open_error(path: Path, exc: OSError, what: str = "the journal") -> JournalW
 
 
 def _acquire_lock(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = ""
-        with contextlib.suppress(OSError):
-            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-        os.close(fd)
-        raise JournalLockedError(str(path.parent.parent), holder or "unknown holder") from None
-    holder = (
+    """Lock ``path`` (made if missing) and write the holder into it; JournalLockedError, naming
+    the holder, if another runner has it. Taken for an instant by ``live_run``'s look, it is
+    tried again a few times before that; and a file removed by a runner that just finished
+    (``release_lock``) between our open and our lock is let go and the path opened anew."""
+    for attempt in itertools.count():
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = b""
+            with contextlib.suppress(OSError):
+                holder = os.pread(fd, 4096, 0)
+            os.close(fd)
+            if attempt < _LOCK_TRIES:
+                time.sleep(_LOCK_PAUSE)  # perhaps only a look by `live_run`
+                continue
+            text = holder.decode("utf-8", "replace").strip()
+            raise JournalLockedError(str(path.parent.parent), text or "unknown holder") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            if _same_file(fd, path):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # removed by the runner that held it: the path is free, or someone's
+    holder_text = (
         f"pid {os.getpid()} on {socket.gethostname()} since "
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())}"
     )
     os.ftruncate(fd, 0)
-    os.pwrite(fd, holder.encode(), 0)
+    os.pwrite(fd, holder_text.encode(), 0)
     return fd
+
+
+def release_lock(fd: int, path: Path) -> None:
+    """Remove the lock file, still holding it (so a finished run leaves nothing that reads as
+    a live one), then let go. A runner that opened the file before it was removed finds, once
+    it holds the lock, that the path no longer names its file, and tries again."""
+    try:
+        with contextlib.suppress(OSError):
+            if _same_file(fd, path):
+                os.unlink(path)
+    finally:
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        held, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
+
+
+def live_run(output_dir: Path) -> str | None:
+    """The holder of the output tree's lock ("pid 4242 on host since ...") while a run (or a
+    salvage) holds it; None otherwise, also for a lock file a killed runner left behind.
+    Changes nothing; for ``status`` and ``plan``. It tries a shared lock for an instant; a
+    runner that meets it then tries again (``_acquire_lock``)."""
+    try:
+        fd = os.open(state_dir(output_dir) / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # no lock file (no run yet, or the last one finished), or not a file
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = b""
+            with contextlib.suppress(OSError):
+                holder = os.pread(fd, 4096, 0)
+            return holder.decode("utf-8", "replace").strip() or "unknown holder"
+        except OSError:
+            return None
+        return None  # free: the lock closes with the file
+    finally:
+        os.close(fd)

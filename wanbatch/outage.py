@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 PROBE_FIRST_SECONDS = 2.0  # the first probe after an outage begins
 PROBE_CAP_SECONDS = 60.0  # probes are never further apart than this (before jitter)
@@ -172,3 +173,30 @@ class ClockWatch:
         """True once after each sleep: the caller acts on it (forgets stored video URLs)."""
         unseen, self.unseen = self.unseen, False
         return unseen
+
+
+def first_contact_problem(base_url: str, error: Exception) -> str:
+    """What the run's first request meeting nobody says: the host (never the URL's query, where
+    a key may be), what went wrong, and what to check. ``error``'s ``code`` (``client.py``'s
+    ``connect_failure``) says why no connection was made."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or "the API host"
+    shown = host if ":" not in host else f"[{host}]"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = None
+    where = shown if port is None else f"{shown}:{port}"
+    check = "check --base-url (or api.base_url in the manifest)"
+    code = getattr(error, "code", None)
+    if code == "connection_refused":
+        problem = f"nothing listens at {where} (connection refused)"
+        advice = f"{check}: its host and port, that the server is running, and the network"
+    elif code == "name_not_resolved":
+        problem = f"the API host {host} does not resolve (no such name in DNS)"
+        advice = f"{check} for a typo in the host, and the network (DNS, VPN, proxy)"
+    else:
+        detail = str(error).partition("could not connect: ")[2] or str(error)
+        problem = f"could not connect to {where} ({detail})"
+        advice = f"{check}, and the network"
+    return f"{problem} on the run's first request; {advice}"
