@@ -147,13 +147,26 @@ def test_a_misnamed_prompt_column_is_reported_once(tmp_path: Path) -> None:
         ("jobs:\n  - prompt: p\n    aspect_ratio: 16:9\n", '"16:9"'),
         ("defaults:\n  aspect_ratio: 9:16\njobs:\n  - prompt: p\n", '"9:16"'),
         ("matrix:\n  aspect_ratio: [16:9, '1:1']\njobs:\n  - prompt: p\n", '"16:9"'),
+        (
+            "api:\n  provider: gateway\n  base_url: https://g.example/v1\n"
+            "  gateway:\n    sizes: {21:9: 2560x1080}\njobs:\n  - prompt: p\n",
+            '"21:9"',
+        ),
     ],
-    ids=["job", "defaults", "matrix"],
+    ids=["job", "defaults", "matrix", "gateway-sizes"],
 )
 def test_an_unquoted_ratio_says_quote_it(tmp_path: Path, text: str, quoted: str) -> None:
     path = write(tmp_path, "m.yaml", text)
     problems = refused(path)
     assert any(f"quote it: {quoted}" in problem for problem in problems), problems
+    assert len([problem for problem in problems if "quote it" in problem]) == 1, problems
+
+
+def test_an_unquoted_ratio_in_defaults_is_reported_once_not_once_a_job(tmp_path: Path) -> None:
+    jobs = "".join(f"  - prompt: shot {n}\n" for n in range(20))
+    path = write(tmp_path, "m.yaml", "defaults:\n  aspect_ratio: 16:9\njobs:\n" + jobs)
+    (problem,) = refused(path)
+    assert problem.startswith(f"{path}:2: defaults.aspect_ratio:") and 'quote it: "16:9"' in problem
 
 
 def test_a_top_level_list_says_put_the_jobs_under_jobs(tmp_path: Path) -> None:
@@ -207,6 +220,22 @@ def test_a_derived_id_meeting_a_given_one_is_reported(tmp_path: Path) -> None:
         tmp_path, "m.yaml", f"jobs:\n  - prompt: a fox\n  - {{id: {first}, prompt: other}}\n"
     )
     problem = _twice(refused(path), first)
+    assert problem.startswith(f"{path}:3:") and f"also by {path}:2" in problem
+
+
+@pytest.mark.parametrize(
+    "jobs",
+    [
+        "  - {id: a, prompt: p}\n  - {id: a, prompt: q, duration: 0}\n",
+        "  - {id: a, prompt: q, duration: 0}\n  - {id: a, prompt: p}\n",
+        "  - {id: a, prompt: q, model: wan-9}\n  - {id: a, prompt: p, duration: 0}\n",
+    ],
+    ids=["second-refused", "first-refused", "both-refused"],
+)
+def test_a_duplicate_id_is_reported_even_when_a_job_is_refused(tmp_path: Path, jobs: str) -> None:
+    """Both problems in one pass: not the field now and the duplicate after it is fixed."""
+    path = write(tmp_path, "m.yaml", "jobs:\n" + jobs)
+    problem = _twice(refused(path), "a")
     assert problem.startswith(f"{path}:3:") and f"also by {path}:2" in problem
 
 
@@ -306,3 +335,9 @@ def test_a_problem_without_a_line_starts_with_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "m.yaml", "")
     (problem,) = refused(path)
     assert problem.startswith(f"{path}: "), problem
+
+
+def test_a_column_without_a_name_is_refused_not_dropped(tmp_path: Path) -> None:
+    path = write(tmp_path, "m.csv", "prompt,\na fox,keep me\n")
+    (problem,) = refused(path)
+    assert problem.startswith(f"{path}:1: ") and "has no name" in problem

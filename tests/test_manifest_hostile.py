@@ -16,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wanbatch import cli
+from wanbatch.errors import ManifestError
+from wanbatch.manifest import load_manifest
 
 JOB = "jobs:\n  - id: a\n    prompt: p\n"
 EXTRA = JOB + "    extra:\n"  # the extra mapping's entries go on line 5
@@ -349,3 +351,14 @@ def test_collisions_agree_with_the_brute_force_check(outputs: list[str]) -> None
     assert [job_id for job_id, _ in found] == _brute_force_collisions(paths)
     for job_id, message in found:
         assert job_id in message
+
+
+def test_a_nested_extra_key_that_is_not_text_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """Found by the property test: keys 0 and "" in one nested mapping of `extra` made the
+    fingerprint's sorted JSON raise TypeError (a traceback)."""
+    path = tmp_path / "m.yaml"
+    path.write_text('jobs:\n  - prompt: p\n    extra:\n      a: {"": 1, 0: 2}\n', encoding="utf-8")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    (problem,) = caught.value.problems
+    assert problem.key == "jobs[0].extra" and "quote them" in problem.message

@@ -84,7 +84,7 @@ def _rows(reader: Any, problems: Problems, ignore: set[str]) -> list[CsvRow]:
     header = [cell.strip().lower() for cell in first]
     written = [cell.strip() for cell in first]
     notes = [
-        column in ignore or column.startswith(NOTE_COLUMN_PREFIX) or column == ""
+        column != "" and (column in ignore or column.startswith(NOTE_COLUMN_PREFIX))
         for column in header
     ]
     unknown = [
@@ -93,9 +93,14 @@ def _rows(reader: Any, problems: Problems, ignore: set[str]) -> list[CsvRow]:
         if not note and column not in COLUMNS
     ]
     if "prompt" not in header:
-        problems.add("prompt", _no_prompt(unknown), line=1)
+        problems.add("prompt", _no_prompt([name for name in unknown if name]), line=1)
         return []  # no job has a prompt: one problem, not one a row
     for name in unknown:
+        if name == "":
+            problems.add(
+                "", "a column of the header has no name: name it ('# notes' for a note)", line=1
+            )
+            continue
         problems.add(
             name,
             f"unknown column{_known(name)}; to keep it for yourself, pass"

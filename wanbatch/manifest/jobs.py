@@ -151,8 +151,12 @@ def _validate_job(
         stripped = checked.get((model, duration, ratio))
         if stripped is not None:
             extra = extra or _NO_EXTRA
-            found = job_fingerprint(prompt, model, duration, stripped, image, extra)
-            return ("", prompt, model, duration, stripped, image, extra, found)
+            try:
+                found = job_fingerprint(prompt, model, duration, stripped, image, extra)
+            except TypeError:  # reported by _check_job
+                pass
+            else:
+                return ("", prompt, model, duration, stripped, image, extra, found)
     draft = _check_job(fields, key, models, problems)
     exact = type(model) is str and type(duration) is int and type(ratio) is str
     if draft is not None and exact and len(checked) < 10_000:
@@ -190,7 +194,11 @@ def _check_job(
     assert isinstance(prompt, str) and isinstance(model, str) and isinstance(ratio, str)
     ratio = ratio.strip()
     extra = extra or _NO_EXTRA
-    fingerprint = job_fingerprint(prompt, model, duration, ratio, image, extra)
+    try:
+        fingerprint = job_fingerprint(prompt, model, duration, ratio, image, extra)
+    except TypeError:  # a nested mapping with keys of two kinds: JSON cannot sort them
+        problems.add(f"{key}.extra", "has a mapping whose keys mix text and numbers: quote them")
+        return None
     return ("", prompt, model, duration, ratio, image, extra, fingerprint)
 
 

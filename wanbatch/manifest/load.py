@@ -36,7 +36,7 @@ def load_manifest(path: str | os.PathLike[str], overrides: Overrides | None = No
     if suffix not in _SUFFIXES:
         problems.add("", "a manifest is a .yaml, .yml or .csv file")
         raise ManifestError(problems.found)
-    text = reading.read_text(manifest_path, problems)
+    text = reading.manifest_text(manifest_path, problems)
     if text is None:
         raise ManifestError(problems.found)
     folder = reading.resolve(manifest_path).parent
@@ -231,7 +231,7 @@ def _jobs_from(value: Any, folder: Path, overrides: Overrides, problems: Problem
     if not reading.is_file(path):
         problems.add("jobs_from", f"file not found: {display}")
         return []
-    text = reading.read_text(path, inner)
+    text = reading.manifest_text(path, inner)
     found: list[Any] = []
     if text is not None:
         if inner.rows:

@@ -34,7 +34,7 @@ def is_file(path: Path) -> bool:
     return path.is_file()
 
 
-def read_text(path: Path, problems: Problems, key: str = "") -> str | None:
+def manifest_text(path: Path, problems: Problems, key: str = "") -> str | None:
     """The text of ``path``, or None with a problem added."""
     try:
         data = path.read_bytes()
