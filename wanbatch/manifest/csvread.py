@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,8 +48,7 @@ def load_csv(text: str, problems: Problems, ignore: Sequence[str] = ()) -> list[
         return _rows(reader, problems, {name.strip().lower() for name in ignore})
     except csv.Error as exc:
         del problems.found[before:]
-        problems.job_lines = type(problems.job_lines)("L")
-        problems.job_rows = type(problems.job_rows)("L")
+        problems.job_lines, problems.job_rows = array("L"), array("L")
         problems.add("", f"CSV cannot be read: {exc}")
         return []
 

@@ -75,12 +75,12 @@ def flag_defaults(
             message = f"unknown model{did_you_mean(str(value), models)}"
         elif key == "duration":
             message = positive_int_problem(value, maximum=MAX_DURATION)
-        elif key == "aspect_ratio" and not (isinstance(value, str) and RATIO_RE.match(value)):
+        elif key == "aspect_ratio" and not RATIO_RE.match(str(value).strip()):
             message = "must be W:H such as 16:9"
         if message is not None:
             problems.found.append(flag_problem(f"{flag} {value}", message))
         else:
-            out[key] = value.strip() if isinstance(value, str) else value
+            out[key] = value
     return out
 
 
