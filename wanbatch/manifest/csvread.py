@@ -103,7 +103,7 @@ def _rows(reader: Any, problems: Problems, ignore: set[str]) -> list[CsvRow]:
             continue
         problems.add(
             name,
-            f"unknown column{_known(name)}; to keep it for yourself, pass"
+            f"unknown column{_known(name)}; to keep it in the file, pass"
             f" --ignore-columns {name} (or name it '# {name}')",
             line=1,
         )
