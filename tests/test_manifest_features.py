@@ -55,7 +55,7 @@ def test_the_provider_is_named_in_the_api_section(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as caught:
         load_manifest(path)
     (problem,) = caught.value.problems
-    assert (problem.key, problem.location) == ("api.provider", "line 2")
+    assert (problem.key, problem.location) == ("api.provider", "2")
     assert "wanapi" in problem.message
 
 
@@ -284,7 +284,7 @@ def test_manifest_error_lists_problems_as_values(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as caught:
         load_manifest(path)
     (problem,) = caught.value.problems
-    assert (problem.location, problem.key) == ("line 2", "jobs[0].duration")
+    assert (problem.location, problem.key) == ("2", "jobs[0].duration")
 
 
 def test_a_manifest_round_trips_through_yaml(tmp_path: Path) -> None:

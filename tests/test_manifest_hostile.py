@@ -16,50 +16,52 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wanbatch import cli
+from wanbatch.errors import ManifestError
+from wanbatch.manifest import load_manifest
 
 JOB = "jobs:\n  - id: a\n    prompt: p\n"
 EXTRA = JOB + "    extra:\n"  # the extra mapping's entries go on line 5
 
 # (case id, YAML text, expected location, expected key, expected phrase)
 HOSTILE: list[tuple[str, str, str, str, str]] = [
-    ("date", EXTRA + "      when: 2024-01-01\n", "line 5", "jobs[0].extra.when", "date"),
-    ("datetime", EXTRA + "      at: 2024-01-01 10:00:00\n", "line 5", "jobs[0].extra.at", "date"),
-    ("impossible-date", EXTRA + "      at: 2024-02-30\n", "line 5", "jobs[0].extra.at", "date"),
-    ("binary", EXTRA + "      blob: !!binary aGVsbG8=\n", "line 5", "jobs[0].extra.blob", "binary"),
-    ("set", EXTRA + "      tags: !!set {a, b}\n", "line 5", "jobs[0].extra.tags", "set"),
-    ("omap", EXTRA + "      o: !!omap [a: 1]\n", "line 5", "jobs[0].extra.o", "ordered"),
-    ("nan", EXTRA + "      seed: .nan\n", "line 5", "jobs[0].extra.seed", "finite"),
-    ("inf", EXTRA + "      seed: -.inf\n", "line 5", "jobs[0].extra.seed", "finite"),
-    ("nan-in-list", EXTRA + "      w: [1, .NaN]\n", "line 5", "jobs[0].extra.w[1]", "finite"),
+    ("date", EXTRA + "      when: 2024-01-01\n", "5", "jobs[0].extra.when", "date"),
+    ("datetime", EXTRA + "      at: 2024-01-01 10:00:00\n", "5", "jobs[0].extra.at", "date"),
+    ("impossible-date", EXTRA + "      at: 2024-02-30\n", "5", "jobs[0].extra.at", "date"),
+    ("binary", EXTRA + "      blob: !!binary aGVsbG8=\n", "5", "jobs[0].extra.blob", "binary"),
+    ("set", EXTRA + "      tags: !!set {a, b}\n", "5", "jobs[0].extra.tags", "set"),
+    ("omap", EXTRA + "      o: !!omap [a: 1]\n", "5", "jobs[0].extra.o", "ordered"),
+    ("nan", EXTRA + "      seed: .nan\n", "5", "jobs[0].extra.seed", "finite"),
+    ("inf", EXTRA + "      seed: -.inf\n", "5", "jobs[0].extra.seed", "finite"),
+    ("nan-in-list", EXTRA + "      w: [1, .NaN]\n", "5", "jobs[0].extra.w[1]", "finite"),
     (
         "lone-surrogate",
         JOB + '    extra: {note: "x\\ud800"}\n',
-        "line 4",
+        "4",
         "jobs[0].extra.note",
         "UTF-8",
     ),
-    ("surrogate-prompt", 'jobs:\n  - prompt: "\\udfff"\n', "line 2", "jobs[0].prompt", "UTF-8"),
-    ("surrogate-key", JOB + '    extra: {"\\udc80": 1}\n', "line 4", "jobs[0].extra", "UTF-8"),
-    ("date-as-key", JOB + "    extra: {2024-01-01: 1}\n", "line 4", "jobs[0].extra", "date"),
-    ("recursive-list", "jobs: &a [*a]\n", "line 1", "jobs", "refers to itself"),
+    ("surrogate-prompt", 'jobs:\n  - prompt: "\\udfff"\n', "2", "jobs[0].prompt", "UTF-8"),
+    ("surrogate-key", JOB + '    extra: {"\\udc80": 1}\n', "4", "jobs[0].extra", "UTF-8"),
+    ("date-as-key", JOB + "    extra: {2024-01-01: 1}\n", "4", "jobs[0].extra", "date"),
+    ("recursive-list", "jobs: &a [*a]\n", "1", "jobs", "refers to itself"),
     (
         "recursive-mapping",
         "jobs:\n  - &j\n    prompt: p\n    extra: *j\n",
-        "line 4",
+        "4",
         "jobs[0].extra",
         "refers to itself",
     ),
     (
         "huge-integer",
         "jobs:\n  - prompt: p\n    duration: " + "9" * 5000 + "\n",
-        "line 3",
+        "3",
         "",
         "YAML",
     ),
     (
         "deep-nesting",
         JOB + "    extra: {a: " + "[" * 3000 + "]" * 3000 + "}\n",
-        "line 4",
+        "4",
         "jobs[0].extra.a[0][0]",
         "nested",
     ),
@@ -95,7 +97,7 @@ def test_hostile_value_in_a_jobs_from_file_names_that_file(tmp_path: Path, capsy
     path.write_text("jobs_from: more.yaml\n")
     assert cli.main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "more.yaml:line 3:" in err and "extra.when" in err and "date" in err
+    assert "more.yaml:3:" in err and "extra.when" in err and "date" in err
 
 
 def test_dates_in_quotes_and_finite_numbers_still_load(tmp_path: Path, capsys: Any) -> None:
@@ -145,7 +147,7 @@ def test_alias_bomb_is_refused_within_bounded_memory(tmp_path: Path, merge: bool
     assert child.returncode == 2, child.stderr[-2000:]
     assert "Traceback" not in child.stderr
     assert re.search(
-        rf"{re.escape(str(path))}:line \d+: a\d(\.<<)?\[\d\]: .*alias bomb", child.stderr
+        rf"{re.escape(str(path))}:\d+: a\d(\.<<)?\[\d\]: .*alias bomb", child.stderr
     ), child.stderr[-2000:]
 
 
@@ -247,7 +249,7 @@ def test_output_paths_that_collide_with_wanbatchs_own_files_are_refused(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     key = "output.path" if "output:" in text else "jobs[1]"
-    assert f"{path}:line " in err and f": {key}" in err, err
+    assert re.search(rf"{re.escape(str(path))}:\d+: ", err) and f": {key}" in err, err
     for phrase in phrases:
         assert phrase in err, err
 
@@ -305,7 +307,7 @@ def test_a_merge_key_is_overridden_by_the_jobs_own_key(tmp_path: Path, capsys: A
     assert cli.main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "duplicate" not in err and "1 problem" in err, err
-    assert f"{path}:line 7: jobs[2].duraton: unknown key" in err, err
+    assert f"{path}:7: jobs[2].duraton: unknown key" in err, err
 
 
 def _brute_force_collisions(paths: list[tuple[str, str]]) -> list[str]:
@@ -349,3 +351,14 @@ def test_collisions_agree_with_the_brute_force_check(outputs: list[str]) -> None
     assert [job_id for job_id, _ in found] == _brute_force_collisions(paths)
     for job_id, message in found:
         assert job_id in message
+
+
+def test_a_nested_extra_key_that_is_not_text_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """Found by the property test: keys 0 and "" in one nested mapping of `extra` made the
+    fingerprint's sorted JSON raise TypeError (a traceback)."""
+    path = tmp_path / "m.yaml"
+    path.write_text('jobs:\n  - prompt: p\n    extra:\n      a: {"": 1, 0: 2}\n', encoding="utf-8")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    (problem,) = caught.value.problems
+    assert problem.key == "jobs[0].extra" and "quote them" in problem.message

@@ -43,7 +43,9 @@ jobs:
 
 CSV_PINNED = [
     ("a-red-fox-runs-through-snow-1beb746e86ef", "1beb746e86ef3e02", "row 2"),
-    ("n-c-d-prompt-with-quotes-9a6d34a7f13c", "9a6d34a7f13c1a0e", "row 3"),
+    # Issue 14: slugs keep accented letters as ASCII (NFKD), so this id's slug changed from
+    # "n-c-d-prompt-with-quotes"; its fingerprint did not. Plain ASCII prompts keep their ids.
+    ("unicode-prompt-with-quotes-and-commas-9a6d34a7f13c", "9a6d34a7f13c1a0e", "row 3"),
     ("given-1", "2db787737f20b888", "row 4"),
     ("spaced-prompt-b965be07cb57", "b965be07cb575645", "row 5"),
 ]

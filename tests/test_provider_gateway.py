@@ -307,13 +307,13 @@ def test_a_bad_description_names_file_line_and_key(
 ) -> None:
     path = write(tmp_path, block)
     found = problems_of(path)
-    assert any(f"{path}:line 6: {key}:" in p and needle in p for p in found), found
+    assert any(f"{path}:6: {key}:" in p and needle in p for p in found), found
 
 
 def test_a_gateway_section_needs_the_gateway_provider(tmp_path: Path) -> None:
     path = write(tmp_path, "    id: data.id\n")
     path.write_text(path.read_text().replace("provider: gateway", "provider: wanapi"))
-    assert any("line 5: api.gateway:" in p and "not 'gateway'" in p for p in problems_of(path))
+    assert any(":5: api.gateway:" in p and "not 'gateway'" in p for p in problems_of(path))
 
 
 def test_what_the_gateway_cannot_take_is_refused_at_validate_time(tmp_path: Path) -> None:

@@ -79,8 +79,8 @@ class UsageError(WanbatchError):
 class ManifestProblem:
     """One problem in a manifest: where it is and what is wrong."""
 
-    file: str
-    location: str  # "line 12", "row 3", or "" when the whole file is at fault
+    file: str  # the manifest; for a flag's value, the flag ("--model wan-3")
+    location: str  # the line, "12", printed as file:12:; "" when no line is known
     key: str  # dotted key path such as "jobs[2].duration", or "" for the file itself
     message: str
 

@@ -16,8 +16,9 @@ inline CSS and JavaScript only, a system font stack and no URL other than the vi
 data file's relative paths, so the folder opens from disk (file://) with no network. Every piece
 of manifest or server text is HTML-escaped in the page and set only as text by the script.
 
-``retry_manifest`` (``retry.py``) writes a YAML manifest (to be saved as ``<output>/retry.yaml``)
-that renders exactly the failed jobs again, with the same ids, fields and output paths.
+``retry_manifest`` (the manifest package's, re-exported here) writes a YAML manifest (to be saved
+as ``<output>/retry.yaml``) that renders exactly the failed jobs again, with the same ids, fields
+and output paths.
 
 The package does no I/O: callers write the returned text, the data file before the page.
 """
@@ -41,8 +42,8 @@ from wanbatch.gallery.page import (
     layout,
     page_lines,
 )
-from wanbatch.gallery.retry import RETRY_NAME, retry_manifest
 from wanbatch.jobstate import VideoCheck
+from wanbatch.manifest import RETRY_NAME, retry_manifest
 from wanbatch.models import JobRecord, JobSpec, Manifest
 
 __all__ = [

@@ -1,18 +1,19 @@
 """The failed jobs of a run as a manifest (``<output>/retry.yaml``) that renders them again. Pure.
 
 ``retry_manifest`` writes a YAML manifest that renders exactly the failed jobs again, with the same
-ids, fields and output paths.
+ids, fields and output paths. It is the one writer of manifests, beside their reader (the gallery
+and the commands use it from here).
 """
 
 from __future__ import annotations
 
 import math
-import string
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
+from wanbatch.manifest.paths import fill, fixed_template
 from wanbatch.models import (
     DEFAULT_PROVIDER,
     KNOWN_MODELS,
@@ -51,11 +52,9 @@ def retry_manifest(
     ]
     if not failed:
         return None
-    template = _fixed_template(manifest.path_template, manifest.name)
+    template = fixed_template(manifest.path_template, manifest.name)
     moved = [
-        spec
-        for index, spec in enumerate(failed)
-        if _fill(template, spec, index) != spec.output_path
+        spec for index, spec in enumerate(failed) if fill(template, spec, index) != spec.output_path
     ]
     head: dict[str, Any] = {"name": _retry_name(manifest.name)}
     api: dict[str, Any] = {}
@@ -127,32 +126,3 @@ def _one_line(text: str) -> str:
     if len(cleaned) > _REASON_COMMENT_CHARS:
         cleaned = cleaned[: _REASON_COMMENT_CHARS - 3] + "..."
     return cleaned
-
-
-def _fixed_template(template: str, name: str) -> str:
-    """``template`` with ``{name}`` written out, since the retry manifest has another name."""
-    out: list[str] = []
-    for literal, field_name, spec, _conversion in string.Formatter().parse(template):
-        out.append(literal.replace("{", "{{").replace("}", "}}"))
-        if field_name is None:
-            continue
-        if field_name == "name":
-            value = format(name, spec or "")
-            out.append(value.replace("{", "{{").replace("}", "}}"))
-        else:
-            out.append("{" + field_name + (":" + spec if spec else "") + "}")
-    return "".join(out)
-
-
-def _fill(template: str, spec: JobSpec, index: int) -> str | None:
-    """The path the loader will give ``spec`` at ``index`` under ``template`` (None if it fails)."""
-    try:
-        return template.format(
-            id=spec.id,
-            model=spec.model,
-            aspect_ratio=spec.aspect_ratio.replace(":", "x"),
-            duration=spec.duration,
-            index=index,
-        )
-    except (ValueError, KeyError, IndexError):
-        return None
