@@ -100,15 +100,15 @@ overflow:hidden;text-overflow:ellipsis}
 align-items:baseline}
 .stat strong{display:inline;font-size:13px}
 .stat span{font-size:11px;white-space:nowrap}
-.filters{display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:5px}
-.filters label{min-width:0}
-.filters .name,.shown .wordy{position:absolute;width:1px;height:1px;overflow:hidden;
+.filters{gap:5px}
+.filters label{flex:1 1 30%;min-width:0}
+.filters .name,.wordy{position:absolute;width:1px;height:1px;overflow:hidden;
 clip:rect(0 0 0 0);white-space:nowrap}
 .filters select,.filters input[type=search]{width:100%;min-width:0;padding:2px 6px;
 font-size:13px}
-.filters .search{grid-row:2;grid-column:1/3}
-.shown{grid-row:2;grid-column:3;margin:0;font-size:12px;text-align:right;white-space:nowrap}
-.pager{grid-row:3;grid-column:1/-1;font-size:12px}
+.filters .search{flex:1 1 55%;order:1}
+.shown{order:2;margin:0 0 0 auto;font-size:12px;white-space:nowrap}
+.pager{order:3;flex:1 1 100%;font-size:12px}
 .pager button{padding:1px 8px}
 .order{display:none}
 main{padding:12px;gap:12px}
