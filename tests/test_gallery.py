@@ -752,8 +752,8 @@ def test_browser_many_videos_load_only_near_the_viewport(tmp_path: Path, chromiu
             assert last.evaluate("v => [v.preload, v.readyState]") == ["none", 0]
             assert 0 < len(set(fetched)) < count / 2
             last.scroll_into_view_if_needed()
-            tab.wait_for_function(
-                f"document.querySelector('[data-job=j{count - 1:03d}] video').readyState >= 1",
+            tab.wait_for_function(  # metadata, and a frame: its still
+                f"document.querySelector('[data-job=j{count - 1:03d}] video').readyState >= 2",
                 timeout=15_000,
             )
             assert len(set(fetched)) < count
@@ -1162,6 +1162,9 @@ def test_browser_filters_are_kept_in_the_url(
             tab.wait_for_function("!document.getElementById('filter-state').disabled")
             assert tab.locator("#filter-state").input_value() == "all"
             assert tab.locator("#shown-count").inner_text() == "10"
+            tab.goto(url + "#q=" + quote("<img src=x onerror=alert(2)>"), wait_until="load")
+            tab.wait_for_function("document.getElementById('shown-count').textContent === '1'")
+            assert shown(tab) == ["failed-a"] and tab.locator("img").count() == 0
             assert console.problems == []
         finally:
             context.close()

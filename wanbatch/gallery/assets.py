@@ -129,8 +129,8 @@ JS = """
   var shown = document.getElementById("shown-count");
   var none = document.getElementById("no-match");
   var MISSING = "file missing";
-  var GONE = " not found beside this page: moved or deleted since the report was written;" +
-    " a run downloads it again.";
+  var GONE = " could not be loaded from beside this page: moved or deleted since the report" +
+    " was written? A run downloads a missing video again.";
   // A video whose file cannot be had shows "file missing" in place of a broken player.
   function lost(video) {
     var card = video.closest("article.card");
