@@ -1006,6 +1006,30 @@ def test_browser_cards_show_a_still_of_their_video_before_play(
         context.close()
 
 
+def test_browser_play_starts_at_the_beginning_not_at_the_still(page: tuple[Any, Console]) -> None:
+    """The still is a frame 0.1 s in; pressing play plays the video from its start."""
+    tab, console = page
+    video = tab.locator('[data-job="done-a"] video')
+    played = video.evaluate(
+        """async v => {
+            if (v.readyState < 2) {
+                await new Promise(ok => v.addEventListener('loadeddata', ok, {once: true}));
+            }
+            const still = v.currentTime;
+            await v.play();
+            const start = performance.now();
+            while (v.currentTime < 0.3 && performance.now() - start < 5000) {
+                await new Promise(r => setTimeout(r, 20));
+            }
+            v.pause();
+            return {still: still, from: v.played.length ? v.played.start(0) : null};
+        }"""
+    )
+    assert played["still"] > 0 and played["from"] is not None, played
+    assert played["from"] < 0.05, played
+    assert console.problems == []
+
+
 def test_a_video_missing_when_the_report_was_written_is_shown_missing(
     manifest: Manifest, records: dict[str, JobRecord]
 ) -> None:

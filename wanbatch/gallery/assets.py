@@ -11,7 +11,8 @@ undoes a select's change. A page that holds every card hides the others. A paged
 it, where ``fetch`` of a local file is refused), checks its token, then filters every job's row
 and draws the matching cards a page at a time. It builds them with ``createElement`` and
 ``textContent`` only, never markup from the data, in the form ``cards.card_html`` writes. With
-many videos no video is fetched until its card nears the viewport. A video whose file cannot be
+many videos no video is fetched until its card nears the viewport. A video shows a still from
+0.1 s in (``cards.STILL``) and, played, plays from its start. A video whose file cannot be
 loaded (moved or deleted since the page was written) is replaced by a "file missing" box. On a
 narrow screen (a phone) the header folds into a few short rows.
 """
@@ -161,6 +162,17 @@ JS = """
   Array.prototype.forEach.call(document.querySelectorAll("video"), function (video) {
     if (video.error) { lost(video); }
   });
+  // A video shows a still from a little in (its src ends in #t=...); played, it starts at 0.
+  var started = typeof WeakSet === "function" ? new WeakSet() : null;
+  document.addEventListener("play", function (event) {
+    var video = event.target;
+    if (!video || video.tagName !== "VIDEO" || started === null || started.has(video)) { return; }
+    started.add(video);
+    var still = /#t=([0-9.]+)$/.exec(video.getAttribute("src") || "");
+    if (still && Math.abs(video.currentTime - parseFloat(still[1])) < 0.01) {
+      video.currentTime = 0;
+    }
+  }, true);
   // The filters live in the address (#state=failed&q=forest): a reload or a shared link shows
   // the same cards; a select's change is a step back can undo, typing replaces the step.
   function readAddress() {

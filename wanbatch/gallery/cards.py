@@ -40,7 +40,8 @@ UNKNOWN_NOTE = (
 )
 CHANGED_LEAD = " (the card shows what the task was asked for):"
 # A card's still: a video shows the frame this far in before it is played (a media fragment;
-# a generated video may open on a black frame, and Safari paints no frame at 0 s unasked).
+# a generated video may open on a black frame, and Safari paints no frame at 0 s unasked);
+# the page's script rewinds it to 0 s when it is first played.
 STILL = "#t=0.1"
 MISSING_WORDS = "file missing"  # in the box of a video recorded downloaded but not on disk
 
