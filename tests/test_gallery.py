@@ -1237,3 +1237,8 @@ def test_summary_and_filters_take_their_state_words_from_jobstate(
     for default in ("done", "failed", "in flight", "rendering", "new"):
         assert f"<span>{default}</span>" not in summary
     assert ">word-failed</option>" in text and ">word-in_flight</span></h2>" in text
+    # A job whose create went unanswered is counted apart from those rendering, in its word.
+    records["queued-a"] = JobRecord(job_id="queued-a", state=JobState.SUBMITTING)
+    text = render_gallery(manifest, records, generated_at=NOW)
+    assert re.search(r'id="count-unconfirmed">1</strong><span>word-unconfirmed<', text)
+    assert re.search(r'id="count-in-flight">2</strong><span>word-in_flight<', text)

@@ -40,7 +40,7 @@ min-width:96px}
 .stat strong{display:block;font-size:18px;font-variant-numeric:tabular-nums}
 .stat span{color:var(--muted);font-size:12px}
 .stat-done strong{color:var(--ok)}.stat-failed strong{color:var(--bad)}
-.stat-in-flight strong{color:var(--warn)}
+.stat-in-flight strong,.stat-unconfirmed strong,.stat-changed strong{color:var(--warn)}
 .filters{display:flex;flex-wrap:wrap;align-items:center;gap:8px 16px}
 .filters label{display:flex;align-items:center;gap:6px;color:var(--muted)}
 select{background:var(--panel);color:var(--text);border:1px solid var(--line);border-radius:6px;
