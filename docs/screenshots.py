@@ -8,7 +8,7 @@
    as it stood just before the end with the failure on it, turned into an HTML page (its text and
    colours, nothing added) and photographed with headless chromium: docs/img/progress.png.
 2. Photographs the run's own `report.html` (served from its output tree) the same way:
-   docs/img/gallery.png.
+   docs/img/gallery.png, and as a phone shows it (390 x 844): docs/img/gallery-phone.png.
 
 Nothing is staged: the job, the simulator and the output are what the README's first command
 runs (the demo simulator's content filter fails the `red-carpet` job, as it does there).
@@ -116,7 +116,14 @@ def main() -> int:
             screenshot(
                 output / "report.html", OUT / "gallery.png", width=1280, height=900, browser=browser
             )
-    print(f"wrote {OUT / 'progress.png'} and {OUT / 'gallery.png'}")
+            screenshot(
+                output / "report.html",
+                OUT / "gallery-phone.png",
+                width=390,
+                height=844,
+                browser=browser,
+            )
+    print(f"wrote {OUT / 'progress.png'}, {OUT / 'gallery.png'} and {OUT / 'gallery-phone.png'}")
     return 0
 
 

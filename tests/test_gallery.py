@@ -28,7 +28,7 @@ from wanbatch.gallery import (
     render_gallery,
     retry_manifest,
 )
-from wanbatch.jobstate import of_state
+from wanbatch.jobstate import LABELS, MISSING_VIDEO, Standing, of_state
 from wanbatch.manifest import load_manifest
 from wanbatch.models import JobRecord, JobState, Manifest
 
@@ -210,9 +210,11 @@ def test_videos_for_downloaded_jobs_only_at_quoted_relative_paths(
     """A downloaded job plays its file from beside report.html; others show their state."""
     page = Page(page_text)
     done = [spec for spec in manifest.jobs if STATES.get(spec.id) is JobState.DOWNLOADED]
-    expected = ["/".join(quote(part, safe="") for part in s.output_path.split("/")) for s in done]
+    expected = [
+        "/".join(quote(part, safe="") for part in s.output_path.split("/")) + "#t=0.1" for s in done
+    ]
     assert [video["src"] for video in page.videos] == expected
-    assert expected[0] == "clips%20%231%20%26%20co/wan-2-2/done-a.mp4"
+    assert expected[0] == "clips%20%231%20%26%20co/wan-2-2/done-a.mp4#t=0.1"  # a still at 0.1 s
     for video in page.videos:
         assert "controls" in video and "muted" in video
         assert video["preload"] in ("metadata", "none")
@@ -696,7 +698,7 @@ def test_browser_video_plays_its_file(page: tuple[Any, Console]) -> None:
     assert info["error"] is None, info
     assert info["duration"] > 0 and info["width"] > 0 and info["height"] > 0, info
     assert info["time"] > 0, info
-    assert info["src"].endswith("clips%20%231%20%26%20co/wan-2-1/done-b.mp4")
+    assert info["src"].endswith("clips%20%231%20%26%20co/wan-2-1/done-b.mp4#t=0.1")
     assert console.problems == []
 
 
@@ -750,8 +752,8 @@ def test_browser_many_videos_load_only_near_the_viewport(tmp_path: Path, chromiu
             assert last.evaluate("v => [v.preload, v.readyState]") == ["none", 0]
             assert 0 < len(set(fetched)) < count / 2
             last.scroll_into_view_if_needed()
-            tab.wait_for_function(
-                f"document.querySelector('[data-job=j{count - 1:03d}] video').readyState >= 1",
+            tab.wait_for_function(  # metadata, and a frame: its still
+                f"document.querySelector('[data-job=j{count - 1:03d}] video').readyState >= 2",
                 timeout=15_000,
             )
             assert len(set(fetched)) < count
@@ -932,3 +934,311 @@ def test_browser_paged_gallery_says_when_its_data_file_is_missing_or_foreign(
             assert tab.locator("#filter-state").is_disabled()
         finally:
             context.close()
+
+
+# --- the daily look: stills, missing files, filters in the URL, search, a phone's header -------
+
+
+def fade_in_clip() -> bytes:
+    """A real H.264 clip (160x90, 12 frames at 12 fps) whose first frame is black and the others
+    orange, as a generated video that fades in from black: a card showing its first frame looks
+    like a black player."""
+    import io
+
+    import av
+
+    width, height, fps = 160, 90, 12
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp4") as container:
+        stream: Any = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(fps):
+            frame = av.VideoFrame(width, height, "yuv420p")
+            levels = (16, 128, 128) if index == 0 else (150, 60, 200)
+            for plane, level in zip(frame.planes, levels, strict=True):
+                plane.update(bytes([level]) * plane.buffer_size)
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out.getvalue()
+
+
+CENTRE_PIXEL = """v => {
+    const canvas = document.createElement('canvas');
+    canvas.width = v.videoWidth; canvas.height = v.videoHeight;
+    const context = canvas.getContext('2d');
+    context.drawImage(v, 0, 0);
+    return Array.from(context.getImageData(v.videoWidth >> 1, v.videoHeight >> 1, 1, 1).data);
+}"""
+
+
+def test_browser_cards_show_a_still_of_their_video_before_play(
+    chromium: Any, site: tuple[str, Path], manifest: Manifest
+) -> None:
+    """Without a press on play, every card's video has a decoded frame, and the frame is a
+    still from a little into the clip: a video that fades in from black does not look like a
+    black player (its first frame is black). (It showed the first frame: [0, 0, 0, 255].)"""
+    done_a = manifest.output_dir / manifest.jobs[0].output_path
+    done_a.write_bytes(fade_in_clip())
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = context.new_page()
+        console = Console(tab)
+        tab.goto(site[0], wait_until="load")
+        tab.wait_for_function(
+            "Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 2)",
+            timeout=15_000,
+        )
+        video = tab.locator('[data-job="done-a"] video')
+        tab.wait_for_function(
+            "!document.querySelector('[data-job=done-a] video').seeking", timeout=15_000
+        )
+        assert video.evaluate("v => v.paused") is True
+        red, green, blue, _ = video.evaluate(CENTRE_PIXEL)
+        assert red + green + blue > 150, (red, green, blue)
+        for other in ("done-b", "done-c"):
+            pixel = tab.locator(f'[data-job="{other}"] video').evaluate(CENTRE_PIXEL)
+            assert sum(pixel[:3]) > 150, (other, pixel)
+        assert console.problems == []
+    finally:
+        context.close()
+
+
+def test_browser_play_starts_at_the_beginning_not_at_the_still(page: tuple[Any, Console]) -> None:
+    """The still is a frame 0.1 s in; pressing play plays the video from its start."""
+    tab, console = page
+    video = tab.locator('[data-job="done-a"] video')
+    played = video.evaluate(
+        """async v => {
+            if (v.readyState < 2) {
+                await new Promise(ok => v.addEventListener('loadeddata', ok, {once: true}));
+            }
+            const still = v.currentTime;
+            await v.play();
+            const start = performance.now();
+            while (v.currentTime < 0.3 && performance.now() - start < 5000) {
+                await new Promise(r => setTimeout(r, 20));
+            }
+            v.pause();
+            return {still: still, from: v.played.length ? v.played.start(0) : null};
+        }"""
+    )
+    assert played["still"] > 0 and played["from"] is not None, played
+    assert played["from"] < 0.05, played
+    assert console.problems == []
+
+
+def test_a_video_missing_when_the_report_was_written_is_shown_missing(
+    manifest: Manifest, records: dict[str, JobRecord]
+) -> None:
+    """The journal says downloaded, the disk does not: the card has no player but a "file
+    missing" box and says what a run does; its state is the shared word (to download)."""
+    files = gallery.gallery_files(
+        manifest,
+        records,
+        generated_at=NOW,
+        video_intact=lambda spec, record: spec.id != "done-b",
+    )
+    text = "".join(files.page)
+    page = Page(text)
+    assert [video["src"] for video in page.videos if "done-b" in (video["src"] or "")] == []
+    card = text.split('data-job="done-b"')[1].split("</article>")[0]
+    assert 'class="placeholder missing"' in card and ">file missing<" in card
+    assert html_escaped(MISSING_VIDEO) in card
+    assert f">{LABELS[Standing.TO_DOWNLOAD]}</span></h2>" in card
+    paged = gallery.gallery_files(
+        manifest,
+        records,
+        generated_at=NOW,
+        inline_limit=1,
+        video_intact=lambda spec, record: spec.id != "done-b",
+    )
+    assert paged.data is not None
+    by_id = {row[0]: row for row in data_of("".join(paged.data))["jobs"]}
+    assert by_id["done-b"][6] == 2 and by_id["done-a"][6] == 1
+    assert by_id["queued-a"][6] == 0
+
+
+def test_browser_a_video_missing_on_disk_shows_file_missing(
+    chromium: Any, manifest: Manifest, records: dict[str, JobRecord]
+) -> None:
+    """One file gone when the report was written, one deleted after: both cards say "file
+    missing" in place of a broken player, in the small page and in cards the paged page draws."""
+    missing_then = lambda spec, record: spec.id != "done-b"  # noqa: E731
+    for options in ({"inline_limit": 100}, {"inline_limit": 3, "page_size": 3}):
+        report, data_file = write_site(
+            manifest, records, video_intact=missing_then, inline_limit=3, page_size=3
+        )
+        if options["inline_limit"] == 100:  # the small page, without a data file
+            data_file.unlink()
+            report.write_text(
+                render_gallery(manifest, records, generated_at=NOW, video_intact=missing_then),
+                encoding="utf-8",
+            )
+        (manifest.output_dir / manifest.jobs[2].output_path).unlink()  # done-c, after
+        with browser.serve(report.parent) as base:
+            context, tab, _ = open_tab(chromium, base + GALLERY_NAME, ready=False)
+            try:
+                if options["inline_limit"] == 3:
+                    tab.wait_for_function(
+                        "!document.getElementById('filter-state').disabled", timeout=15_000
+                    )
+                    tab.locator("#filter-text").fill("done-")
+                for job in ("done-b", "done-c"):
+                    tab.wait_for_function(
+                        f"document.querySelector('[data-job={job}] .media').textContent"
+                        ".includes('file missing')",
+                        timeout=15_000,
+                    )
+                    media = tab.locator(f'[data-job="{job}"] .media')
+                    assert media.locator("video").count() == 0, (options, job)
+                    assert media.locator(".placeholder").is_visible()
+                    assert (
+                        "file missing"
+                        in tab.locator(f'[data-job="{job}"] .missing-note').inner_text()
+                    )
+                tab.wait_for_function(
+                    "document.querySelector('[data-job=done-a] video').readyState >= 2",
+                    timeout=15_000,
+                )
+            finally:
+                context.close()
+
+
+def test_browser_search_filters_by_id_and_prompt_with_the_state_filter(
+    page: tuple[Any, Console],
+) -> None:
+    """A text box narrows the cards to those whose id or prompt holds its text, any case,
+    together with the selects, and the count follows."""
+    tab, console = page
+    search = tab.locator("#filter-text")
+    search.fill("FOREST")
+    assert shown(tab) == ["done-a"] and tab.locator("#shown-count").inner_text() == "1"
+    search.fill("done-")
+    assert shown(tab) == ["done-a", "done-b", "done-c"]
+    search.fill("a")
+    tab.select_option("#filter-state", "failed")
+    assert shown(tab) == ["failed-a", "failed-b"]
+    search.fill("ocean")
+    assert shown(tab) == ["failed-b"] and tab.locator("#shown-count").inner_text() == "1"
+    search.fill("<script>")  # failed-a's prompt, as text
+    assert shown(tab) == ["failed-a"]
+    search.fill("no such words")
+    assert shown(tab) == [] and tab.locator("#no-match").is_visible()
+    search.fill("")
+    assert shown(tab) == ["failed-a", "failed-b"]
+    assert console.problems == []
+
+
+def test_browser_paged_search_finds_jobs_on_pages_not_drawn(
+    chromium: Any, manifest: Manifest, records: dict[str, JobRecord]
+) -> None:
+    report, _ = write_site(manifest, records, inline_limit=3, page_size=3)
+    context, tab, console = open_tab(chromium, report.as_uri())
+    try:
+        assert "queued-b" not in shown(tab)
+        tab.locator("#filter-text").fill("LIGHTHOUSE")
+        assert shown(tab) == ["queued-b"] and tab.locator("#shown-count").inner_text() == "1"
+        assert tab.locator("#page-at").inner_text() == "page 1 of 1"
+        tab.locator("#filter-text").fill("-a")
+        tab.select_option("#filter-state", "new")
+        assert shown(tab) == ["queued-a"]
+        assert console.problems == []
+    finally:
+        context.close()
+
+
+def test_browser_filters_are_kept_in_the_url(
+    chromium: Any, manifest: Manifest, records: dict[str, JobRecord], site: tuple[str, Path]
+) -> None:
+    """The state, model, aspect and text filters are in the page's address (#state=...&q=...):
+    a reload or a shared link shows the same cards, and back undoes a filter; in the small page
+    and the paged one, opened from disk."""
+    report, _ = write_site(manifest, records, inline_limit=3, page_size=3)
+    small = site[1].parent / "small.html"
+    small.write_text(render_gallery(manifest, records, generated_at=NOW), encoding="utf-8")
+    for url in (small.as_uri(), report.as_uri()):
+        context, tab, console = open_tab(chromium, url)
+        try:
+            tab.select_option("#filter-state", "failed")
+            assert tab.evaluate("location.hash") == "#state=failed"
+            tab.locator("#filter-text").fill("Ocean")
+            assert shown(tab) == ["failed-b"]
+            assert tab.evaluate("location.hash") == "#state=failed&q=Ocean"
+            tab.reload(wait_until="load")
+            tab.wait_for_function("!document.getElementById('filter-state').disabled")
+            assert shown(tab) == ["failed-b"], url
+            assert tab.locator("#filter-state").input_value() == "failed"
+            assert tab.locator("#filter-text").input_value() == "Ocean"
+            assert tab.locator("#shown-count").inner_text() == "1"
+            shared = url + "#state=done&model=wan-2-1&q=NEON"
+            tab.goto(shared, wait_until="load")
+            tab.wait_for_function("!document.getElementById('filter-state').disabled")
+            assert shown(tab) == ["done-b"]
+            assert tab.locator("#filter-model").input_value() == "wan-2-1"
+            tab.select_option("#filter-model", "all")
+            tab.go_back()
+            tab.wait_for_function("document.getElementById('filter-model').value === 'wan-2-1'")
+            assert shown(tab) == ["done-b"]
+            tab.goto(url + "#state=no-such-state&aspect=%3Cb%3E", wait_until="load")
+            tab.wait_for_function("!document.getElementById('filter-state').disabled")
+            assert tab.locator("#filter-state").input_value() == "all"
+            assert tab.locator("#shown-count").inner_text() == "10"
+            tab.goto(url + "#q=" + quote("<img src=x onerror=alert(2)>"), wait_until="load")
+            tab.wait_for_function("document.getElementById('shown-count').textContent === '1'")
+            assert shown(tab) == ["failed-a"] and tab.locator("img").count() == 0
+            assert console.problems == []
+        finally:
+            context.close()
+
+
+def test_browser_header_fits_a_phone(
+    chromium: Any, manifest: Manifest, records: dict[str, JobRecord], site: tuple[str, Path]
+) -> None:
+    """At 390x844 (a phone) the header, with its title, counts, filters and search, takes at most
+    a fifth of the screen, in the small page and the paged one. (The small page's took 437 px, 52 %.)"""
+    report, _ = write_site(manifest, records, inline_limit=3, page_size=3)
+    small = site[1].parent / "small.html"
+    small.write_text(render_gallery(manifest, records, generated_at=NOW), encoding="utf-8")
+    for url in (small.as_uri(), report.as_uri()):
+        context = chromium.new_context(
+            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+        )
+        try:
+            tab = context.new_page()
+            tab.goto(url, wait_until="load")
+            tab.wait_for_function("!document.getElementById('filter-state').disabled")
+            box = tab.locator("header").bounding_box()
+            assert box is not None and box["height"] <= 0.2 * 844, (url, box)
+            for part in ("h1", "#filter-state", "#filter-model", "#filter-aspect", "#filter-text"):
+                found = tab.locator(part).bounding_box()
+                assert found is not None and found["width"] > 0, part
+                assert found["x"] >= 0 and found["x"] + found["width"] <= 390, (part, found)
+            assert tab.locator("#shown-count").is_visible()
+            assert tab.evaluate("document.documentElement.scrollWidth") <= 390
+        finally:
+            context.close()
+
+
+def test_summary_and_filters_take_their_state_words_from_jobstate(
+    manifest: Manifest, records: dict[str, JobRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every state word the page shows (summary, filter, badge, placeholder) is jobstate's."""
+    words = {state: f"word-{state.value}" for state in Standing}
+    monkeypatch.setattr("wanbatch.jobstate.LABELS", words)
+    for module in ("page", "cards"):
+        monkeypatch.setattr(f"wanbatch.gallery.{module}.LABELS", words, raising=False)
+    text = render_gallery(manifest, records, generated_at=NOW)
+    summary = text.split('<section class="summary"')[1].split("</section>")[0]
+    for state in (Standing.DONE, Standing.FAILED, Standing.IN_FLIGHT, Standing.NEW):
+        assert f"<span>word-{state.value}</span>" in summary, state
+    for default in ("done", "failed", "in flight", "rendering", "new"):
+        assert f"<span>{default}</span>" not in summary
+    assert ">word-failed</option>" in text and ">word-in_flight</span></h2>" in text
+    # A job whose create went unanswered is counted apart from those rendering, in its word.
+    records["queued-a"] = JobRecord(job_id="queued-a", state=JobState.SUBMITTING)
+    text = render_gallery(manifest, records, generated_at=NOW)
+    assert re.search(r'id="count-unconfirmed">1</strong><span>word-unconfirmed<', text)
+    assert re.search(r'id="count-in-flight">2</strong><span>word-in_flight<', text)

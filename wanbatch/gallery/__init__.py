@@ -2,12 +2,13 @@
 
 ``gallery_files`` turns a manifest and the journal's records into ``<output>/report.html`` (and,
 for a run of more than ``INLINE_LIMIT`` jobs, ``<output>/report.data.js`` beside it): a card per
-job, each with its video playing in place (downloaded jobs), its prompt and fields, its state,
-render and download times, and for failures the server's reason. A card's state is
-``jobstate.standing``, the word plan and status use; a video gone from disk is "to download",
-not done. A card shows the fields its task was asked for (``rendered``, given by the caller for
-jobs whose manifest entry was edited since), and notes what the manifest says now where that
-differs. Three selects filter the cards by state, model and aspect ratio, across every job.
+job, each with its video in place (downloaded jobs; a still from 0.1 s in until it is played),
+its prompt and fields, its state, render and download times, and for failures the server's
+reason. A card's state is ``jobstate.standing``, named in ``jobstate.LABELS``, the words plan and
+status use; a video gone from disk is "to download", not done, and its card says "file missing".
+A card shows the fields its task was asked for (``rendered``, given by the caller for jobs whose
+manifest entry was edited since), and notes what the manifest says now where that differs.
+Three selects and a text search filter the cards, across every job, and the address keeps them.
 
 A small run's page holds every card. A large run's page holds the summary, the filters and the
 first page of cards, failed jobs first, and its script draws the rest from the data file, a page

@@ -1,12 +1,20 @@
 """The gallery page's own CSS and JavaScript. Pure data.
 
-The script filters the cards by state, model and aspect ratio. A page that holds every card
-hides the others. A paged page (``data-source`` on ``<main>``) loads the data file with a
-``<script>`` element (file:// allows it, where ``fetch`` of a local file is refused), checks its
-token, then filters every job's row and draws the matching cards a page at a time. It builds
-them with ``createElement`` and ``textContent`` only, never markup from the data, in the form
-``cards.card_html`` writes. With many videos no video is fetched until its card nears the
-viewport.
+(Past 400 lines: it is two strings, one stylesheet and one script run as a whole; split, the
+script's parts would share their variables through the page's globals.)
+
+The script filters the cards by state, model, aspect ratio and a text (a case-insensitive
+substring of the id or the prompt), and keeps the filters in the page's address
+(``#state=failed&q=forest``), so that a reload or a shared link shows the same cards, and back
+undoes a select's change. A page that holds every card hides the others. A paged page
+(``data-source`` on ``<main>``) loads the data file with a ``<script>`` element (file:// allows
+it, where ``fetch`` of a local file is refused), checks its token, then filters every job's row
+and draws the matching cards a page at a time. It builds them with ``createElement`` and
+``textContent`` only, never markup from the data, in the form ``cards.card_html`` writes. With
+many videos no video is fetched until its card nears the viewport. A video shows a still from
+0.1 s in (``cards.STILL``) and, played, plays from its start. A video whose file cannot be
+loaded (moved or deleted since the page was written) is replaced by a "file missing" box. On a
+narrow screen (a phone) the header folds into a few short rows.
 """
 
 CSS = """
@@ -32,7 +40,7 @@ min-width:96px}
 .stat strong{display:block;font-size:18px;font-variant-numeric:tabular-nums}
 .stat span{color:var(--muted);font-size:12px}
 .stat-done strong{color:var(--ok)}.stat-failed strong{color:var(--bad)}
-.stat-in-flight strong{color:var(--warn)}
+.stat-in-flight strong,.stat-unconfirmed strong,.stat-changed strong{color:var(--warn)}
 .filters{display:flex;flex-wrap:wrap;align-items:center;gap:8px 16px}
 .filters label{display:flex;align-items:center;gap:6px;color:var(--muted)}
 select{background:var(--panel);color:var(--text);border:1px solid var(--line);border-radius:6px;
@@ -75,6 +83,37 @@ button:disabled,select:disabled{opacity:.5;cursor:default}
 .order{margin:0;color:var(--muted)}
 #data-note{text-align:center;color:var(--muted);padding:0 24px 40px}
 #data-note[hidden]{display:none}
+.placeholder.missing,.card[data-state=failed] .placeholder.missing{color:var(--warn)}
+.missing-note{margin:0 0 8px;padding:6px 8px;border-left:3px solid var(--warn);
+background:var(--panel2);border-radius:4px;overflow-wrap:anywhere}
+input[type=search]{background:var(--panel);color:var(--text);border:1px solid var(--line);
+border-radius:6px;padding:4px 8px;font:inherit;width:14em;max-width:100%}
+input:disabled{opacity:.5}
+@media (max-width:640px){
+header{padding:6px 12px}
+h1{font-size:15px;line-height:1.25;margin:0 0 2px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.meta{display:block;margin:0 0 4px;font-size:11px;line-height:1.35;white-space:nowrap;
+overflow:hidden;text-overflow:ellipsis}
+.meta span{margin-right:12px}
+.meta code{font-size:11px}
+.summary{flex-wrap:nowrap;overflow-x:auto;gap:6px;margin-bottom:5px;scrollbar-width:none}
+.stat{flex:none;min-width:0;padding:0 8px;border-radius:99px;display:flex;gap:4px;
+align-items:baseline}
+.stat strong{display:inline;font-size:13px}
+.stat span{font-size:11px;white-space:nowrap}
+.filters{gap:5px}
+.filters label{flex:1 1 30%;min-width:0}
+.filters .name,.wordy{position:absolute;width:1px;height:1px;overflow:hidden;
+clip:rect(0 0 0 0);white-space:nowrap}
+.filters select,.filters input[type=search]{width:100%;min-width:0;padding:2px 6px;
+font-size:13px}
+.filters .search{flex:1 1 55%;order:1}
+.shown{order:2;margin:0 0 0 auto;font-size:12px;white-space:nowrap}
+.pager{order:3;flex:1 1 100%;font-size:12px}
+.pager button{padding:1px 8px}
+.order{display:none}
+main{padding:12px;gap:12px}
+}
 """
 
 JS = """
@@ -87,8 +126,82 @@ JS = """
     model: document.getElementById("filter-model"),
     aspect: document.getElementById("filter-aspect")
   };
+  var text = document.getElementById("filter-text");
   var shown = document.getElementById("shown-count");
   var none = document.getElementById("no-match");
+  var MISSING = "file missing";
+  var GONE = " could not be loaded from beside this page: moved or deleted since the report" +
+    " was written? A run downloads a missing video again.";
+  // A video whose file cannot be had shows "file missing" in place of a broken player.
+  function lost(video) {
+    var card = video.closest("article.card");
+    var media = video.parentNode;
+    if (!card || !media) { return; }
+    var box = document.createElement("div");
+    box.setAttribute("class", "placeholder missing");
+    box.setAttribute("style", video.getAttribute("style") || "");
+    var words = document.createElement("span");
+    words.textContent = MISSING;
+    box.appendChild(words);
+    media.replaceChild(box, video);
+    var note = document.createElement("p");
+    note.setAttribute("class", "missing-note");
+    note.setAttribute("role", "note");
+    var lead = document.createElement("strong");
+    lead.textContent = MISSING + ":";
+    note.appendChild(lead);
+    var path = (video.getAttribute("src") || "").split("#")[0];
+    try { path = decodeURIComponent(path); } catch (ignored) { /* shown as written */ }
+    note.appendChild(document.createTextNode(" " + path + GONE));
+    var body = card.querySelector(".body");
+    body.insertBefore(note, body.querySelector(".body > dl"));
+  }
+  document.addEventListener("error", function (event) {
+    if (event.target && event.target.tagName === "VIDEO") { lost(event.target); }
+  }, true);
+  Array.prototype.forEach.call(document.querySelectorAll("video"), function (video) {
+    if (video.error) { lost(video); }
+  });
+  // A video shows a still from a little in (its src ends in #t=...); played, it starts at 0.
+  var started = typeof WeakSet === "function" ? new WeakSet() : null;
+  document.addEventListener("play", function (event) {
+    var video = event.target;
+    if (!video || video.tagName !== "VIDEO" || started === null || started.has(video)) { return; }
+    started.add(video);
+    var still = /#t=([0-9.]+)$/.exec(video.getAttribute("src") || "");
+    if (still && Math.abs(video.currentTime - parseFloat(still[1])) < 0.01) {
+      video.currentTime = 0;
+    }
+  }, true);
+  // The filters live in the address (#state=failed&q=forest): a reload or a shared link shows
+  // the same cards; a select's change is a step back can undo, typing replaces the step.
+  function readAddress() {
+    var params = new URLSearchParams(location.hash.slice(1));
+    keys.forEach(function (key) {
+      var value = params.get(key);
+      var select = selects[key];
+      var known = Array.prototype.some.call(select.options, function (option) {
+        return option.value === value;
+      });
+      select.value = known ? value : "all";
+    });
+    text.value = params.get("q") || "";
+  }
+  function address() {
+    var params = new URLSearchParams();
+    keys.forEach(function (key) {
+      if (selects[key].value !== "all") { params.set(key, selects[key].value); }
+    });
+    if (text.value) { params.set("q", text.value); }
+    return "#" + params.toString();
+  }
+  function record(step) {
+    var wanted = address();
+    var now = location.hash || "#";
+    if (wanted === now) { return; }
+    if (step) { location.hash = wanted; } else { location.replace(wanted); }
+  }
+  function needle() { return text.value.trim().toLowerCase(); }
   // With many videos the page asks for none up front; fetch metadata as cards near the viewport.
   var observer = null;
   if ("IntersectionObserver" in window) {
@@ -112,19 +225,32 @@ JS = """
     none.hidden = count !== 0;
   }
   function listen(apply) {
-    keys.forEach(function (key) { selects[key].addEventListener("change", apply); });
+    keys.forEach(function (key) {
+      selects[key].addEventListener("change", function () { record(true); apply(); });
+    });
+    text.addEventListener("input", function () { record(false); apply(); });
+    window.addEventListener("hashchange", function () {
+      if ((location.hash || "#") === address()) { return; }
+      readAddress();
+      apply();
+    });
   }
   watch();
+  readAddress();
   if (!main.dataset.source) {
     // Every card is in the page: a filter hides the others.
     var cards = Array.prototype.slice.call(main.querySelectorAll("article.card"));
+    var words = cards.map(function (card) {
+      return (card.dataset.job + "\\n" + card.querySelector(".prompt").textContent).toLowerCase();
+    });
     var filter = function () {
       var count = 0;
-      cards.forEach(function (card) {
+      var sought = needle();
+      cards.forEach(function (card, index) {
         var match = keys.every(function (key) {
           var value = selects[key].value;
           return value === "all" || card.dataset[key] === value;
-        });
+        }) && (!sought || words[index].indexOf(sought) !== -1);
         card.hidden = !match;
         if (match) {
           count += 1;
@@ -221,19 +347,19 @@ JS = """
     article.setAttribute("data-aspect", aspect[0]);
     article.setAttribute("data-job", job[0]);
     var media = make("div", "media");
-    if (job[6]) {
+    if (job[6] === 1) {
       var video = make("video");
       video.setAttribute("controls", "");
       video.setAttribute("muted", "");
       video.setAttribute("playsinline", "");
       video.setAttribute("preload", data.preload);
-      video.setAttribute("src", quoted(job[7]));
+      video.setAttribute("src", quoted(job[7]) + data.still);
       video.setAttribute("style", "aspect-ratio: " + aspect[1]);
       media.appendChild(video);
     } else {
-      var placeholder = make("div", "placeholder");
+      var placeholder = make("div", job[6] === 2 ? "placeholder missing" : "placeholder");
       placeholder.setAttribute("style", "aspect-ratio: " + aspect[1]);
-      placeholder.appendChild(make("span", null, state[1]));
+      placeholder.appendChild(make("span", null, job[6] === 2 ? data.missingWords : state[1]));
       media.appendChild(placeholder);
     }
     article.appendChild(media);
@@ -259,6 +385,13 @@ JS = """
       changed.appendChild(lead);
       changed.appendChild(listed(changes, false));
       body.appendChild(changed);
+    }
+    if (job[6] === 2) {
+      var missing = make("p", "missing-note");
+      missing.setAttribute("role", "note");
+      missing.appendChild(make("strong", null, data.missingWords + ":"));
+      missing.appendChild(document.createTextNode(" " + data.missingNote));
+      body.appendChild(missing);
     }
     if (given(job[16])) {
       var reason = make("p", "reason");
@@ -308,11 +441,13 @@ JS = """
       var value = selects[key].value;
       return value === "all" ? -1 : data.index[key][value];
     });
+    var sought = needle();
     matches = [];
     for (var i = 0; i < data.jobs.length; i += 1) {
       var job = data.jobs[i];
       if ((wanted[0] === -1 || job[2] === wanted[0]) && (wanted[1] === -1 || job[3] === wanted[1]) &&
-          (wanted[2] === -1 || job[4] === wanted[2])) {
+          (wanted[2] === -1 || job[4] === wanted[2]) &&
+          (!sought || data.words[i].indexOf(sought) !== -1)) {
         matches.push(i);
       }
     }
@@ -342,12 +477,15 @@ JS = """
       model: table(data.models, false),
       aspect: table(data.aspects, true)
     };
+    data.words = data.jobs.map(function (job) { return (job[0] + "\\n" + job[1]).toLowerCase(); });
     keys.forEach(function (key) { selects[key].disabled = false; });
+    text.disabled = false;
     listen(function () { filter(true); });
     prev.addEventListener("click", function () { turn(-1); });
     next.addEventListener("click", function () { turn(1); });
     say("");
-    var narrowed = keys.some(function (key) { return selects[key].value !== "all"; });
+    readAddress();
+    var narrowed = !!text.value || keys.some(function (key) { return selects[key].value !== "all"; });
     filter(narrowed);
   };
   var script = document.createElement("script");

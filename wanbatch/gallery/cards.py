@@ -18,7 +18,16 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from wanbatch.jobstate import LABELS, Standing, VideoCheck, is_changed, standing, video_path
+from wanbatch.jobstate import (
+    LABELS,
+    MISSING_VIDEO,
+    Standing,
+    VideoCheck,
+    is_changed,
+    standing,
+    video_missing,
+    video_path,
+)
 from wanbatch.models import JobRecord, JobSpec
 
 # The fields a card shows as code.
@@ -30,6 +39,11 @@ UNKNOWN_NOTE = (
     " the manifest's are shown."
 )
 CHANGED_LEAD = " (the card shows what the task was asked for):"
+# A card's still: a video shows the frame this far in before it is played (a media fragment;
+# a generated video may open on a black frame, and Safari paints no frame at 0 s unasked);
+# the page's script rewinds it to 0 s when it is first played.
+STILL = "#t=0.1"
+MISSING_WORDS = "file missing"  # in the box of a video recorded downloaded but not on disk
 
 
 class Card(NamedTuple):  # a tuple: made a hundred thousand times, cheaply
@@ -39,6 +53,7 @@ class Card(NamedTuple):  # a tuple: made a hundred thousand times, cheaply
     has_video: bool  # its video is on disk: it plays on the card
     manifest_spec: JobSpec  # what the manifest says now
     fields_known: bool = True  # False: rendered from fields the manifest no longer holds
+    missing: bool = False  # recorded downloaded, its video not on disk when the page was made
 
     @property
     def path(self) -> str:
@@ -64,6 +79,7 @@ def make_card(
         has_video=base is Standing.DONE,
         manifest_spec=spec,
         fields_known=rendered_spec is not None,
+        missing=video_missing(record, base),
     )
 
 
@@ -186,9 +202,11 @@ def card_html(card: Card, preload: str) -> str:
     box = f'style="aspect-ratio: {ratio(spec.aspect_ratio)}"'
     if card.has_video:
         media = (
-            f'<video controls muted playsinline preload="{preload}" src="{e(src(card.path))}"'
-            f" {box}></video>"
+            f'<video controls muted playsinline preload="{preload}"'
+            f' src="{e(src(card.path) + STILL)}" {box}></video>'
         )
+    elif card.missing:
+        media = f'<div class="placeholder missing" {box}><span>{e(MISSING_WORDS)}</span></div>'
     else:
         media = f'<div class="placeholder" {box}><span>{e(LABELS[state])}</span></div>'
     listed = "".join(
@@ -198,6 +216,11 @@ def card_html(card: Card, preload: str) -> str:
         for name, text in fields(card)
     )
     notes = _changes_html(changes(card))
+    if card.missing:
+        notes += (
+            f'<p class="missing-note" role="note"><strong>{e(MISSING_WORDS)}:</strong>'
+            f" {e(MISSING_VIDEO)}</p>"
+        )
     failed = failure(card)
     if failed is not None:
         reason, code = failed
@@ -238,9 +261,9 @@ def _changes_html(changed: list[tuple[str, str]] | None) -> str:
 def row(card: Card, state: int, model: int, aspect: int) -> list[Any]:
     """The card as a compact JSON row of raw values, which the page's script formats as
     ``fields`` does (only for the cards it draws, a page at a time): ``[id, prompt, state,
-    model, aspect, duration, has video (1/0), file, image, extra, size, task, submitted,
-    finished, downloaded, attempt, reason, code, changes]`` with the tables' indexes, trailing
-    nulls left out. ``changes`` is 1 when the fields asked for are not known, else
+    model, aspect, duration, video, file, image, extra, size, task, submitted, finished,
+    downloaded, attempt, reason, code, changes]`` with the tables' indexes, trailing nulls left
+    out. ``video`` is 1 when it plays, 2 when its file was missing, else 0. ``changes`` is 1 when the fields asked for are not known, else
     ``[[name, text], ...]`` (see ``changes``)."""
     spec, record = card.spec, card.record
     changed = changes(card)
@@ -251,7 +274,7 @@ def row(card: Card, state: int, model: int, aspect: int) -> list[Any]:
         model,
         aspect,
         spec.duration,
-        1 if card.has_video else 0,
+        1 if card.has_video else 2 if card.missing else 0,
         card.path,
         spec.image,
         _plain_value(dict(spec.extra)) if spec.extra else None,
