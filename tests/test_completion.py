@@ -111,8 +111,8 @@ def test_bash_completes_each_subcommands_flags(workdir: Path) -> None:
     assert bash_complete(small_parser(), "wanbatch -", workdir) == ["--help", "--version", "-h"]
     run_flags = bash_complete(cli.build_parser(), "wanbatch run --", workdir)
     assert {"--simulate", "--max-credits", "--output", "--salvage-journal"} <= set(run_flags)
-    assert "--yes" not in run_flags  # retry's, not run's
-    assert bash_complete(cli.build_parser(), "wanbatch retry --y", workdir) == ["--yes"]
+    assert "--include-lost" not in run_flags  # retry's, not run's
+    assert bash_complete(cli.build_parser(), "wanbatch retry --incl", workdir) == ["--include-lost"]
 
 
 def test_bash_completes_choices(workdir: Path) -> None:
@@ -199,8 +199,8 @@ def test_fish_completes_flags_choices_and_files(workdir: Path) -> None:
     assert fish_names(small, "wanbatch go --name ", workdir) == []
     assert fish_names(small, "wanbatch go jobs.yaml ", workdir) == []
     assert fish_names(real, "wanbatch run --max-c", workdir) == ["--max-credits"]
-    assert fish_names(real, "wanbatch retry --y", workdir) == ["--yes"]
-    assert fish_names(real, "wanbatch run --y", workdir) == []
+    assert fish_names(real, "wanbatch retry --incl", workdir) == ["--include-lost"]
+    assert fish_names(real, "wanbatch run --incl", workdir) == []
     assert fish_names(real, "wanbatch run --model x -v j", workdir) == ["jobs.yaml"]
     assert fish_names(real, "wanbatch run --output ", workdir) == ["renders/"]
     assert fish_names(real, "wanbatch run --model ", workdir) == []

@@ -1,6 +1,7 @@
 """Command line: argv -> ``settings.Flags`` -> the command's ``execute`` -> an exit code.
 
-It only parses and dispatches; each command lives in ``wanbatch/commands/``. ``main(argv) ->
+It only parses (the parser is built from the commands: ``commands.build_parser``) and
+dispatches; each command lives in ``wanbatch/commands/``. ``main(argv) ->
 int`` is what the tests call; ``entrypoint()`` is the console script. Every wanbatch error is
 printed as one clear message (no traceback) and mapped to its exit code; an exception group
 (from a task group) is unwrapped first, and the most severe of its errors is reported. Anything
@@ -20,41 +21,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from wanbatch import __version__, logs
-from wanbatch.commands import COMMANDS
+from wanbatch import logs
+from wanbatch.commands import build_parser
 from wanbatch.errors import JournalError, WanbatchError
 from wanbatch.settings import Flags
-from wanbatch.stops import EXIT_CODES, INTERNAL_ERROR, severity
-
-EPILOG = (
-    "exit codes: "
-    + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
-    + ".\nRerunning any command is safe: `wanbatch run` resumes from the journal."
-)
-SIM_HELP = "serve the built-in Wan API simulator on a port (`wanbatch sim --help`)"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wanbatch",
-        description="Render large batches of Wan videos: resumable, rate-limited, nothing paid twice.",
-        epilog=EPILOG,
-        allow_abbrev=False,
-    )
-    parser.add_argument("--version", action="version", version=f"wanbatch {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in COMMANDS:
-        one = sub.add_parser(
-            command.NAME,
-            help=command.HELP,
-            description=command.DESCRIPTION,
-            epilog=EPILOG,
-            allow_abbrev=False,
-        )
-        command.configure(one)
-        one.set_defaults(execute=command.execute)
-    sub.add_parser("sim", add_help=False, help=SIM_HELP)
-    return parser
+from wanbatch.stops import INTERNAL_ERROR, severity
 
 
 def main(argv: Sequence[str] | None = None) -> int:

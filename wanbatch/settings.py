@@ -44,7 +44,9 @@ CONFIRM_ENV = "WANBATCH_CONFIRM_CREDITS"
 class Flags:
     """What the command line said, for any command; ``None`` (or False) where it said nothing."""
 
-    manifest: str
+    manifest: str = ""  # every command but `completion` names one
+    shell: str | None = None  # completion SHELL
+    job: str | None = None  # show JOB
     # What the jobs are (given to the manifest loader: ``overrides``).
     output: str | None = None
     model: str | None = None
@@ -97,6 +99,8 @@ def overrides(flags: Flags) -> Overrides:
         duration=flags.duration,
         aspect_ratio=flags.aspect_ratio,
         output_dir=flags.output,
+        pricing=dict(flags.prices),
+        ignore_columns=flags.ignore_columns,
     )
 
 

@@ -105,7 +105,22 @@ def job_fields(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--aspect-ratio", metavar="W:H", help="default aspect ratio")
     group.add_argument("--output", metavar="DIR", help="output folder (manifest: output.dir)")
-    # --price and --ignore-columns join here once the manifest loader takes them.
+    group.add_argument(
+        "--price",
+        dest="prices",
+        type=price,
+        action="append",
+        metavar="MODEL=CREDITS_PER_S",
+        help="price of a model, for estimates and --max-credits (repeatable; adds to or"
+        " overrides the manifest's pricing)",
+    )
+    group.add_argument(
+        "--ignore-columns",
+        type=column_names,
+        action="extend",
+        metavar="NAMES",
+        help="CSV columns to leave out of the jobs, comma-separated (e.g. notes,owner)",
+    )
 
 
 def subsets(parser: argparse.ArgumentParser) -> None:

@@ -159,8 +159,9 @@ def run_round(
         notice_check(provider.name, settings.notices.secret, settings.notices.secret_env)
     if flags.max_credits is not None and not manifest.pricing:
         raise UsageError(
-            f"--max-credits needs prices: {manifest.path} has no `pricing` section "
-            "(credits per second of video, per model); or cap by count with --max-videos N"
+            f"--max-credits needs prices: {manifest.path} has no `pricing` section"
+            " (credits per second of video, per model): add one, or pass --price"
+            " MODEL=CREDITS_PER_S; or cap by count with --max-videos N"
         )
     with open_session(manifest, settings, flags, env=env, out=out) as session:
         try:
