@@ -17,9 +17,9 @@ def test_validate_prints_the_plan(capsys: Any) -> None:
     """`validate` prints job count, seconds, the breakdown, the credits estimate and the output dir."""
     assert cli.main(["validate", CAMPAIGN]) == 0
     out = capsys.readouterr().out
-    assert "14 jobs, 78 s of video" in out
+    assert "13 jobs, 73 s of video" in out
     assert "wan-2-1" in out and "9:16" in out
-    assert "estimated credits: 700" in out
+    assert "estimated credits: 650" in out
     assert "renders/spring-campaign" in out
 
 
@@ -27,8 +27,8 @@ def test_validate_json_and_list(capsys: Any) -> None:
     """`validate --json --list` is JSON with the totals and every expanded job."""
     assert cli.main(["validate", CAMPAIGN, "--json", "--list"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert plan["jobs_count"] == 14 and plan["seconds"] == 78 and plan["credits"] == 700
-    assert plan["by_model_and_aspect_ratio"]["wan-2-2 16:9"] == {"jobs": 5, "seconds": 29}
+    assert plan["jobs_count"] == 13 and plan["seconds"] == 73 and plan["credits"] == 650
+    assert plan["by_model_and_aspect_ratio"]["wan-2-2 16:9"] == {"jobs": 4, "seconds": 24}
     assert {job["id"] for job in plan["jobs"]} >= {"forest-drone-16x9", "picnic-9x16"}
 
 
@@ -36,7 +36,7 @@ def test_validate_list_prints_every_job(capsys: Any) -> None:
     """`validate --list` prints each job id and output path."""
     assert cli.main(["validate", CAMPAIGN, "--list"]) == 0
     out = capsys.readouterr().out
-    assert out.count(".mp4") == 14 and "product-spin-9x16" in out
+    assert out.count(".mp4") == 13 and "product-spin-9x16" in out
 
 
 def test_help_lists_every_command(capsys: Any) -> None:
@@ -81,7 +81,7 @@ def test_report_before_any_run_shows_every_job_new(tmp_path: Path, capsys: Any) 
     assert cli.main(["report", CAMPAIGN, "--output", str(output)]) == 0
     assert "no failed jobs" in capsys.readouterr().out
     html = (output / "report.html").read_text()
-    assert html.count('class="card"') == 14 and html.count('data-state="new"') == 14
+    assert html.count('class="card"') == 13 and html.count('data-state="new"') == 13
     assert not (output / "retry.yaml").exists()
 
 

@@ -23,13 +23,13 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 
 def test_example_campaign_uses_every_feature() -> None:
-    """jobs/campaign.yaml loads: 14 jobs from a matrix, an image job, extra, jobs_from and pricing."""
+    """jobs/campaign.yaml loads: 13 jobs from a matrix, an image job, extra, jobs_from and pricing."""
     manifest = load_manifest(ROOT / "jobs" / "campaign.yaml")
     ids = [job.id for job in manifest.jobs]
-    assert len(ids) == 14 and "forest-drone-9x16" in ids and "bakery" in ids
+    assert len(ids) == 13 and "forest-drone-9x16" in ids and "bakery" in ids
     spin = next(job for job in manifest.jobs if job.id == "product-spin-16x9")
     assert spin.image and spin.extra == {"seed": 42}
-    assert manifest.estimate_credits() == 700.0
+    assert manifest.estimate_credits() == 650.0
     assert manifest.output_dir == (ROOT / "renders" / "spring-campaign").resolve()
 
 

@@ -399,13 +399,11 @@ def test_every_run_writes_the_gallery_and_retry_manifest(
     assert (folder / "report.html").exists()
 
 
-def test_the_main_job_ends_with_a_gallery_and_a_retry_manifest(tmp_path: Path) -> None:
-    """`wanbatch run jobs/campaign.yaml --simulate` (the README's first command): 13 videos, the
-    celebrity prompt failed by the demo's content filter, report.html and retry.yaml written."""
+def run_example(name: str, output: Path) -> subprocess.CompletedProcess[str]:
+    """`wanbatch run jobs/NAME --simulate` as the README runs it, into ``output``."""
     root = Path(__file__).resolve().parent.parent
-    output = tmp_path / "spring-campaign"
-    argv = [sys.executable, "-m", "wanbatch", "run", "jobs/campaign.yaml", "--simulate"]
-    done = subprocess.run(
+    argv = [sys.executable, "-m", "wanbatch", "run", f"jobs/{name}", "--simulate"]
+    return subprocess.run(
         [*argv, "--output", str(output)],
         cwd=root,
         env={k: v for k, v in os.environ.items() if k != "WAN_API_KEY"},
@@ -413,12 +411,33 @@ def test_the_main_job_ends_with_a_gallery_and_a_retry_manifest(tmp_path: Path) -
         text=True,
         timeout=120,
     )
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "13/14 videos" in done.stdout
-    assert "red-carpet: generation blocked by the content filter" in done.stdout
+
+
+def test_the_main_job_renders_every_video_and_exits_0(tmp_path: Path) -> None:
+    """`wanbatch run jobs/campaign.yaml --simulate` (the README's first command): every one of
+    the 13 videos, exit 0, report.html written and no retry.yaml."""
+    output = tmp_path / "spring-campaign"
+    done = run_example("campaign.yaml", output)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "13/13 videos" in done.stdout and "failed" not in done.stdout
     assert len(list(output.glob("*.mp4"))) == 13
     html = (output / "report.html").read_text()
-    assert html.count('class="card"') == 14 and html.count('data-state="failed"') == 1
+    assert html.count('class="card"') == 13 and 'data-state="failed"' not in html
+    assert not (output / "retry.yaml").exists()
+
+
+def test_the_failures_example_ends_with_the_reason_and_a_retry_manifest(tmp_path: Path) -> None:
+    """`wanbatch run jobs/failures.yaml --simulate` (the README's second example): the
+    celebrity prompt failed by the demo's content filter, its reason in the summary and the
+    gallery, exit 1, and retry.yaml holding it."""
+    output = tmp_path / "failures-demo"
+    done = run_example("failures.yaml", output)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1/2 videos" in done.stdout
+    assert "red-carpet: generation blocked by the content filter" in done.stdout
+    assert len(list(output.glob("*.mp4"))) == 1
+    html = (output / "report.html").read_text()
+    assert html.count('class="card"') == 2 and html.count('data-state="failed"') == 1
     retry = yaml.safe_load((output / "retry.yaml").read_text())
     assert [job["id"] for job in retry["jobs"]] == ["red-carpet"]
 
