@@ -119,7 +119,7 @@ class Settings:
     """Everything a command runs with beyond the manifest's jobs, each value decided once."""
 
     provider: str
-    base_url: str | None  # None: the provider has no default and none was given
+    base_url: str | None  # None: --simulate, or the provider has no default and none was given
     limits: Limits
     poll: PollPolicy | None  # a fixed interval (--poll-interval); None: planned
     max_outage: float
@@ -146,14 +146,14 @@ def build_settings(flags: Flags, env: Mapping[str, str], manifest: Manifest) -> 
         )
     return Settings(
         provider=manifest.api.provider,
-        base_url=base_url(flags, env, manifest),
+        base_url=None if flags.simulate else base_url(flags, env, manifest),
         limits=limits,
         poll=poll,
         max_outage=_first(flags.max_outage, MAX_OUTAGE_SECONDS),
         progress_every=_first(flags.progress_every, PROGRESS_EVERY_SECONDS),
         round_pause=_first(flags.round_pause, ROUND_PAUSE_SECONDS),
         notices=notices(flags, env),
-        confirm_credits=_confirm_credits(env),
+        confirm_credits=CONFIRM_CREDITS if flags.yes or flags.simulate else _confirm_credits(env),
     )
 
 

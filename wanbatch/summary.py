@@ -160,6 +160,41 @@ def account_unfinished(
 # --- the end of a run: the closing lines and the summary record ------------------------------
 
 
+def whole_run(first: RunSummary, later: RunSummary) -> RunSummary:
+    """Two rounds of one run (``--until-done``) as one: what both did, where the later ended.
+
+    Work and requests add up; the jobs' standing (failed, stalled, left) and why the run
+    stopped are the later round's; "already there" is what was there before the first."""
+    credits = (
+        None
+        if first.credits_submitted is None and later.credits_submitted is None
+        else (first.credits_submitted or 0.0) + (later.credits_submitted or 0.0)
+    )
+    outages = Counter(first.outages) + Counter(later.outages)
+    seconds = Counter(first.outage_seconds) + Counter(later.outage_seconds)
+    return RunSummary(
+        total=later.total,
+        downloaded=[*first.downloaded, *later.downloaded],
+        already_done=first.already_done,
+        failed=dict(later.failed),
+        stalled=list(later.stalled),
+        left=dict(later.left),
+        possible_duplicates=list(
+            dict.fromkeys([*first.possible_duplicates, *later.possible_duplicates])
+        ),
+        requests=first.requests + later.requests,
+        stop_reason=later.stop_reason,
+        stop_message=later.stop_message,
+        wall_seconds=first.wall_seconds + later.wall_seconds,
+        videos_submitted=first.videos_submitted + later.videos_submitted,
+        credits_submitted=credits,
+        cap_message=later.cap_message,
+        outages=dict(outages),
+        outage_seconds=dict(seconds),
+        slept_seconds=first.slept_seconds + later.slept_seconds,
+    )
+
+
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     """A sort key that puts ``shot-5`` before ``shot-13`` (numbers compare as numbers)."""
     parts = re.split(r"(\d+)", text)

@@ -123,6 +123,16 @@ def job_fields(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def salvage(parser: argparse.ArgumentParser) -> None:
+    """``run`` only: ``retry`` reads the journal before it could repair it."""
+    parser.add_argument(
+        "--salvage-journal",
+        action="store_true",
+        help="repair a damaged journal first: keep every record that still makes sense, keep the"
+        " damaged file aside, take task ids from the sidecars, and list what was lost",
+    )
+
+
 def subsets(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("which jobs")
     group.add_argument(
@@ -245,12 +255,6 @@ def run_flags(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="when credits run out (402), wait this long and resume, again and again, instead"
         " of ending with exit 4 (top up meanwhile)",
-    )
-    night.add_argument(
-        "--salvage-journal",
-        action="store_true",
-        help="repair a damaged journal first: keep every record that still makes sense, keep the"
-        " damaged file aside, take task ids from the sidecars, and list what was lost",
     )
     results = parser.add_argument_group("results")
     results.add_argument(

@@ -12,6 +12,7 @@ from wanbatch.commands.asking import confirm
 from wanbatch.commands.finish import emit
 from wanbatch.commands.loading import chosen, load
 from wanbatch.commands.rounds import run_rounds
+from wanbatch.commands.session import preflight
 from wanbatch.journal import read_journal
 from wanbatch.models import LOST_CODE, JobState
 from wanbatch.settings import Flags, build_settings
@@ -70,10 +71,11 @@ def execute(flags: Flags, out: TextIO) -> int:
         + (" ..." if len(ids) > 10 else ""),
         file=text,
     )
+    settings = build_settings(flags, os.environ, manifest)
+    preflight(manifest, settings, flags, os.environ)
     if not flags.yes and not confirm("Resubmit them? [y/N] ", out=text, what="retry"):
         print("Nothing was sent.", file=text)
         return 0
-    settings = build_settings(flags, os.environ, manifest)
     ended = run_rounds(
         manifest,
         settings,

@@ -18,11 +18,11 @@ from wanbatch.commands.report import write_report
 from wanbatch.commands.session import (
     NOTICE_PACE,
     RunSession,
-    notice_check,
     open_session,
+    preflight,
     test_faults,
 )
-from wanbatch.errors import DiskError, UsageError
+from wanbatch.errors import DiskError
 from wanbatch.interrupts import pause_unless_stopped
 from wanbatch.journal import read_journal
 from wanbatch.models import EventKind, JobEvent, JobState, Manifest
@@ -32,7 +32,7 @@ from wanbatch.salvage import adopt_into, describe_adoptions
 from wanbatch.scheduler import Runner, RunOptions, RunSummary
 from wanbatch.settings import Flags, Settings
 from wanbatch.stops import StopReason, pause_before_next_round
-from wanbatch.summary import RunEnd, closing_lines
+from wanbatch.summary import RunEnd, closing_lines, whole_run
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,7 @@ def run_rounds(
     """Run until done, or until what stopped the run is not for --until-done to cure."""
     rounds = 1
     earlier = _Earlier()
+    before: RunSummary | None = None  # the earlier rounds, as one
     while True:
         ended = run_round(
             manifest,
@@ -71,6 +72,9 @@ def run_rounds(
         summary = ended.summary
         print("\n".join(closing_lines(ended.end, summary)), file=out, flush=True)
         earlier = earlier.plus(summary)
+        if before is not None:  # what the run returns is the whole run's
+            ended = Ended(whole_run(before, summary), ended.end)
+        before = ended.summary
         pause = pause_before_next_round(
             summary.exit_code,
             summary.stop_reason,
@@ -108,8 +112,8 @@ def run_rounds(
         stopped = anyio.run(pause_unless_stopped, pause)
         if stopped is not None:
             print(f"wanbatch: stopped by {stopped} between rounds; rerun resumes", file=out)
-            summary.stop_reason = StopReason.INTERRUPTED
-            summary.stop_message = f"stopped by {stopped} between rounds"
+            ended.summary.stop_reason = StopReason.INTERRUPTED
+            ended.summary.stop_message = f"stopped by {stopped} between rounds"
             return ended
         rounds += 1
         requeue = None  # already journaled by the first round
@@ -153,16 +157,7 @@ def run_round(
 ) -> Ended:
     """One round: a session, the scheduler, then the report and the closing lines."""
     provider = provider_for(manifest.api)
-    if settings.notices is not None:  # before anything is opened
-        if not provider.capabilities.webhooks:
-            raise UsageError(f"--notify-url: {provider.name} sends no webhook notices")
-        notice_check(provider.name, settings.notices.secret, settings.notices.secret_env)
-    if flags.max_credits is not None and not manifest.pricing:
-        raise UsageError(
-            f"--max-credits needs prices: {manifest.path} has no `pricing` section"
-            " (credits per second of video, per model): add one, or pass --price"
-            " MODEL=CREDITS_PER_S; or cap by count with --max-videos N"
-        )
+    preflight(manifest, settings, flags, env)  # before anything is opened
     with open_session(manifest, settings, flags, env=env, out=out) as session:
         try:
             adopted = adopt_into(session.journal, manifest)  # sidecars the journal lacks

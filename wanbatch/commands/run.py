@@ -12,6 +12,8 @@ from wanbatch.commands.asking import confirm, on_terminal
 from wanbatch.commands.finish import emit
 from wanbatch.commands.loading import chosen, load, video_check
 from wanbatch.commands.rounds import run_rounds
+from wanbatch.commands.session import preflight
+from wanbatch.errors import JournalError
 from wanbatch.jobstate import Standing, standing
 from wanbatch.journal import read_journal
 from wanbatch.models import JobSpec, Manifest
@@ -32,6 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     options.job_fields(parser)
     options.subsets(parser)
     options.run_flags(parser)
+    options.salvage(parser)
     options.console(parser)
 
 
@@ -41,6 +44,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     manifest = chosen(whole, flags)
     settings = build_settings(flags, env, manifest)
     text = sys.stderr if flags.as_json else out  # --json: stdout holds the JSON alone
+    preflight(manifest, settings, flags, env)
     if not _go_ahead(manifest, settings, flags, text):
         print("Nothing was sent.", file=text)
         return 0
@@ -72,8 +76,12 @@ def _go_ahead(manifest: Manifest, settings: Settings, flags: Flags, out: TextIO)
 
 
 def to_submit(manifest: Manifest) -> tuple[JobSpec, ...]:
-    """The jobs a run would create a task for (``plan``'s "new")."""
-    replay = adopted_view(manifest, read_journal(manifest.output_dir))
+    """The jobs a run would create a task for (``plan``'s "new"); every job when the journal
+    cannot be read (the run may be about to salvage it): the most it could submit."""
+    try:
+        replay = adopted_view(manifest, read_journal(manifest.output_dir))
+    except JournalError:
+        return manifest.jobs
     intact = video_check(manifest.output_dir)
     return tuple(
         job

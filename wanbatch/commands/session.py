@@ -116,6 +116,37 @@ class RunSession:
         return receiver
 
 
+def preflight(manifest: Manifest, settings: Settings, flags: Flags, env: Mapping[str, str]) -> None:
+    """Every usage error a run can know of before it opens, asks or sends anything: the
+    notices' flags, a cap that needs prices, the API's address and the key."""
+    provider = provider_for(manifest.api)
+    notices = settings.notices
+    if notices is not None:
+        if not provider.capabilities.webhooks:
+            raise UsageError(f"--notify-url: {provider.name} sends no webhook notices")
+        notice_check(provider.name, notices.secret, notices.secret_env)
+        parse_listen(notices.listen)
+        notice_path(notices.notify_url)
+    if flags.max_credits is not None and not manifest.pricing:
+        raise UsageError(
+            f"--max-credits needs prices: {manifest.path} has no `pricing` section"
+            " (credits per second of video, per model): add one, or pass --price"
+            " MODEL=CREDITS_PER_S; or cap by count with --max-videos N"
+        )
+    if not flags.simulate:
+        check_base_url(_base_url(manifest, settings), allow_insecure_http=flags.allow_insecure_http)
+        api_key(manifest, env)
+
+
+def _base_url(manifest: Manifest, settings: Settings) -> str:
+    if settings.base_url is None:
+        raise UsageError(
+            f"the {manifest.api.provider} provider has no default address: set api.base_url"
+            f" in {manifest.path}, or pass --base-url"
+        )
+    return settings.base_url
+
+
 @contextmanager
 def open_session(
     manifest: Manifest,
@@ -233,10 +264,7 @@ def _endpoint(
         finally:
             sim.stop()
         return
-    if settings.base_url is None:
-        raise UsageError(
-            f"the {manifest.api.provider} provider has no default address: set api.base_url"
-            f" in {manifest.path}, or pass --base-url"
-        )
-    base_url = check_base_url(settings.base_url, allow_insecure_http=flags.allow_insecure_http)
+    base_url = check_base_url(
+        _base_url(manifest, settings), allow_insecure_http=flags.allow_insecure_http
+    )
     yield base_url, base_url, api_key(manifest, env)

@@ -1,0 +1,131 @@
+"""The command layer's order of things: every usage error before anything is opened, asked or
+journaled; the summary of a run of several rounds is the whole run's; each flag is offered only
+where it works. (Found in a review of the split of app.py into commands/.)"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import KEY_ENV
+
+from wanbatch import cli
+from wanbatch.commands import asking
+from wanbatch.commands import run as run_command
+from wanbatch.journal import read_journal
+from wanbatch.models import JobState
+from wanbatch.settings import Flags
+
+from test_runner import out_dir, write_manifest
+
+
+def journal_bytes(manifest: Path) -> bytes:
+    return (out_dir(manifest) / ".wanbatch" / "journal.jsonl").read_bytes()
+
+
+def test_a_bad_listen_address_is_refused_before_retry_requeues_anything(
+    tmp_path: Path, make_sim: Any, run_cli: Any
+) -> None:
+    """`retry --listen nohost` is a usage error (exit 2, "nothing was sent"), and the failed job
+    stays failed: were it requeued first, a later plain `run` would pay for it again."""
+    sim = make_sim(flagged_words=("0",))
+    manifest = write_manifest(tmp_path, jobs=2, provider="replicate")
+    assert run_cli("run", manifest, sim) == 1
+    before = journal_bytes(manifest)
+    code = run_cli(
+        "retry",
+        manifest,
+        sim,
+        "--yes",
+        "--notify-url",
+        "https://example.com/h",
+        "--listen",
+        "nohost",
+    )
+    assert code == 2
+    assert journal_bytes(manifest) == before
+    assert read_journal(out_dir(manifest)).records["job-0"].state is JobState.FAILED
+
+
+def test_the_question_comes_after_the_usage_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A usage error (here: no key) is reported before `run` asks whether to spend 10,000
+    credits: a user must not answer a question whose yes leads nowhere."""
+    asked: list[str] = []
+    monkeypatch.setattr(asking, "on_terminal", lambda: True)
+    monkeypatch.setattr(run_command, "on_terminal", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda *a: asked.append("asked") or "y")
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    manifest = write_manifest(tmp_path, jobs=2)
+    argv = ["run", str(manifest), "--price", "wan-2-2=1000", "--base-url", "http://127.0.0.1:9/v1"]
+    assert cli.main(argv) == 2
+    assert asked == []
+
+
+def test_salvage_is_offered_by_run_only(capsys: Any, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, jobs=1)
+    assert cli.main(["retry", str(manifest), "--salvage-journal"]) == 2
+    assert "unrecognized arguments: --salvage-journal" in capsys.readouterr().err
+
+
+def test_a_damaged_journal_is_salvaged_even_when_run_asks_first(
+    tmp_path: Path, make_sim: Any, run_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal `run` counts what it would submit, which reads the journal: a damaged one
+    must not stop `run --salvage-journal` before it repairs it."""
+    sim = make_sim()
+    manifest = write_manifest(tmp_path, jobs=2)
+    assert run_cli("run", manifest, sim) == 0
+    journal = out_dir(manifest) / ".wanbatch" / "journal.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join([*lines[:2], b'{"damaged\n', *lines[2:]]))
+    monkeypatch.setattr(run_command, "on_terminal", lambda: True)
+    monkeypatch.setattr(asking, "on_terminal", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda *a: "y")
+    assert run_cli("run", manifest, sim, "--salvage-journal") == 0
+
+
+def test_the_summary_of_a_run_of_rounds_counts_every_round(
+    tmp_path: Path, make_sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credits run out after one task; --wait-credits goes round again after a top-up. The
+    summary record (--summary-json) holds the tasks of both rounds, not the last one's."""
+    from test_rounds import manifest_file, top_up_after_round_one
+
+    sim = make_sim(credits=1)
+    monkeypatch.setenv("WAN_API_KEY", sim.api_key)
+    path = manifest_file(tmp_path, 3)
+    out = io.StringIO()
+    record = tmp_path / "summary.json"
+    thread = top_up_after_round_one(sim, out)
+    flags = Flags(
+        manifest=str(path),
+        base_url=sim.base_url,
+        verbosity=-1,
+        poll_interval=0.02,
+        wait_credits=0.3,
+        summary_json=str(record),
+    )
+    code = run_command.execute(flags, out)
+    thread.join(5)
+    assert code == 0, out.getvalue()
+    summary = json.loads(record.read_text())
+    assert sim.stats()["tasks_created"] == 3
+    assert summary["videos_submitted"] == 3
+    assert summary["requests"]["create"] >= 3
+    assert summary["counts"]["done"] == 3
+
+
+def test_simulate_ignores_the_settings_of_the_real_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--simulate sends nothing to the real API: its address (even a bad one in the
+    environment) and the confirmation threshold are not read."""
+    monkeypatch.setenv("WAN_API_BASE_URL", "https://user:pass@example.com/v1")
+    monkeypatch.setenv("WANBATCH_CONFIRM_CREDITS", "lots")
+    manifest = write_manifest(tmp_path, jobs=1)
+    assert cli.main(["run", str(manifest), "--simulate", "-q", "--poll-interval", "0.02"]) == 0
