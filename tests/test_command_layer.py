@@ -129,3 +129,17 @@ def test_simulate_ignores_the_settings_of_the_real_api(
     monkeypatch.setenv("WANBATCH_CONFIRM_CREDITS", "lots")
     manifest = write_manifest(tmp_path, jobs=1)
     assert cli.main(["run", str(manifest), "--simulate", "-q", "--poll-interval", "0.02"]) == 0
+
+
+def test_the_closing_lines_show_paths_from_the_working_directory() -> None:
+    """ "13/13 videos in renders/x", not a machine's whole path; outside it, the whole path."""
+    from wanbatch.summary import RunEnd, RunSummary, closing_lines
+
+    end = RunEnd(
+        "x", "/home/u/jobs/x.yaml", "/home/u/renders/x", True, "/home/u/renders/x/report.html"
+    )
+    text = "\n".join(closing_lines(end.shown_from("/home/u"), RunSummary(total=1)))
+    assert " in renders/x " in text and "gallery: renders/x/report.html" in text
+    assert "/home/u" not in text
+    elsewhere = "\n".join(closing_lines(end.shown_from("/tmp"), RunSummary(total=1)))
+    assert " in /home/u/renders/x " in elsewhere

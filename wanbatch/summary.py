@@ -6,6 +6,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from wanbatch.jobstate import Standing, of_state
@@ -211,6 +212,23 @@ class RunEnd:
     idempotent: bool  # the provider dedupes a resent create by its key
     report: str | None = None  # the gallery, when it was written
     retry_manifest: str | None = None  # retry.yaml, when jobs failed
+
+    def shown_from(self, folder: str) -> RunEnd:
+        """The paths as a person reads them from ``folder`` (the working directory): relative
+        when inside it, else whole. The summary record keeps them whole."""
+        return RunEnd(
+            self.name,
+            _shown(self.manifest, folder),
+            _shown(self.output_dir, folder),
+            self.idempotent,
+            None if self.report is None else _shown(self.report, folder),
+            None if self.retry_manifest is None else _shown(self.retry_manifest, folder),
+        )
+
+
+def _shown(path: str, folder: str) -> str:
+    inside = PurePath(path).is_relative_to(folder) and PurePath(path) != PurePath(folder)
+    return str(PurePath(path).relative_to(folder)) if inside else path
 
 
 def closing_lines(end: RunEnd, summary: RunSummary) -> list[str]:

@@ -5,6 +5,7 @@ time can cure, each resuming from the journal like a rerun, with one line betwee
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -70,7 +71,8 @@ def run_rounds(
             whole=whole,
         )
         summary = ended.summary
-        print("\n".join(closing_lines(ended.end, summary)), file=out, flush=True)
+        shown = ended.end.shown_from(os.getcwd())
+        print("\n".join(closing_lines(shown, summary)), file=out, flush=True)
         earlier = earlier.plus(summary)
         if before is not None:  # what the run returns is the whole run's
             ended = Ended(whole_run(before, summary), ended.end)
