@@ -214,6 +214,7 @@ def test_show_tells_a_failed_job_its_fields_events_and_log(
     assert payload["id"] == "job-1"
     assert payload["fields"]["prompt"] == "a forbidden prompt"
     assert payload["standing"] == "failed" and payload["record"]["state"] == "failed"
+    assert payload["record"]["attempt"] == 1 and payload["record"]["size"] is None  # every key
     kinds = [event["ev"] for event in payload["events"]]
     assert kinds.count("intent") == 2 and "requeued" in kinds
     assert all(isinstance(event["at"], float) for event in payload["events"])
@@ -293,7 +294,9 @@ def test_show_a_job_no_run_has_sent(tmp_path: Path, capsys: Any) -> None:
     assert "journal: nothing recorded yet" in out and "no line names it" in out
     code, out, _ = show(manifest, "job-0", capsys, "--json")
     payload = json.loads(out)
-    assert payload["record"] is None and payload["events"] == [] and payload["runs"] == 0
+    assert payload["record"] is None and payload["events"] == []
+    code, out = verify(manifest, capsys)
+    assert code == 0 and "no video downloaded yet: nothing to check (2 jobs not downloaded)" in out
     assert payload["log"] == {
         "path": str(out_dir(manifest) / ".wanbatch" / "log.jsonl"),
         "total": 0,

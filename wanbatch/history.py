@@ -9,6 +9,7 @@ log lines that name it, newest last.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import time
@@ -16,12 +17,13 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-from wanbatch.compaction import SNAPSHOT, to_snapshot
+from wanbatch.compaction import SNAPSHOT
 from wanbatch.errors import UsageError
 from wanbatch.jobstate import LABELS, MISSING_VIDEO, NEXT_RUN, Standing, video_missing
 from wanbatch.models import JobRecord, JobSpec
 
 LOG_LINES = 50  # the newest log lines shown for a job
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord))[1:]  # all but job_id
 _SHOWN_FIELDS = ("prompt", "model", "duration", "aspect_ratio", "image")
 # Event fields shown on a line, in this order (``at``, ``ev`` and ``job`` are the line's own).
 _EVENT_ORDER = (
@@ -61,15 +63,13 @@ def story(
 ) -> dict[str, Any]:
     """Everything ``show`` tells of ``job``, as one JSON-ready object with stable keys."""
     events: list[dict[str, Any]] = []
-    runs = 0
     for run, fields in journal:
-        runs = max(runs, run)
         events.append({"run": run, **fields})
     next_run = MISSING_VIDEO if video_missing(record, found) else NEXT_RUN[found]
-    snapshot = None if record is None else to_snapshot(record)
-    if snapshot is not None:
-        for key in ("v", "ev", "job"):
-            snapshot.pop(key, None)
+    fields = None
+    if record is not None:  # every field, defaults too: the keys are the same for every job
+        fields = {name: getattr(record, name) for name in _RECORD_FIELDS}
+        fields["state"] = str(record.state)
     return {
         "id": job.id,
         "source": job.source,
@@ -78,8 +78,7 @@ def story(
         "standing": str(found),
         "label": LABELS[found],
         "next_run": next_run,
-        "record": snapshot,
-        "runs": runs,
+        "record": fields,
         "events": events,
         "log": {
             "path": log_path,
@@ -107,16 +106,16 @@ def render(told: dict[str, Any]) -> list[str]:
     lines.append(f"stands: {told['standing']}{label}: {told['next_run']}")
     record = told["record"]
     if record is not None:
-        shown = {k: v for k, v in record.items() if k in ("task_id", "reason", "path", "size")}
-        shown["attempt"] = record.get("attempt", 0) + 1
+        named = ("task_id", "reason", "path", "size")
+        shown = {k: record[k] for k in named if record[k] is not None}
+        shown["attempt"] = record["attempt"] + 1
         lines.append("  " + "  ".join(f"{k}={_text(v)}" for k, v in shown.items()))
     lines.append("")
     events = told["events"]
     if not events:
         lines.append("journal: nothing recorded yet (no run has sent it)")
     else:
-        lines.append(f"journal: {_count(len(events), 'record')} over {_count(told['runs'], 'run')}"
-                     " (times UTC)")  # fmt: skip
+        lines.append(f"journal: {_count(len(events), 'record')} (times UTC)")
         lines += [_event_line(event) for event in events]
     lines.append("")
     log = told["log"]
@@ -132,11 +131,11 @@ def render(told: dict[str, Any]) -> list[str]:
 def _event_line(event: dict[str, Any]) -> str:
     if event.get("ev") == SNAPSHOT:
         details = "  ".join(
-            f"{key}={_text(value)}"
+            f"{key}={_when(value) if key.endswith('_at') else _text(_short(key, value))}"
             for key, value in event.items()
             if key not in ("ev", "job", "run") and value is not None
         )
-        return f"  (compacted: one snapshot of the records before it)  snapshot  {details}"
+        return f"  (compacted: the records before, folded into one)  snapshot  {details}"
     details = "  ".join(
         f"{key}={_text(_short(key, event[key]))}"
         for key in _EVENT_ORDER

@@ -232,6 +232,8 @@ def line_of(mismatch: Mismatch) -> str:
 
 def count_line(checked: int, wrong: int, not_downloaded: int) -> str:
     rest = f" ({_jobs(not_downloaded)} not downloaded)" if not_downloaded else ""
+    if not checked:
+        return f"no video downloaded yet: nothing to check{rest}"
     if not wrong:
         matching = "it matches" if checked == 1 else f"all {checked} match"
         return f"{_files(checked)} checked: {matching}{rest}"
