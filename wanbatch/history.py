@@ -63,10 +63,10 @@ def story(
 ) -> dict[str, Any]:
     """Everything ``show`` tells of ``job``, as one JSON-ready object with stable keys."""
     events: list[dict[str, Any]] = []
-    for run, fields in journal:
-        events.append({"run": run, **fields})
+    for run, written in journal:
+        events.append({"run": run, **written})
     next_run = MISSING_VIDEO if video_missing(record, found) else NEXT_RUN[found]
-    fields = None
+    fields: dict[str, Any] | None = None
     if record is not None:  # every field, defaults too: the keys are the same for every job
         fields = {name: getattr(record, name) for name in _RECORD_FIELDS}
         fields["state"] = str(record.state)
