@@ -245,6 +245,40 @@ def read_journal(output_dir: Path) -> Replay:
     return replay_bytes(data, str(path))
 
 
+def job_history(output_dir: Path, job_id: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Every record of ``job_id`` in the journal, in the order written, for ``show``: each as
+    ``(runs, fields)``, ``runs`` the run records before it (1: written by the first run) and
+    ``fields`` the line's own (an event, or the snapshot a compaction left), without its
+    version and checksum. Read a line at a time, without locking or changing anything; a torn
+    last line is ignored, and a damaged line of the job raises ``JournalCorruptError``."""
+    path = journal_path(output_dir)
+    needle = b'"job":' + json.dumps(job_id, ensure_ascii=False).encode()
+    runs = 0
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 -- closed below; a missing journal is no history
+    except FileNotFoundError:
+        return
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n"):
+                break  # torn: the last write was cut short
+            line = line[:-1]
+            if b'"ev":"run"' in line:
+                runs += 1
+                continue
+            if needle not in line:
+                continue
+            try:
+                record = unseal(line)
+            except ValueError as exc:
+                raise JournalCorruptError(str(path), number, str(exc)) from exc
+            if record.get("job") != job_id:
+                continue
+            record.pop("v", None)
+            record.pop("crc", None)
+            yield runs, record
+
+
 # --- compaction -------------------------------------------------------------------------------
 
 COMPACT_MIN_EVENTS = MIN_EVENTS  # read at each call: tests lower it

@@ -13,7 +13,17 @@ import argparse
 from typing import Protocol, TextIO
 
 from wanbatch import __version__
-from wanbatch.commands import completion, plan, report, retry, run, status, validate
+from wanbatch.commands import (
+    completion,
+    plan,
+    report,
+    retry,
+    run,
+    show,
+    status,
+    validate,
+    verify,
+)
 from wanbatch.settings import Flags
 from wanbatch.stops import EXIT_CODES
 
@@ -28,7 +38,17 @@ class Command(Protocol):
     def execute(self, flags: Flags, out: TextIO) -> int: ...
 
 
-COMMANDS: tuple[Command, ...] = (run, retry, validate, plan, status, report, completion)
+COMMANDS: tuple[Command, ...] = (
+    run,
+    retry,
+    validate,
+    plan,
+    status,
+    verify,
+    show,
+    report,
+    completion,
+)
 
 EPILOG = (
     "exit codes: "
