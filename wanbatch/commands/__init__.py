@@ -55,6 +55,8 @@ EPILOG = (
     + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
     + ".\nRerunning any command is safe: `wanbatch run` resumes from the journal."
 )
+# The commands that send nothing end with their own, shorter table (``EXIT_CODES`` is a run's).
+READ_EPILOG = "exit codes: 0 done; 2 usage or manifest error (or a damaged journal); 70 a bug."
 SIM_HELP = "serve the built-in Wan API simulator on a port (`wanbatch sim --help`)"
 
 
@@ -72,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
             command.NAME,
             help=command.HELP,
             description=command.DESCRIPTION,
-            epilog=EPILOG,
+            epilog=EPILOG
+            if command.NAME in ("run", "retry")
+            else getattr(command, "EPILOG", READ_EPILOG),
             allow_abbrev=False,
         )
         command.configure(one)
