@@ -143,3 +143,23 @@ def test_the_closing_lines_show_paths_from_the_working_directory() -> None:
     assert "/home/u" not in text
     elsewhere = "\n".join(closing_lines(end.shown_from("/tmp"), RunSummary(total=1)))
     assert " in /home/u/renders/x " in elsewhere
+
+
+def test_a_mistyped_base_url_that_reached_nobody_does_not_pin_the_output_tree(
+    tmp_path: Path, make_sim: Any, run_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first run against a mistyped address (nothing listens) sends nothing and ends with exit
+    2; the corrected rerun must be let in, not refused for "another API" with the advice to use
+    the mistyped address again. Once a create was sent, the address is the tree's for good."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        wrong = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    sim = make_sim()
+    monkeypatch.setenv(KEY_ENV, sim.api_key)
+    manifest = write_manifest(tmp_path, jobs=1)
+    assert cli.main(["run", str(manifest), "-q", "--base-url", wrong]) == 2
+    assert run_cli("run", manifest, sim) == 0
+    again = cli.main(["run", str(manifest), "-q", "--base-url", wrong])
+    assert again == 2  # now the tree's tasks live at the simulator

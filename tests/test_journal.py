@@ -135,13 +135,38 @@ def test_a_journal_from_before_providers_resumes_as_wanapi(tmp_path: Path) -> No
     from wanbatch.journal import _seal
 
     header = _seal({"v": 1, "at": 1.0, "ev": "run", "base_url": BASE, "manifest": "m.yaml"})
+    intent = {"v": 1, "at": 2.0, "job": "a", "idempotency_key": "k", "fingerprint": "f"}
+    created = {"v": 1, "at": 3.0, "job": "a", "task_id": "t1"}
     state = journal_path(tmp_path)
     state.parent.mkdir(parents=True)
-    state.write_bytes(header)
+    state.write_bytes(
+        header + _seal({**intent, "ev": "intent"}) + _seal({**created, "ev": "created"})
+    )
     assert read_journal(tmp_path).provider == "wanapi"
     Journal.open(tmp_path, base_url=BASE, manifest="m.yaml").close()
     with pytest.raises(JournalMismatchError):
         Journal.open(tmp_path, base_url=BASE, manifest="m.yaml", provider="replicate")
+
+
+def test_runs_that_sent_no_create_do_not_pin_the_address_or_the_provider(tmp_path: Path) -> None:
+    """A tree whose runs made nothing (a mistyped address nobody answered) may be run against
+    another address or provider; once a create is sent, the address and provider are kept."""
+    Journal.open(tmp_path, base_url="http://typo:1/v1", manifest="m.yaml").close()
+    Journal.open(tmp_path, base_url=BASE, manifest="m.yaml", provider="replicate").close()
+
+    async def create() -> None:
+        journal = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml", provider="replicate")
+        try:
+            await journal.append(ev(EventKind.INTENT, idempotency_key="k1", fingerprint="f"))
+        finally:
+            journal.close()
+
+    anyio.run(create)
+    assert read_journal(tmp_path).base_url == BASE
+    with pytest.raises(JournalMismatchError):
+        Journal.open(tmp_path, base_url="http://typo:1/v1", manifest="m.yaml", provider="replicate")
+    with pytest.raises(JournalMismatchError):
+        Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
 
 
 def test_a_created_event_keeps_the_providers_handle(tmp_path: Path) -> None:

@@ -57,7 +57,14 @@ from wanbatch.errors import (
     JournalWriteError,
 )
 from wanbatch.lifecycle import IllegalTransition, apply
-from wanbatch.models import DEFAULT_PROVIDER, STATE_DIR_NAME, EventKind, JobEvent, JobRecord
+from wanbatch.models import (
+    DEFAULT_PROVIDER,
+    STATE_DIR_NAME,
+    EventKind,
+    JobEvent,
+    JobRecord,
+    JobState,
+)
 from wanbatch.outtree import fsync_dir
 from wanbatch.settings import without_userinfo
 
@@ -176,12 +183,18 @@ class Replay:
     headers: list[bytes] = field(default_factory=list)  # the run records, as written
     valid_bytes: int = 0  # length of the prefix made of complete records
     torn_tail: bool = False
+    # Some job left "planned": a create was sent to ``base_url``, which the tree now keeps.
+    pinned: bool = False
 
 
 def replay_bytes(data: bytes, path: str) -> Replay:
     """Replay journal bytes; a torn last line is dropped, other damage raises with the line."""
     result = Replay()
     records = result.records
+    # The API the tree's tasks live at: that of the last run header before any job left
+    # "planned" (a create was sent). Runs before that sent nothing that could have made a task
+    # (a mistyped address that nobody answered), so they do not pin the tree to their address.
+    committed = False
     offset = 0
     line_number = 0
     size = len(data)
@@ -204,7 +217,10 @@ def replay_bytes(data: bytes, path: str) -> Replay:
                 result.snapshots += 1
             elif kind == "run":
                 base_url = without_userinfo(str(record["base_url"]))
-                if result.base_url is None:
+                committed = committed or any(
+                    one.state is not JobState.PLANNED for one in records.values()
+                )
+                if not committed:
                     result.base_url = base_url
                     # A journal from before providers were named was written for wanapi.
                     result.provider = str(record.get("provider", DEFAULT_PROVIDER))[:100]
@@ -227,6 +243,7 @@ def replay_bytes(data: bytes, path: str) -> Replay:
             raise JournalCorruptError(path, line_number, str(exc) or type(exc).__name__) from exc
         offset = end + 1
         result.valid_bytes = offset
+    result.pinned = committed or any(one.state is not JobState.PLANNED for one in records.values())
     return result
 
 
@@ -403,13 +420,13 @@ class Journal:
                 raise _open_error(path, exc) from exc
             replay = replay_bytes(data, str(path))
             base_url = without_userinfo(base_url)
-            if replay.base_url is not None and replay.base_url != base_url:
+            if replay.pinned and replay.base_url is not None and replay.base_url != base_url:
                 raise JournalMismatchError(
                     f"{path} was written against {replay.base_url}, not {base_url}. "
                     "Resuming against another API would lose track of the tasks already paid "
                     f"for. Use --base-url {replay.base_url}, or a different --output folder."
                 )
-            if replay.provider is not None and replay.provider != provider:
+            if replay.pinned and replay.provider is not None and replay.provider != provider:
                 raise JournalMismatchError(
                     f"{path} was written for the provider {replay.provider!r}, not"
                     f" {provider!r}. Its task ids mean nothing to another provider: resuming"
