@@ -163,3 +163,37 @@ def test_a_mistyped_base_url_that_reached_nobody_does_not_pin_the_output_tree(
     assert run_cli("run", manifest, sim) == 0
     again = cli.main(["run", str(manifest), "-q", "--base-url", wrong])
     assert again == 2  # now the tree's tasks live at the simulator
+
+
+def test_a_bare_csv_takes_prices_and_ignored_columns_from_flags(
+    tmp_path: Path, make_sim: Any, run_cli: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CSV of prompts with a `notes` column: --ignore-columns keeps it out of the jobs, and
+    --price gives the estimate and lets --max-credits cap the run (2 of 3 jobs at 50 each)."""
+    csv = tmp_path / "shots.csv"
+    csv.write_text(
+        "Prompt;Notes\na kite over a beach;ok\na boat at dawn;check\na cat asleep;later\n"
+    )
+    flags = ["--model", "wan-2-2", "--duration", "5", "--ignore-columns", "notes"]
+    assert cli.main(["validate", str(csv), *flags]) == 0
+    assert "3 jobs" in capsys.readouterr().out
+    assert cli.main(["validate", str(csv), *flags, "--price", "wan-2-2=10"]) == 0
+    assert "estimated credits: 150" in capsys.readouterr().out
+    sim = make_sim()
+    monkeypatch.setenv("WAN_API_KEY", sim.api_key)  # a bare CSV's key is WAN_API_KEY
+    out = tmp_path / "out"
+    code = run_cli(
+        "run",
+        csv,
+        sim,
+        *flags,
+        "--price",
+        "wan-2-2=10",
+        "--max-credits",
+        "100",
+        "--output",
+        str(out),
+    )
+    assert code == 5
+    assert sim.stats()["tasks_created"] == 2
+    assert "--max-credits" in capsys.readouterr().out
