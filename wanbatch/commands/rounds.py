@@ -14,6 +14,7 @@ from typing import TextIO
 
 import anyio
 
+from wanbatch.commands.loading import load
 from wanbatch.commands.report import write_report
 from wanbatch.commands.session import (
     NOTICE_PACE,
@@ -22,6 +23,7 @@ from wanbatch.commands.session import (
     open_session,
     test_faults,
 )
+from wanbatch.commands.treecheck import refuse_shared_tree
 from wanbatch.errors import DiskError, UsageError
 from wanbatch.interrupts import pause_unless_stopped
 from wanbatch.journal import read_journal
@@ -54,6 +56,8 @@ def run_rounds(
     whole: bool = True,
 ) -> Ended:
     """Run until done, or until what stopped the run is not for --until-done to cure."""
+    # Before anything is opened or sent: another manifest of this name using the tree is refused.
+    refuse_shared_tree(manifest, flags, lambda: manifest if whole else load(flags))
     rounds = 1
     earlier = _Earlier()
     while True:
