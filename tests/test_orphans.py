@@ -113,6 +113,8 @@ def test_no_orphans_is_an_empty_list_and_no_line(
     assert run_cli("run", manifest, sim) == 0
     code, text = _plan(manifest, capsys, "--json")
     assert json.loads(text)["orphans"] == []
+    code, text = _plan(manifest, capsys, "--json", "--only", "job-0")  # job-1's video is claimed
+    assert json.loads(text)["orphans"] == []
     code, text = _plan(manifest, capsys)
     assert "orphans (" not in text and "orphan (" not in text
     capsys.readouterr()
@@ -192,6 +194,8 @@ def test_a_second_manifest_with_the_same_name_is_refused(
     assert str(first.resolve()) in err and str(second) in err, err
     assert "output.dir" in err and "--output" in err and "Nothing was sent" in err
     assert sim.stats()["tasks_created"] == created
+    assert run_cli("run", second, sim, "--only", "job-0") == 2
+    assert sim.stats()["tasks_created"] == created
     code, text = _plan(second, capsys)
     assert code == 0 and "A run would be refused" in text and str(first.resolve()) in text
     code, text = _plan(second, capsys, "--json")
@@ -223,6 +227,7 @@ def test_the_trees_retry_manifest_the_same_file_and_a_copy_are_allowed(
     assert run_cli("run", Path("..") / "m.yaml", sim) == 1
     copy = _twin(tmp_path, "copy.yaml", change=False)  # a copy with the same jobs
     assert run_cli("run", copy, sim) == 1
+    assert run_cli("run", copy, sim, "--only", "job-0") == 1  # its whole manifest is compared
     code, text = _plan(copy, capsys, "--json")
     assert json.loads(text)["shared_with"] == []
     shutil.move(str(first), str(tmp_path / "renamed.yaml"))  # moved by the user

@@ -21,9 +21,8 @@ from wanbatch.models import JobRecord, Manifest
 
 NO_RECORD = "no record"  # the state of a video file no journal record names
 HINT = (
-    "made for ids no manifest of this tree has now: other fields (a CSV's ids change with"
-    " --duration, --model or --aspect-ratio) or a manifest since edited or moved;"
-    " delete them or rerun with the old flags"
+    "made by other fields (a CSV's ids change with --duration, --model or --aspect-ratio) or by"
+    " a manifest since edited or moved: delete them or rerun with the old flags"
 )
 
 
@@ -85,7 +84,9 @@ def orphan_lines(orphans: Sequence[Orphan], shown: int = 5) -> list[str]:
     more = " ..." if len(orphans) > shown else ""
     noun = "orphan" if len(orphans) == 1 else "orphans"
     return [
-        f"  {len(orphans):>6}  {noun} ({HINT}): {', '.join(names)}{more}",
+        f"  {len(orphans):>6}  {noun}, claimed by no job of this tree's manifests:"
+        f" {', '.join(names)}{more}",
+        f"  {'':>6}  ({HINT})",
     ]
 
 
@@ -130,7 +131,7 @@ def _jobs(manifest: Manifest) -> set[tuple[str, str, str]]:
 
 
 def clash_message(manifest: Manifest, clashes: Sequence[Manifest]) -> str:
-    """Why ``run`` refuses, naming both files and what to do."""
+    """Why ``run`` refuses (and ``plan`` warns), naming both files and what to do."""
     other = clashes[0].path
     return (
         f"{manifest.path} and {other} are both named '{manifest.name}' and write into the same"
@@ -138,5 +139,4 @@ def clash_message(manifest: Manifest, clashes: Sequence[Manifest]) -> str:
         " differ: each would count the other's videos and failures as its own. Give one of them"
         " its own tree: set `output.dir` in one (or another `name:`), or pass --output DIR; if"
         f" {other} is an older version of {manifest.path}, move it away or delete it."
-        " Nothing was sent."
     )

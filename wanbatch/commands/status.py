@@ -63,7 +63,9 @@ def execute(flags: Flags, out: TextIO) -> int:
             lines.clear()
     summary = ", ".join(f"{count} {state}" for state, count in sorted(tally.items()))
     lines.append(f"\n{len(manifest.jobs)} jobs: {summary}")
-    orphaned = sum(orphan.id is not None for orphan in tree_orphans(whole, journal, flags))
+    orphaned = sum(
+        orphan.id is not None for orphan in tree_orphans(whole, journal, flags, files=False)
+    )
     if orphaned:
         lines.append(f"{orphaned} orphaned record{'' if orphaned == 1 else 's'} (see plan)")
     out.write("\n".join(lines) + "\n")

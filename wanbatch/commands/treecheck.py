@@ -41,10 +41,13 @@ def recorded(manifest: Manifest, replay: Replay, flags: Flags) -> list[Manifest]
         path = Path(text)
         bases = [Path.cwd(), manifest.output_dir, *manifest.output_dir.parents]
         for candidate in [path] if path.is_absolute() else [base / path for base in bases]:
-            candidate = candidate.resolve()
-            if candidate in seen:  # this manifest, or one already loaded
-                break
-            if not candidate.is_file():
+            try:
+                candidate = candidate.resolve()
+                if candidate in seen:  # this manifest, or one already loaded
+                    break
+                if not candidate.is_file():
+                    continue
+            except (OSError, RuntimeError):  # a name too long, a loop of links: not there
                 continue
             seen.add(candidate)
             try:
@@ -77,14 +80,18 @@ def tree_files(output_dir: Path) -> Iterator[str]:
                 continue
 
 
-def tree_orphans(whole: Manifest, replay: Replay, flags: Flags) -> list[Orphan]:
+def tree_orphans(
+    whole: Manifest, replay: Replay, flags: Flags, *, files: bool = True
+) -> list[Orphan]:
     """The orphans of ``whole``'s output tree: claimed are the jobs of ``whole`` and of every
-    manifest earlier runs there used that still loads (a retry.yaml's campaign, and back)."""
+    manifest earlier runs there used that still loads (a retry.yaml's campaign, and back).
+    ``files=False``: the records alone, the tree not walked."""
     claimed = {job.id: job.output_path for job in whole.jobs}
-    for other in recorded(whole, replay, flags):
+    for other in recorded(whole, replay, flags) if replay.manifests else []:
         for job in other.jobs:
             claimed.setdefault(job.id, job.output_path)
-    return find_orphans(replay.records, claimed, tree_files(whole.output_dir))
+    found = tree_files(whole.output_dir) if files else iter(())
+    return find_orphans(replay.records, claimed, found)
 
 
 def shared_with(whole: Manifest, flags: Flags, replay: Replay | None = None) -> list[Manifest]:
@@ -99,10 +106,13 @@ def refuse_shared_tree(manifest: Manifest, flags: Flags, whole: Callable[[], Man
     """Raise ``UsageError`` (exit 2, before anything is sent) when the manifest shares its tree
     with another of the same name. ``whole()`` gives every job of it (``manifest`` may be the
     --only subset), asked only when the journal names another manifest."""
-    replay = read_journal(manifest.output_dir)
+    try:
+        replay = read_journal(manifest.output_dir)
+    except WanbatchError:  # a damaged journal: the session salvages it (or says why not)
+        return
     if not any(Path(text) != manifest.path.resolve() for text in replay.manifests):
         return
     full = whole()
     clashes = shared_with(full, flags, replay)
     if clashes:
-        raise UsageError(clash_message(full, clashes))
+        raise UsageError(f"{clash_message(full, clashes)} Nothing was sent.")
