@@ -22,6 +22,8 @@ import pytest
 
 from tests.test_runner import write_manifest
 from wanbatch import cli
+from wanbatch.commands.treecheck import run_manifests
+from wanbatch.journal import encode_run_header, journal_path, read_journal
 from wanbatch.manifest import load_manifest
 from wanbatch.models import DEFAULT_KEY_ENV, JobRecord, JobState
 from wanbatch.orphans import Orphan, find_orphans, tree_clashes
@@ -230,5 +232,22 @@ def test_the_trees_retry_manifest_the_same_file_and_a_copy_are_allowed(
     assert run_cli("run", copy, sim, "--only", "job-0") == 1  # its whole manifest is compared
     code, text = _plan(copy, capsys, "--json")
     assert json.loads(text)["shared_with"] == []
+    out = tmp_path / "out"
+    assert run_manifests(out) == read_journal(out).manifests  # the scan sees what a replay sees
+    assert len(run_manifests(out)) == 3  # m.yaml, retry.yaml, copy.yaml
     shutil.move(str(first), str(tmp_path / "renamed.yaml"))  # moved by the user
     assert run_cli("run", tmp_path / "renamed.yaml", sim) == 1
+
+
+def test_the_run_records_are_read_without_a_replay(tmp_path: Path) -> None:
+    """A damaged run record is skipped (the session names it), a torn last line ignored."""
+    path = journal_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    good, other = (
+        encode_run_header("http://x", "/a/m.yaml"),
+        encode_run_header("http://x", "/b.yaml"),
+    )
+    damaged = other.replace(b"/b.yaml", b"/c.yaml")  # its checksum no longer matches
+    path.write_bytes(good + damaged + good + other[:-1])
+    assert run_manifests(tmp_path) == ["/a/m.yaml"]
+    assert run_manifests(tmp_path / "nowhere") == []
