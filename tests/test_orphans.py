@@ -91,7 +91,7 @@ def test_a_csv_rerun_with_another_duration_names_the_old_videos_as_orphans(
     assert re.search(r"\b2\s+orphans", text), text
     for name in old:
         assert name in text
-    assert "other fields" in text and "delete them or rerun with the old flags" in text
+    assert "other fields" in text and "delete them (each with the .json beside it) or rerun" in text
     code, text = _plan(tmp_path / "shots.csv", capsys, "--output", out, "--duration", "8", "--json")
     orphans = json.loads(text)["orphans"]
     assert sorted(o["path"] for o in orphans) == old

@@ -22,7 +22,8 @@ from wanbatch.models import JobRecord, Manifest
 NO_RECORD = "no record"  # the state of a video file no journal record names
 HINT = (
     "made by other fields (a CSV's ids change with --duration, --model or --aspect-ratio) or by"
-    " a manifest since edited or moved: delete them or rerun with the old flags"
+    " a manifest since edited or moved: delete them (each with the .json beside it) or rerun"
+    " with the old flags"
 )
 
 
