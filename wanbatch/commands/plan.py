@@ -8,9 +8,11 @@ from typing import TextIO
 
 from wanbatch.commands import options
 from wanbatch.commands.loading import chosen, load, video_check
+from wanbatch.commands.treecheck import shared_with, tree_orphans
 from wanbatch.jobstate import Standing, standing
 from wanbatch.journal import read_journal
 from wanbatch.models import LOST_CODE
+from wanbatch.orphans import clash_message, orphan_lines
 from wanbatch.providers import provider_for
 from wanbatch.salvage import adopted_view
 from wanbatch.settings import Flags
@@ -45,8 +47,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(flags: Flags, out: TextIO) -> int:
-    manifest = chosen(load(flags), flags)
-    replay = adopted_view(manifest, read_journal(manifest.output_dir))
+    whole = load(flags)
+    manifest = chosen(whole, flags)
+    journal = read_journal(manifest.output_dir)
+    replay = adopted_view(manifest, journal)
+    orphans = tree_orphans(whole, journal, flags)  # of the whole tree, whatever --only chose
+    clashes = shared_with(whole, flags, journal)
     intact = video_check(manifest.output_dir)
     groups: dict[str, list[str]] = {name: [] for name in _LABELS}
     submit = []
@@ -69,6 +75,8 @@ def execute(flags: Flags, out: TextIO) -> int:
             "jobs": groups,
             "lost": lost,
             "to_submit": {"jobs": len(submit), "seconds": seconds, "credits": credits},
+            "orphans": [orphan.as_json() for orphan in orphans],
+            "shared_with": [str(other.path) for other in clashes],
         }
         print(json.dumps(payload, indent=2), file=out)
         return 0
@@ -83,6 +91,10 @@ def execute(flags: Flags, out: TextIO) -> int:
                 f" them alone unless --include-lost): {shown}",
                 file=out,
             )
+    for line in orphan_lines(orphans):
+        print(line, file=out)
+    if clashes:
+        print(f"A run would be refused: {clash_message(whole, clashes)}", file=out)
     cost = f", about {credits:g} credits" if credits is not None else ""
     print(f"A run would submit {len(submit)} job(s): {seconds} s of video{cost}.", file=out)
     lifetime = provider_for(manifest.api).capabilities.url_lifetime_seconds

@@ -13,6 +13,7 @@ from wanbatch.commands.finish import emit
 from wanbatch.commands.loading import chosen, load
 from wanbatch.commands.rounds import run_rounds
 from wanbatch.commands.session import preflight
+from wanbatch.commands.treecheck import refuse_shared_tree
 from wanbatch.journal import read_journal
 from wanbatch.models import LOST_CODE, JobState
 from wanbatch.settings import Flags, build_settings
@@ -73,6 +74,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     )
     settings = build_settings(flags, os.environ, manifest)
     preflight(manifest, settings, flags, os.environ)
+    refuse_shared_tree(manifest, flags, lambda: whole)  # another manifest's tree
     if not flags.yes and not confirm("Resubmit them? [y/N] ", out=text, what="retry"):
         print("Nothing was sent.", file=text)
         return 0

@@ -13,6 +13,7 @@ from wanbatch.commands.finish import emit
 from wanbatch.commands.loading import chosen, load, video_check
 from wanbatch.commands.rounds import run_rounds
 from wanbatch.commands.session import preflight
+from wanbatch.commands.treecheck import refuse_shared_tree
 from wanbatch.errors import JournalError
 from wanbatch.jobstate import Standing, standing
 from wanbatch.journal import read_journal
@@ -45,6 +46,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     settings = build_settings(flags, env, manifest)
     text = sys.stderr if flags.as_json else out  # --json: stdout holds the JSON alone
     preflight(manifest, settings, flags, env)
+    refuse_shared_tree(manifest, flags, lambda: whole)  # another manifest's tree
     if not _go_ahead(manifest, settings, flags, text):
         print("Nothing was sent.", file=text)
         return 0

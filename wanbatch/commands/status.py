@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 from wanbatch.commands import options
 from wanbatch.commands.loading import chosen, load, video_check
+from wanbatch.commands.treecheck import tree_orphans
 from wanbatch.jobstate import MISSING_VIDEO, NEXT_RUN, Standing, VideoCheck, standing, video_missing
 from wanbatch.journal import read_journal
 from wanbatch.models import JobRecord, JobSpec
@@ -31,8 +32,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(flags: Flags, out: TextIO) -> int:
-    manifest = chosen(load(flags), flags)
-    replay = adopted_view(manifest, read_journal(manifest.output_dir))
+    whole = load(flags)
+    manifest = chosen(whole, flags)
+    journal = read_journal(manifest.output_dir)
+    replay = adopted_view(manifest, journal)
     intact = video_check(manifest.output_dir)
     records = replay.records
     if flags.as_json:
@@ -60,6 +63,11 @@ def execute(flags: Flags, out: TextIO) -> int:
             lines.clear()
     summary = ", ".join(f"{count} {state}" for state, count in sorted(tally.items()))
     lines.append(f"\n{len(manifest.jobs)} jobs: {summary}")
+    orphaned = sum(
+        orphan.id is not None for orphan in tree_orphans(whole, journal, flags, files=False)
+    )
+    if orphaned:
+        lines.append(f"{orphaned} orphaned record{'' if orphaned == 1 else 's'} (see plan)")
     out.write("\n".join(lines) + "\n")
     return 0
 
