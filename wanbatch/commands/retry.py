@@ -9,7 +9,7 @@ from typing import TextIO
 
 from wanbatch.commands import options
 from wanbatch.commands.asking import confirm
-from wanbatch.commands.finish import emit
+from wanbatch.commands.finish import emit, nothing_sent
 from wanbatch.commands.loading import chosen, load
 from wanbatch.commands.rounds import run_rounds
 from wanbatch.journal import read_journal
@@ -60,7 +60,7 @@ def execute(flags: Flags, out: TextIO) -> int:
         )
     if not failed:
         print("No failed jobs to retry.", file=text)
-        return 0
+        return nothing_sent(manifest, replay, "no failed jobs to retry", flags, out)
     credits = manifest.estimate_credits(tuple(failed))
     cost = f", about {credits:g} credits" if credits is not None else ""
     ids = sorted((job.id for job in failed), key=natural_key)
@@ -72,7 +72,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     )
     if not flags.yes and not confirm("Resubmit them? [y/N] ", out=text, what="retry"):
         print("Nothing was sent.", file=text)
-        return 0
+        return nothing_sent(manifest, replay, "the question was answered no", flags, out)
     settings = build_settings(flags, os.environ, manifest)
     ended = run_rounds(
         manifest,

@@ -9,7 +9,7 @@ from typing import TextIO
 
 from wanbatch.commands import options
 from wanbatch.commands.asking import confirm, on_terminal
-from wanbatch.commands.finish import emit
+from wanbatch.commands.finish import emit, nothing_sent
 from wanbatch.commands.loading import chosen, load, video_check
 from wanbatch.commands.rounds import run_rounds
 from wanbatch.jobstate import Standing, standing
@@ -43,7 +43,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     text = sys.stderr if flags.as_json else out  # --json: stdout holds the JSON alone
     if not _go_ahead(manifest, settings, flags, text):
         print("Nothing was sent.", file=text)
-        return 0
+        return nothing_sent(manifest, None, "the question was answered no", flags, out)
     ended = run_rounds(manifest, settings, flags, env=env, out=text, whole=manifest is whole)
     emit(summary_record(ended.end, ended.summary), flags, out)
     return ended.summary.exit_code

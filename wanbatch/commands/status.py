@@ -23,9 +23,23 @@ DESCRIPTION = (
 )
 
 
+# ``status --json``: its top-level keys, always all of them, in this order. ``counts`` has every
+# state of ``jobstate.Standing`` (in its order, zeros included) over every job chosen;
+# ``total`` is their number and ``shown`` the number of ``jobs`` rows (``--state`` filters them).
+STATUS_KEYS = ("manifest", "output_dir", "counts", "total", "shown", "jobs")
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     options.manifest_argument(parser)
     options.as_json(parser, "print JSON")
+    parser.add_argument(
+        "--state",
+        dest="states",
+        action="append",
+        choices=[str(state) for state in Standing],
+        metavar="STATE",
+        help="only the jobs in this state (repeatable): " + ", ".join(Standing),
+    )
     options.job_fields(parser)
     options.subsets(parser)
 
@@ -35,31 +49,46 @@ def execute(flags: Flags, out: TextIO) -> int:
     replay = adopted_view(manifest, read_journal(manifest.output_dir))
     intact = video_check(manifest.output_dir)
     records = replay.records
+    wanted = set(flags.states)
+    counts: dict[str, int] = {str(state): 0 for state in Standing}
     if flags.as_json:
-        rows = [status_row(job, records.get(job.id), intact) for job in manifest.jobs]
-        counts = Counter(row["state"] for row in rows)
+        rows = []
+        for job in manifest.jobs:
+            row = status_row(job, records.get(job.id), intact)
+            counts[row["state"]] += 1
+            if not wanted or row["state"] in wanted:
+                rows.append(row)
         payload = {
             "manifest": str(manifest.path),
             "output_dir": str(manifest.output_dir),
-            "counts": dict(counts),
+            "counts": counts,
+            "total": len(manifest.jobs),
+            "shown": len(rows),
             "jobs": rows,
         }
         print(json.dumps(payload, indent=2), file=out)
         return 0
     # Written a block of lines at a time: a million rows are never held at once.
     width = max([len(job.id) for job in manifest.jobs] + [2])
-    tally: Counter[str] = Counter()
+    shown = 0
     lines = [f"{'id':<{width}}  {'state':<11}  task / detail"]
     for job in manifest.jobs:
         row = status_row(job, records.get(job.id), intact)
-        tally[row["state"]] += 1
+        counts[row["state"]] += 1
+        if wanted and row["state"] not in wanted:
+            continue
+        shown += 1
         detail = row.get("note") or row.get("reason") or row.get("task_id") or ""
         lines.append(f"{row['id']:<{width}}  {row['state']:<11}  {detail}")
         if len(lines) >= 4096:
             out.write("\n".join(lines) + "\n")
             lines.clear()
-    summary = ", ".join(f"{count} {state}" for state, count in sorted(tally.items()))
-    lines.append(f"\n{len(manifest.jobs)} jobs: {summary}")
+    summary = ", ".join(f"{count} {state}" for state, count in counts.items() if count)
+    total = len(manifest.jobs)
+    jobs = f"{total} job" + ("" if total == 1 else "s")
+    if wanted:
+        jobs = f"{shown} of {jobs} shown (--state {' '.join(sorted(wanted))})"
+    lines.append(f"\n{jobs}: {summary}")
     out.write("\n".join(lines) + "\n")
     return 0
 
