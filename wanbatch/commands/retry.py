@@ -81,7 +81,7 @@ def execute(flags: Flags, out: TextIO) -> int:
         env=os.environ,
         out=text,
         requeue=[job.id for job in failed],
-        whole=manifest is whole,
+        whole=whole,
     )
     emit(summary_record(ended.end, ended.summary), flags, out)
     return ended.summary.exit_code

@@ -44,7 +44,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     if not _go_ahead(manifest, settings, flags, text):
         print("Nothing was sent.", file=text)
         return nothing_sent(manifest, None, "the question was answered no", flags, out)
-    ended = run_rounds(manifest, settings, flags, env=env, out=text, whole=manifest is whole)
+    ended = run_rounds(manifest, settings, flags, env=env, out=text, whole=whole)
     emit(summary_record(ended.end, ended.summary), flags, out)
     return ended.summary.exit_code
 
