@@ -145,3 +145,37 @@ def test_where_on_an_extra_field(tmp_path: Path, capsys: Any) -> None:
     manifest = write_manifest(tmp_path, jobs=3, last_job_lines=["extra: {seed: 7}"])
     plan = json_of(capsys, "plan", str(manifest), "--json", "--where", "extra.seed=7")
     assert plan["jobs"]["new"] == ["job-2"]
+
+
+# --- the pure rule ------------------------------------------------------------------------------
+
+
+def jobs_of(tmp_path: Path) -> Any:
+    from wanbatch.manifest import load_manifest
+
+    manifest = write_manifest(tmp_path, jobs=3, last_job_lines=["duration: 8"])
+    return load_manifest(manifest).jobs
+
+
+def test_select_names_the_where_that_matches_no_job(tmp_path: Path) -> None:
+    from wanbatch.errors import UsageError
+    from wanbatch.selection import select
+
+    jobs = jobs_of(tmp_path)
+    with pytest.raises(UsageError) as caught:
+        select(jobs, where=[("model", "wan-2-2"), ("duration", "9")])
+    assert str(caught.value).startswith("--where duration=9: no job matches")
+    assert "model=wan-2-2" not in str(caught.value)
+
+
+def test_select_names_a_combination_that_matches_no_job(tmp_path: Path) -> None:
+    """Each selector matches some job, together none: the message names them all."""
+    from wanbatch.errors import UsageError
+    from wanbatch.selection import select
+
+    jobs = jobs_of(tmp_path)
+    assert [job.id for job in select(jobs, only=["job-2"], where=[("duration", "8")])] == ["job-2"]
+    with pytest.raises(UsageError) as caught:
+        select(jobs, only=["job-0"], where=[("duration", "8")])
+    message = str(caught.value)
+    assert "--only job-0" in message and "--where duration=8" in message

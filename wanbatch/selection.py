@@ -44,8 +44,13 @@ def select(
     if unmatched:
         raise UsageError(f"--only {unmatched[0]}: no job has a matching id")
     if not chosen:
-        said = " ".join(f"--where {name}={value}" for name, value in where)
-        raise UsageError(f"{said}: no job matches")
+        for name, value in where:  # the one that matches no job at all, if there is one
+            if not any(_text(field_of(job, name)) == value for job in jobs):
+                raise UsageError(f"--where {name}={value}: no job matches")
+        said = [f"--only {pattern}" for pattern in only] + [
+            f"--where {name}={value}" for name, value in where
+        ]
+        raise UsageError(f"{' '.join(said)}: no job matches all of them")
     return chosen
 
 
