@@ -358,3 +358,17 @@ def test_validate_counts_are_pluralised(tmp_path: Path, capsys: Any, jobs: int, 
     out = capsys.readouterr().out
     assert said in out
     assert "1 jobs" not in out
+
+
+@pytest.mark.parametrize("command", ["run", "retry"])
+def test_summary_json_into_a_missing_folder_is_refused_before_anything_is_sent(
+    tmp_path: Path, make_sim: Any, run_cli: Any, capsys: Any, command: str
+) -> None:
+    """A typo in --summary-json must not cost a whole run and then exit 5: usage error first."""
+    sim = make_sim()
+    manifest = write_manifest(tmp_path, jobs=1)
+    target = tmp_path / "no-such-folder" / "s.json"
+    capsys.readouterr()
+    assert run_cli(command, manifest, sim, "--yes", "--summary-json", str(target)) == 2
+    assert "--summary-json" in capsys.readouterr().err
+    assert stats(sim)["requests_total"] == 0

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from wanbatch.errors import DiskError
+from wanbatch.errors import DiskError, UsageError
 from wanbatch.journal import Replay
 from wanbatch.models import JobState, Manifest
 from wanbatch.outtree import atomic_write
@@ -24,6 +24,18 @@ from wanbatch.settings import Flags
 from wanbatch.summary import RunEnd, RunSummary, summary_record
 
 ON_FINISH_TIMEOUT_SECONDS = 300.0
+
+
+def check_targets(flags: Flags) -> None:
+    """Before anything is sent: --summary-json's folder is there (a typo must not cost a
+    whole run and then fail at its end)."""
+    if flags.summary_json is None:
+        return
+    path = Path(flags.summary_json)
+    if path.is_dir():
+        raise UsageError(f"--summary-json {path}: that is a folder; name a file")
+    if not path.parent.is_dir():
+        raise UsageError(f"--summary-json {path}: the folder {path.parent} is not there")
 
 
 def emit(record: dict[str, Any], flags: Flags, out: TextIO) -> None:

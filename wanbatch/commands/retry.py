@@ -9,7 +9,7 @@ from typing import TextIO
 
 from wanbatch.commands import options
 from wanbatch.commands.asking import confirm
-from wanbatch.commands.finish import emit, nothing_sent
+from wanbatch.commands.finish import check_targets, emit, nothing_sent
 from wanbatch.commands.loading import chosen, load
 from wanbatch.commands.rounds import run_rounds
 from wanbatch.journal import read_journal
@@ -40,6 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(flags: Flags, out: TextIO) -> int:
+    check_targets(flags)
     whole = load(flags)
     manifest = chosen(whole, flags)
     text = sys.stderr if flags.as_json else out

@@ -9,7 +9,7 @@ from typing import TextIO
 
 from wanbatch.commands import options
 from wanbatch.commands.asking import confirm, on_terminal
-from wanbatch.commands.finish import emit, nothing_sent
+from wanbatch.commands.finish import check_targets, emit, nothing_sent
 from wanbatch.commands.loading import chosen, load, video_check
 from wanbatch.commands.rounds import run_rounds
 from wanbatch.jobstate import Standing, standing
@@ -37,6 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(flags: Flags, out: TextIO) -> int:
     env = os.environ
+    check_targets(flags)
     whole = load(flags)
     manifest = chosen(whole, flags)
     settings = build_settings(flags, env, manifest)
