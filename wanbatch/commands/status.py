@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from typing import Any, TextIO
 
 from wanbatch.commands import options
