@@ -320,13 +320,14 @@ def test_validate_json_on_a_good_manifest_says_ok(tmp_path: Path, capsys: Any) -
 
 
 def test_validate_text_errors_start_with_file_and_line(tmp_path: Path, capsys: Any) -> None:
-    """Editors jump to ``file:line:``."""
+    """Editors jump to ``file:line:`` at the start of a line (vim -q, Emacs compile mode)."""
     path = tmp_path / "bad.yaml"
     path.write_text(BAD)
     capsys.readouterr()
     assert cli.main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
-    assert f"  {path}:10: " in err
+    assert any(line.startswith(f"{path}:10: jobs[1].duration: ") for line in err.splitlines()), err
+    assert "1 problem" in err
 
 
 def test_validate_list_is_aligned_with_a_header(tmp_path: Path, capsys: Any) -> None:

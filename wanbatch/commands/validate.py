@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any, TextIO
 
 from wanbatch.commands import options
@@ -34,9 +35,12 @@ def execute(flags: Flags, out: TextIO) -> int:
     try:
         manifest = chosen(load(flags), flags)
     except ManifestError as exc:
-        if not flags.as_json:
-            raise  # printed by the CLI: one `file:line: key: message` a problem
-        print(json.dumps(problems_record(exc), indent=2, ensure_ascii=False), file=out)
+        if flags.as_json:
+            print(json.dumps(problems_record(exc), indent=2, ensure_ascii=False), file=out)
+        else:  # `file:line: key: message` from the first column, as compilers print (for editors)
+            count = _count(len(exc.problems), "problem")
+            lines = [str(problem) for problem in exc.problems]
+            print("\n".join([*lines, f"wanbatch: {count} in {flags.manifest}"]), file=sys.stderr)
         return exc.exit_code
     plan = describe(manifest)
     if flags.as_json:
