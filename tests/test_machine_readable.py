@@ -17,7 +17,7 @@ from wanbatch import cli
 from wanbatch.commands.plan import PLAN_KEYS
 from wanbatch.commands.status import STATUS_KEYS
 from wanbatch.jobstate import Standing
-from wanbatch.summary import COUNT_KEYS, REQUEST_KINDS, SUMMARY_KEYS
+from wanbatch.summary import COUNT_KEYS, OUTAGE_HOSTS, REQUEST_KINDS, SUMMARY_KEYS
 
 STATES = [str(state) for state in Standing]
 
@@ -50,6 +50,8 @@ def test_run_json_clean_run(tmp_path: Path, make_sim: Any, run_cli: Any, capsys:
     assert record["videos_submitted"] == 3 and record["credits_submitted"] is None
     assert record["report"] == str(out_dir(manifest) / "report.html")
     assert record["retry_manifest"] is None and record["cost_cap"] is None
+    assert record["outages"] == {host: {"count": 0, "seconds": 0} for host in OUTAGE_HOSTS}
+    assert record["stop_reason"] is None and record["possible_duplicates"] == []
     assert "exit code 0" in err
 
 

@@ -269,6 +269,7 @@ SUMMARY_KEYS = (
 )
 COUNT_KEYS = ("total", "done", "downloaded_now", "already_done", "failed", "stalled", "left")
 REQUEST_KINDS = ("create", "poll", "refresh", "retry", "throttled", "download")
+OUTAGE_HOSTS = tuple(_HOSTS)  # "api", "video"
 
 
 def summary_record(end: RunEnd, summary: RunSummary) -> dict[str, Any]:
@@ -290,7 +291,8 @@ def summary_record(end: RunEnd, summary: RunSummary) -> dict[str, Any]:
       (``REQUEST_KINDS``)
     - ``cost_cap``: what the cost guard said when it stopped submissions (null: it did not)
     - ``stop_reason``, ``stopped``: why the run stopped early, as a word and in words (null)
-    - ``outages``: ``{host: {"count", "seconds"}}`` for ``api``/``video`` ({}: none)
+    - ``outages``: ``{"api": {"count", "seconds"}, "video": {...}}`` (``OUTAGE_HOSTS``), zeros
+      when the host was never unreachable
     - ``slept_seconds``, ``wall_seconds``
     - ``report``: the gallery's path; ``retry_manifest``: retry.yaml's, when jobs failed (null)
     """
@@ -326,8 +328,11 @@ def summary_record(end: RunEnd, summary: RunSummary) -> dict[str, Any]:
         "stop_reason": None if summary.stop_reason is None else str(summary.stop_reason),
         "stopped": summary.stop_message,
         "outages": {
-            host: {"count": count, "seconds": round(summary.outage_seconds.get(host, 0.0), 3)}
-            for host, count in sorted(summary.outages.items())
+            host: {
+                "count": summary.outages.get(host, 0),
+                "seconds": round(summary.outage_seconds.get(host, 0.0), 3),
+            }
+            for host in (*OUTAGE_HOSTS, *sorted(set(summary.outages) - set(OUTAGE_HOSTS)))
         },
         "slept_seconds": round(summary.slept_seconds, 3),
         "wall_seconds": round(summary.wall_seconds, 3),
