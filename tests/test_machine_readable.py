@@ -15,7 +15,7 @@ from tests.conftest import KEY_ENV
 from tests.test_runner import out_dir, stats, write_manifest
 from wanbatch import cli
 from wanbatch.commands.plan import PLAN_KEYS
-from wanbatch.commands.status import STATUS_KEYS
+from wanbatch.commands.status import STATUS_KEYS, STATUS_ROW_KEYS
 from wanbatch.jobstate import Standing
 from wanbatch.summary import COUNT_KEYS, OUTAGE_HOSTS, REQUEST_KINDS, SUMMARY_KEYS
 
@@ -241,6 +241,22 @@ def test_status_json_keys_and_every_state(
     assert list(payload["counts"]) == STATES
     assert payload["counts"]["new"] == 2 and payload["counts"]["done"] == 0
     assert payload["shown"] == payload["total"] == 2
+    assert [list(row) for row in payload["jobs"]] == [list(STATUS_ROW_KEYS)] * 2
+    assert payload["jobs"][0]["task_id"] is None and payload["jobs"][0]["journal_state"] is None
+
+
+def test_status_json_rows_have_every_key(
+    tmp_path: Path, make_sim: Any, run_cli: Any, capsys: Any
+) -> None:
+    sim = make_sim()
+    manifest = write_manifest(tmp_path, jobs=2, last_job_lines=["extra: {aspect_ratio: sideways}"])
+    assert run_cli("run", manifest, sim) == 1
+    rows = status_json(manifest, capsys)["jobs"]
+    assert [list(row) for row in rows] == [list(STATUS_ROW_KEYS)] * 2
+    done, failed = rows
+    assert done["state"] == "done" and done["size"] > 0 and done["reason"] is None
+    assert failed["state"] == "failed" and "aspect_ratio" in failed["reason"]
+    assert failed["path"] is None and failed["note"] is None
 
 
 def test_status_state_filters_the_rows(

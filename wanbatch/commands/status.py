@@ -92,18 +92,31 @@ def execute(flags: Flags, out: TextIO) -> int:
     return 0
 
 
+# Each row of ``status --json``: every key, null where the journal has nothing.
+STATUS_ROW_KEYS = (
+    "id",
+    "state",
+    "journal_state",
+    "task_id",
+    "reason",
+    "path",
+    "size",
+    "sha256",
+    "note",
+)
+
+
 def status_row(job: JobSpec, record: JobRecord | None, intact: VideoCheck) -> dict[str, Any]:
     """One job for ``status``: where it stands (``jobstate.standing``, the words of plan and the
     gallery), the journal's own state and fields, and a note on what a run does with it."""
     found = standing(job, record, intact)
-    row: dict[str, Any] = {"id": job.id, "state": str(found)}
+    row: dict[str, Any] = dict.fromkeys(STATUS_ROW_KEYS)
+    row.update(id=job.id, state=str(found))
     if record is None:
         return row
     row["journal_state"] = str(record.state)
     for name in ("task_id", "reason", "path", "size", "sha256"):
-        value = getattr(record, name)
-        if value is not None:
-            row[name] = value
+        row[name] = getattr(record, name)
     if video_missing(record, found):
         row["note"] = MISSING_VIDEO
     elif found in (Standing.UNCONFIRMED, Standing.CHANGED):
