@@ -16,6 +16,7 @@ from tests.test_runner import out_dir, stats, write_manifest
 from wanbatch import cli
 from wanbatch.commands.plan import PLAN_KEYS
 from wanbatch.commands.status import STATUS_KEYS, STATUS_ROW_KEYS
+from wanbatch.commands.validate import PROBLEM_KEYS, VALIDATE_KEYS
 from wanbatch.jobstate import Standing
 from wanbatch.summary import COUNT_KEYS, OUTAGE_HOSTS, REQUEST_KINDS, SUMMARY_KEYS
 
@@ -324,7 +325,8 @@ def test_validate_json_on_a_bad_manifest(tmp_path: Path, capsys: Any) -> None:
     assert payload["ok"] is False
     assert payload["problems"], payload
     problem = payload["problems"][0]
-    assert list(problem) == ["file", "line", "key", "message"]
+    assert list(payload) == ["ok", "problems"]
+    assert list(problem) == list(PROBLEM_KEYS)
     assert problem["file"] == str(path) and problem["line"] == 10
     assert "duration" in problem["key"]
 
@@ -335,6 +337,9 @@ def test_validate_json_on_a_good_manifest_says_ok(tmp_path: Path, capsys: Any) -
     assert cli.main(["validate", str(path), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["ok"] is True and payload["jobs_count"] == 2
+    assert list(payload) == list(VALIDATE_KEYS)
+    assert cli.main(["validate", str(path), "--json", "--list"]) == 0
+    assert list(json.loads(capsys.readouterr().out)) == [*VALIDATE_KEYS, "jobs"]
 
 
 def test_validate_text_errors_start_with_file_and_line(tmp_path: Path, capsys: Any) -> None:

@@ -72,6 +72,20 @@ def execute(flags: Flags, out: TextIO) -> int:
     return 0
 
 
+# ``validate --json``: on a good manifest these keys, in this order (``--list`` adds ``jobs``);
+# on a bad one ``{"ok": false, "problems": [...]}``, each problem with ``PROBLEM_KEYS`` (``line``
+# a number, null when no line is known; ``key`` "" for the file itself). Exit 2 then.
+VALIDATE_KEYS = (
+    "ok",
+    "manifest",
+    "name",
+    "jobs_count",
+    "seconds",
+    "by_model_and_aspect_ratio",
+    "credits",
+    "output_dir",
+)
+PROBLEM_KEYS = ("file", "line", "key", "message")
 LIST_COLUMNS = ("id", "model", "seconds", "ratio", "output", "prompt")
 PROMPT_WIDTH = 50
 
