@@ -38,9 +38,9 @@ def execute(flags: Flags, out: TextIO) -> int:
         if flags.as_json:
             print(json.dumps(problems_record(exc), indent=2, ensure_ascii=False), file=out)
         else:  # `file:line: key: message` from the first column, as compilers print (for editors)
-            count = _count(len(exc.problems), "problem")
+            said = _count(len(exc.problems), "problem")
             lines = [str(problem) for problem in exc.problems]
-            print("\n".join([*lines, f"wanbatch: {count} in {flags.manifest}"]), file=sys.stderr)
+            print("\n".join([*lines, f"wanbatch: {said} in {flags.manifest}"]), file=sys.stderr)
         return exc.exit_code
     plan = describe(manifest)
     if flags.as_json:
