@@ -179,3 +179,16 @@ def test_select_names_a_combination_that_matches_no_job(tmp_path: Path) -> None:
         select(jobs, only=["job-0"], where=[("duration", "8")])
     message = str(caught.value)
     assert "--only job-0" in message and "--where duration=8" in message
+
+
+def test_where_with_an_empty_value_selects_jobs_without_the_field(tmp_path: Path) -> None:
+    """``--where image=``: the jobs with no image (a field a job lacks reads as empty)."""
+    from wanbatch.selection import select
+
+    jobs = jobs_of(tmp_path)
+    assert [job.id for job in select(jobs, where=[("image", "")])] == ["job-0", "job-1", "job-2"]
+    assert [job.id for job in select(jobs, where=[("extra.seed", "")])] == [
+        "job-0",
+        "job-1",
+        "job-2",
+    ]
