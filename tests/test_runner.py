@@ -269,12 +269,12 @@ def test_status_reports_each_job_as_json(
     sim = make_sim()
     manifest = write_manifest(tmp_path, jobs=2)
     assert cli.main(["status", str(manifest), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["counts"] == {"new": 2}
+    assert json.loads(capsys.readouterr().out)["counts"]["new"] == 2
     assert run_cli("run", manifest, sim) == 0
     capsys.readouterr()
     assert cli.main(["status", str(manifest), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["counts"] == {"done": 2}
+    assert {k: n for k, n in payload["counts"].items() if n} == {"done": 2}
 
 
 def test_plain_http_to_a_remote_host_is_refused(

@@ -66,7 +66,7 @@ def test_a_deleted_video_is_to_download_in_every_view_and_only_it_is_fetched(
     assert planned["to_submit"]["jobs"] == 0
 
     status = status_json(manifest, capsys)
-    assert status["counts"] == {"done": 2, "to_download": 1}
+    assert {k: n for k, n in status["counts"].items() if n} == {"done": 2, "to_download": 1}
     row = next(row for row in status["jobs"] if row["id"] == "job-0")
     assert row["state"] == "to_download" and "missing" in row["note"]
 
@@ -103,7 +103,8 @@ def test_a_video_of_the_wrong_size_is_not_done(
     assert run_cli("run", manifest, sim) == 0
     (out_dir(manifest) / "job-1.mp4").write_bytes(b"not the video")
     assert plan_json(manifest, capsys)["jobs"]["to_download"] == ["job-1"]
-    assert status_json(manifest, capsys)["counts"] == {"done": 1, "to_download": 1}
+    counts = status_json(manifest, capsys)["counts"]
+    assert {k: n for k, n in counts.items() if n} == {"done": 1, "to_download": 1}
 
 
 # --- 21: a card shows what was rendered; --keep-changed is remembered -------------------------

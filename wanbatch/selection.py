@@ -2,7 +2,8 @@
 
 ``--only`` is repeatable and any one may match (an exact id, or a shell glob: ``forest-*``,
 ``shot-?``, ``[ab]*``). ``--where`` is repeatable and every one must hold; a field is one of
-``FIELDS`` or ``extra.KEY``, and values compare as text (``duration=5``). A selector that
+``FIELDS`` or ``extra.KEY``, and values compare as text (``duration=5``); a field a job
+lacks reads as empty (``image=`` selects the jobs without an image). A selector that
 matches no job at all is an error naming it: a typo must not quietly select nothing (a run
 would then do nothing, and say "0/0 done").
 """
@@ -44,8 +45,13 @@ def select(
     if unmatched:
         raise UsageError(f"--only {unmatched[0]}: no job has a matching id")
     if not chosen:
-        said = " ".join(f"--where {name}={value}" for name, value in where)
-        raise UsageError(f"{said}: no job matches")
+        for name, value in where:  # the one that matches no job at all, if there is one
+            if not any(_text(field_of(job, name)) == value for job in jobs):
+                raise UsageError(f"--where {name}={value}: no job matches")
+        said = [f"--only {pattern}" for pattern in only] + [
+            f"--where {name}={value}" for name, value in where
+        ]
+        raise UsageError(f"{' '.join(said)}: no job matches all of them")
     return chosen
 
 
@@ -60,9 +66,9 @@ def _id_matches(job_id: str, pattern: str) -> bool:
     return job_id == pattern or fnmatchcase(job_id, pattern)
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
+def _text(value: Any) -> str:
+    if value is None:  # a field the job lacks: ``--where image=`` selects the jobs without one
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

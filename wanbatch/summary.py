@@ -297,12 +297,58 @@ def closing_lines(end: RunEnd, summary: RunSummary) -> list[str]:
     return lines
 
 
+SUMMARY_KEYS = (
+    "name",
+    "manifest",
+    "output_dir",
+    "exit_code",
+    "exit_meaning",
+    "counts",
+    "failed",
+    "stalled",
+    "left",
+    "possible_duplicates",
+    "videos_submitted",
+    "credits_submitted",
+    "requests",
+    "cost_cap",
+    "stop_reason",
+    "stopped",
+    "outages",
+    "slept_seconds",
+    "wall_seconds",
+    "report",
+    "retry_manifest",
+)
+COUNT_KEYS = ("total", "done", "downloaded_now", "already_done", "failed", "stalled", "left")
 REQUEST_KINDS = ("create", "poll", "refresh", "retry", "throttled", "download")
+OUTAGE_HOSTS = tuple(_HOSTS)  # "api", "video"
 
 
 def summary_record(end: RunEnd, summary: RunSummary) -> dict[str, Any]:
-    """The run's summary as JSON (``run --json``, ``--summary-json``, ``--on-finish``): every
-    key always present, zeros and nulls where there is nothing, lists sorted naturally."""
+    """The run's summary as JSON (``run --json``, ``--summary-json``, ``--on-finish``).
+
+    Every key is always there, in this order (``SUMMARY_KEYS``), with 0, null or [] where there
+    is nothing; id lists are sorted naturally (``shot-5`` before ``shot-13``):
+
+    - ``name``, ``manifest``, ``output_dir``: the batch's name, the manifest, the output tree
+    - ``exit_code`` (0-5, as the process exits) and ``exit_meaning`` (its words)
+    - ``counts``: ``total`` jobs, ``done`` (``downloaded_now`` + ``already_done``), ``failed``,
+      ``stalled``, ``left`` (``COUNT_KEYS``)
+    - ``failed``: ``[{"id", "reason"}]``, failed for good (this run or before)
+    - ``stalled``: ids past ``--job-deadline``; ``left``: ``[{"id", "reason"}]`` not finished
+    - ``possible_duplicates``: ids created again after an unknown answer (may be paid twice)
+    - ``videos_submitted``: tasks this run created; ``credits_submitted``: their estimated
+      credits (null without prices)
+    - ``requests``: ``create``, ``poll``, ``refresh``, ``retry``, ``throttled``, ``download``
+      (``REQUEST_KINDS``)
+    - ``cost_cap``: what the cost guard said when it stopped submissions (null: it did not)
+    - ``stop_reason``, ``stopped``: why the run stopped early, as a word and in words (null)
+    - ``outages``: ``{"api": {"count", "seconds"}, "video": {...}}`` (``OUTAGE_HOSTS``), zeros
+      when the host was never unreachable
+    - ``slept_seconds``, ``wall_seconds``
+    - ``report``: the gallery's path; ``retry_manifest``: retry.yaml's, when jobs failed (null)
+    """
     return {
         "name": end.name,
         "manifest": end.manifest,
@@ -335,8 +381,11 @@ def summary_record(end: RunEnd, summary: RunSummary) -> dict[str, Any]:
         "stop_reason": None if summary.stop_reason is None else str(summary.stop_reason),
         "stopped": summary.stop_message,
         "outages": {
-            host: {"count": count, "seconds": round(summary.outage_seconds.get(host, 0.0), 3)}
-            for host, count in sorted(summary.outages.items())
+            host: {
+                "count": summary.outages.get(host, 0),
+                "seconds": round(summary.outage_seconds.get(host, 0.0), 3),
+            }
+            for host in (*OUTAGE_HOSTS, *sorted(set(summary.outages) - set(OUTAGE_HOSTS)))
         },
         "slept_seconds": round(summary.slept_seconds, 3),
         "wall_seconds": round(summary.wall_seconds, 3),

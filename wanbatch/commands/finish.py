@@ -15,11 +15,27 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from wanbatch.errors import DiskError
+from wanbatch.errors import DiskError, UsageError
+from wanbatch.journal import Replay
+from wanbatch.models import JobState, Manifest
 from wanbatch.outtree import atomic_write
+from wanbatch.providers import provider_for
 from wanbatch.settings import Flags
+from wanbatch.summary import RunEnd, RunSummary, summary_record
 
 ON_FINISH_TIMEOUT_SECONDS = 300.0
+
+
+def check_targets(flags: Flags) -> None:
+    """Before anything is sent: --summary-json's folder is there (a typo must not cost a
+    whole run and then fail at its end)."""
+    if flags.summary_json is None:
+        return
+    path = Path(flags.summary_json)
+    if path.is_dir():
+        raise UsageError(f"--summary-json {path}: that is a folder; name a file")
+    if not path.parent.is_dir():
+        raise UsageError(f"--summary-json {path}: the folder {path.parent} is not there")
 
 
 def emit(record: dict[str, Any], flags: Flags, out: TextIO) -> None:
@@ -36,18 +52,43 @@ def emit(record: dict[str, Any], flags: Flags, out: TextIO) -> None:
             raise DiskError(
                 f"--summary-json: could not write {path}: {exc.strerror or exc}"
             ) from exc
-    if flags.on_finish is not None:
-        on_finish(flags.on_finish, text, int(record["exit_code"]))
+    if flags.on_finish is not None:  # with --json, what it prints must not reach stdout
+        on_finish(flags.on_finish, text, int(record["exit_code"]), quiet_stdout=flags.as_json)
 
 
-def on_finish(command: str, text: str, exit_code: int) -> None:
-    """Run ``command`` with the summary on its stdin; say so on stderr if it fails."""
+def nothing_sent(
+    manifest: Manifest, replay: Replay | None, why: str, flags: Flags, out: TextIO
+) -> int:
+    """A ``run`` or ``retry`` that sent nothing (nothing to retry, the question answered no)
+    still ends with its record (``--json`` promises one document), and ``--on-finish``: the
+    jobs, those the journal has as downloaded, ``stopped`` saying why; exit 0."""
+    records = replay.records if replay is not None else {}
+    done = sum(
+        1
+        for job in manifest.jobs
+        if (record := records.get(job.id)) is not None and record.state is JobState.DOWNLOADED
+    )
+    summary = RunSummary(total=len(manifest.jobs), already_done=done, stop_message=why)
+    end = RunEnd(
+        name=manifest.name,
+        manifest=str(manifest.path),
+        output_dir=str(manifest.output_dir),
+        idempotent=provider_for(manifest.api).capabilities.idempotency_keys,
+    )
+    emit(summary_record(end, summary), flags, out)
+    return summary.exit_code
+
+
+def on_finish(command: str, text: str, exit_code: int, *, quiet_stdout: bool = False) -> None:
+    """Run ``command`` with the summary on its stdin; say so on stderr if it fails.
+    ``quiet_stdout``: what it prints is passed on to stderr (stdout holds the JSON alone)."""
     env = {**os.environ, "WANBATCH_EXIT_CODE": str(exit_code)}
     try:
         done = subprocess.run(
             command,
             shell=True,
             input=text.encode("utf-8"),
+            stdout=subprocess.PIPE if quiet_stdout else None,
             env=env,
             timeout=ON_FINISH_TIMEOUT_SECONDS,
             check=False,
@@ -61,5 +102,8 @@ def on_finish(command: str, text: str, exit_code: int) -> None:
     except OSError as exc:
         print(f"wanbatch: --on-finish could not start: {exc}", file=sys.stderr)
         return
+    if done.stdout:
+        sys.stderr.write(done.stdout.decode("utf-8", "replace"))
+        sys.stderr.flush()
     if done.returncode != 0:
         print(f"wanbatch: --on-finish exited {done.returncode}", file=sys.stderr)

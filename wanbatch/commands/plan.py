@@ -39,6 +39,20 @@ _LABELS: dict[str, str] = {  # the groups of ``plan``: ``jobstate.Standing``, in
 }
 
 
+# ``plan --json``: its top-level keys, always all of them, in this order. ``counts`` and ``jobs``
+# have every state of ``jobstate.Standing`` (in its order), zeros and empty lists included.
+PLAN_KEYS = (
+    "manifest",
+    "output_dir",
+    "counts",
+    "jobs",
+    "lost",
+    "to_submit",
+    "orphans",
+    "shared_with",
+)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     options.manifest_argument(parser)
     options.as_json(parser, "print JSON")
@@ -71,8 +85,8 @@ def execute(flags: Flags, out: TextIO) -> int:
         payload = {
             "manifest": str(manifest.path),
             "output_dir": str(manifest.output_dir),
-            "counts": {name: len(ids) for name, ids in groups.items()},
-            "jobs": groups,
+            "counts": {str(state): len(groups[state]) for state in Standing},
+            "jobs": {str(state): groups[state] for state in Standing},
             "lost": lost,
             "to_submit": {"jobs": len(submit), "seconds": seconds, "credits": credits},
             "orphans": [orphan.as_json() for orphan in orphans],

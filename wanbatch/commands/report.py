@@ -12,6 +12,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import TextIO
 
@@ -45,7 +46,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def execute(flags: Flags, out: TextIO) -> int:
     manifest = load(flags)
     subset = chosen(manifest, flags)
-    html, retry_file = write_report(subset, whole=subset is manifest)
+    shown = None if subset is manifest else {job.id for job in subset.jobs}
+    html, retry_file = write_report(manifest, shown=shown)
     print(f"gallery: {html}", file=out)
     if subset is not manifest:
         print(f"  (only the {len(subset.jobs)} job(s) --only/--where chose)", file=out)
@@ -57,18 +59,18 @@ def execute(flags: Flags, out: TextIO) -> int:
 
 
 def write_report(
-    manifest: Manifest, replay: Replay | None = None, *, whole: bool = True
+    manifest: Manifest, replay: Replay | None = None, *, shown: Collection[str] | None = None
 ) -> tuple[Path, Path | None]:
     """Write ``report.html`` into the output tree, and ``retry.yaml`` when jobs failed.
 
-    ``replay`` is what the journal says (read from disk when not given). ``whole``: the
-    gallery also holds the jobs of the manifests earlier runs used (False: only ``manifest``'s
-    jobs, a subset asked for). Both files are replaced whole (written beside, then renamed). A
+    ``replay`` is what the journal says (read from disk when not given). The gallery holds the
+    jobs of the manifests earlier runs used too (``shown``: only the jobs with these ids, a
+    subset asked for); retry.yaml always holds every failed job of the tree. Both files are replaced whole (written beside, then renamed). A
     stale retry.yaml is removed when nothing failed. A file that cannot be written is a
     ``DiskError`` naming it.
     """
     try:
-        return _write_report(manifest, replay, whole)
+        return _write_report(manifest, replay, shown)
     except OSError as exc:  # a folder in the way, a full or read-only disk
         where = f" ({exc.filename})" if exc.filename else ""
         raise DiskError(
@@ -78,11 +80,11 @@ def write_report(
 
 
 def _write_report(
-    manifest: Manifest, replay: Replay | None, whole: bool
+    manifest: Manifest, replay: Replay | None, shown: Collection[str] | None
 ) -> tuple[Path, Path | None]:
     if replay is None:
         replay = read_journal(manifest.output_dir)
-    sources, missing = _sources(manifest, replay.manifests if whole else [])
+    sources, missing = _sources(manifest, replay.manifests)
     for note in missing:
         print(f"wanbatch: {note}", file=sys.stderr)
     batch = _whole_batch(manifest, sources)
@@ -91,8 +93,11 @@ def _write_report(
     html = folder / GALLERY_NAME
     intact = video_check(folder)
     asked = _asked_for(batch, sources, replay.records)
+    in_gallery = batch
+    if shown is not None:
+        in_gallery = dataclasses.replace(batch, jobs=tuple(j for j in batch.jobs if j.id in shown))
     gallery = gallery_files(
-        batch, replay.records, generated_at=time.time(), video_intact=intact, rendered=asked
+        in_gallery, replay.records, generated_at=time.time(), video_intact=intact, rendered=asked
     )
     data_file = folder / DATA_NAME
     if gallery.data is not None:  # first, so that the page never names a data file not there

@@ -9,7 +9,7 @@ from typing import TextIO
 
 from wanbatch.commands import options
 from wanbatch.commands.asking import confirm
-from wanbatch.commands.finish import emit
+from wanbatch.commands.finish import check_targets, emit, nothing_sent
 from wanbatch.commands.loading import chosen, load
 from wanbatch.commands.rounds import run_rounds
 from wanbatch.commands.session import preflight
@@ -42,6 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(flags: Flags, out: TextIO) -> int:
+    check_targets(flags)
     whole = load(flags)
     manifest = chosen(whole, flags)
     text = sys.stderr if flags.as_json else out
@@ -62,7 +63,7 @@ def execute(flags: Flags, out: TextIO) -> int:
         )
     if not failed:
         print("No failed jobs to retry.", file=text)
-        return 0
+        return nothing_sent(manifest, replay, "no failed jobs to retry", flags, out)
     credits = manifest.estimate_credits(tuple(failed))
     cost = f", about {credits:g} credits" if credits is not None else ""
     ids = sorted((job.id for job in failed), key=natural_key)
@@ -77,7 +78,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     refuse_shared_tree(manifest, flags, lambda: whole)  # another manifest's tree
     if not flags.yes and not confirm("Resubmit them? [y/N] ", out=text, what="retry"):
         print("Nothing was sent.", file=text)
-        return 0
+        return nothing_sent(manifest, replay, "the question was answered no", flags, out)
     ended = run_rounds(
         manifest,
         settings,
@@ -85,7 +86,7 @@ def execute(flags: Flags, out: TextIO) -> int:
         env=os.environ,
         out=text,
         requeue=[job.id for job in failed],
-        whole=manifest is whole,
+        whole=whole,
     )
     emit(summary_record(ended.end, ended.summary), flags, out)
     return ended.summary.exit_code

@@ -52,9 +52,12 @@ def run_rounds(
     env: Mapping[str, str],
     out: TextIO,
     requeue: list[str] | None = None,
-    whole: bool = True,
+    whole: Manifest | None = None,
 ) -> Ended:
-    """Run until done, or until what stopped the run is not for --until-done to cure."""
+    """Run until done, or until what stopped the run is not for --until-done to cure.
+
+    ``whole``: the manifest ``manifest`` was chosen from (``--only``/``--where``); the report
+    covers all of it, so a subset run keeps every other job's card and failure in retry.yaml."""
     rounds = 1
     earlier = _Earlier()
     before: RunSummary | None = None  # the earlier rounds, as one
@@ -155,7 +158,7 @@ def run_round(
     requeue: list[str] | None = None,
     earlier: _Earlier | None = None,
     rounds: int = 1,
-    whole: bool = True,
+    whole: Manifest | None = None,
 ) -> Ended:
     """One round: a session, the scheduler, then the report and the closing lines."""
     provider = provider_for(manifest.api)
@@ -187,7 +190,7 @@ def run_round(
             final = session.records()
     written: tuple[Path, Path | None] | None = None
     try:
-        written = write_report(manifest, final, whole=whole)
+        written = write_report(whole or manifest, final)  # the whole tree, even for a subset
         del final
     except DiskError as exc:  # the videos and the journal are safe; say so and go on
         print(f"wanbatch: {exc}", file=sys.stderr)

@@ -9,7 +9,7 @@ from typing import TextIO
 
 from wanbatch.commands import options
 from wanbatch.commands.asking import confirm, on_terminal
-from wanbatch.commands.finish import emit
+from wanbatch.commands.finish import check_targets, emit, nothing_sent
 from wanbatch.commands.loading import chosen, load, video_check
 from wanbatch.commands.rounds import run_rounds
 from wanbatch.commands.session import preflight
@@ -41,6 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(flags: Flags, out: TextIO) -> int:
     env = os.environ
+    check_targets(flags)
     whole = load(flags)
     manifest = chosen(whole, flags)
     settings = build_settings(flags, env, manifest)
@@ -49,8 +50,8 @@ def execute(flags: Flags, out: TextIO) -> int:
     refuse_shared_tree(manifest, flags, lambda: whole)  # another manifest's tree
     if not _go_ahead(manifest, settings, flags, text):
         print("Nothing was sent.", file=text)
-        return 0
-    ended = run_rounds(manifest, settings, flags, env=env, out=text, whole=manifest is whole)
+        return nothing_sent(manifest, None, "the question was answered no", flags, out)
+    ended = run_rounds(manifest, settings, flags, env=env, out=text, whole=whole)
     emit(summary_record(ended.end, ended.summary), flags, out)
     return ended.summary.exit_code
 

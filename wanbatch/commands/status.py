@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from typing import Any, TextIO
 
 from wanbatch.commands import options
@@ -24,9 +23,23 @@ DESCRIPTION = (
 )
 
 
+# ``status --json``: its top-level keys, always all of them, in this order. ``counts`` has every
+# state of ``jobstate.Standing`` (in its order, zeros included) over every job chosen;
+# ``total`` is their number and ``shown`` the number of ``jobs`` rows (``--state`` filters them).
+STATUS_KEYS = ("manifest", "output_dir", "counts", "total", "shown", "jobs")
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     options.manifest_argument(parser)
     options.as_json(parser, "print JSON")
+    parser.add_argument(
+        "--state",
+        dest="states",
+        action="append",
+        choices=[str(state) for state in Standing],
+        metavar="STATE",
+        help="only the jobs in this state (repeatable): " + ", ".join(Standing),
+    )
     options.job_fields(parser)
     options.subsets(parser)
 
@@ -38,31 +51,46 @@ def execute(flags: Flags, out: TextIO) -> int:
     replay = adopted_view(manifest, journal)
     intact = video_check(manifest.output_dir)
     records = replay.records
+    wanted = set(flags.states)
+    counts: dict[str, int] = {str(state): 0 for state in Standing}
     if flags.as_json:
-        rows = [status_row(job, records.get(job.id), intact) for job in manifest.jobs]
-        counts = Counter(row["state"] for row in rows)
+        rows = []
+        for job in manifest.jobs:
+            row = status_row(job, records.get(job.id), intact)
+            counts[row["state"]] += 1
+            if not wanted or row["state"] in wanted:
+                rows.append(row)
         payload = {
             "manifest": str(manifest.path),
             "output_dir": str(manifest.output_dir),
-            "counts": dict(counts),
+            "counts": counts,
+            "total": len(manifest.jobs),
+            "shown": len(rows),
             "jobs": rows,
         }
         print(json.dumps(payload, indent=2), file=out)
         return 0
     # Written a block of lines at a time: a million rows are never held at once.
     width = max([len(job.id) for job in manifest.jobs] + [2])
-    tally: Counter[str] = Counter()
+    shown = 0
     lines = [f"{'id':<{width}}  {'state':<11}  task / detail"]
     for job in manifest.jobs:
         row = status_row(job, records.get(job.id), intact)
-        tally[row["state"]] += 1
+        counts[row["state"]] += 1
+        if wanted and row["state"] not in wanted:
+            continue
+        shown += 1
         detail = row.get("note") or row.get("reason") or row.get("task_id") or ""
         lines.append(f"{row['id']:<{width}}  {row['state']:<11}  {detail}")
         if len(lines) >= 4096:
             out.write("\n".join(lines) + "\n")
             lines.clear()
-    summary = ", ".join(f"{count} {state}" for state, count in sorted(tally.items()))
-    lines.append(f"\n{len(manifest.jobs)} jobs: {summary}")
+    summary = ", ".join(f"{count} {state}" for state, count in counts.items() if count)
+    total = len(manifest.jobs)
+    jobs = f"{total} job" + ("" if total == 1 else "s")
+    if wanted:
+        jobs = f"{shown} of {jobs} shown (--state {' '.join(sorted(wanted))})"
+    lines.append(f"\n{jobs}: {summary}")
     orphaned = sum(
         orphan.id is not None for orphan in tree_orphans(whole, journal, flags, files=False)
     )
@@ -72,18 +100,31 @@ def execute(flags: Flags, out: TextIO) -> int:
     return 0
 
 
+# Each row of ``status --json``: every key, null where the journal has nothing.
+STATUS_ROW_KEYS = (
+    "id",
+    "state",
+    "journal_state",
+    "task_id",
+    "reason",
+    "path",
+    "size",
+    "sha256",
+    "note",
+)
+
+
 def status_row(job: JobSpec, record: JobRecord | None, intact: VideoCheck) -> dict[str, Any]:
     """One job for ``status``: where it stands (``jobstate.standing``, the words of plan and the
     gallery), the journal's own state and fields, and a note on what a run does with it."""
     found = standing(job, record, intact)
-    row: dict[str, Any] = {"id": job.id, "state": str(found)}
+    row: dict[str, Any] = dict.fromkeys(STATUS_ROW_KEYS)
+    row.update(id=job.id, state=str(found))
     if record is None:
         return row
     row["journal_state"] = str(record.state)
     for name in ("task_id", "reason", "path", "size", "sha256"):
-        value = getattr(record, name)
-        if value is not None:
-            row[name] = value
+        row[name] = getattr(record, name)
     if video_missing(record, found):
         row["note"] = MISSING_VIDEO
     elif found in (Standing.UNCONFIRMED, Standing.CHANGED):

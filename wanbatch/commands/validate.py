@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any, TextIO
 
 from wanbatch.commands import options
 from wanbatch.commands.loading import chosen, load
+from wanbatch.errors import ManifestError
 from wanbatch.models import Manifest
 from wanbatch.settings import Flags
 
@@ -30,7 +32,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(flags: Flags, out: TextIO) -> int:
     listing = flags.listing
-    manifest = chosen(load(flags), flags)
+    try:
+        manifest = chosen(load(flags), flags)
+    except ManifestError as exc:
+        if flags.as_json:
+            print(json.dumps(problems_record(exc), indent=2, ensure_ascii=False), file=out)
+        else:  # `file:line: key: message` from the first column, as compilers print (for editors)
+            said = _count(len(exc.problems), "problem")
+            lines = [str(problem) for problem in exc.problems]
+            print("\n".join([*lines, f"wanbatch: {said} in {flags.manifest}"]), file=sys.stderr)
+        return exc.exit_code
     plan = describe(manifest)
     if flags.as_json:
         if listing:
@@ -38,10 +49,10 @@ def execute(flags: Flags, out: TextIO) -> int:
                 {"id": job.id, **job.fields(), "output_path": job.output_path, "source": job.source}
                 for job in manifest.jobs
             ]
-        print(json.dumps(plan, indent=2), file=out)
+        print(json.dumps({"ok": True, **plan}, indent=2), file=out)
         return 0
     print(
-        f"{manifest.path}: {plan['jobs_count']} jobs, {plan['seconds']} s of video"
+        f"{manifest.path}: {_count(plan['jobs_count'], 'job')}, {plan['seconds']} s of video"
         f" -> {plan['output_dir']}",
         file=out,
     )
@@ -51,21 +62,83 @@ def execute(flags: Flags, out: TextIO) -> int:
         group[0] += 1
         group[1] += job.duration
     for (model, ratio), (count, seconds) in sorted(groups.items()):
-        print(f"  {model:<10} {ratio:>6}  {count:>5} jobs  {seconds:>7} s", file=out)
+        print(f"  {model:<10} {ratio:>6}  {_count(count, 'job'):>10}  {seconds:>7} s", file=out)
     if plan["credits"] is not None:
         print(f"  estimated credits: {plan['credits']:g}", file=out)
     else:
         print("  estimated credits: unknown (add `pricing:` to the manifest)", file=out)
     if listing:
-        width = max(len(job.id) for job in manifest.jobs)
-        for job in manifest.jobs:
-            prompt = job.prompt if len(job.prompt) <= 50 else job.prompt[:47] + "..."
-            print(
-                f"  {job.id:<{width}}  {job.model:<8} {job.duration:>3}s {job.aspect_ratio:>6}"
-                f"  {job.output_path}  {prompt}",
-                file=out,
-            )
+        out.write("\n".join(list_lines(manifest)) + "\n")
     return 0
+
+
+# ``validate --json``: on a good manifest these keys, in this order (``--list`` adds ``jobs``);
+# on a bad one ``{"ok": false, "problems": [...]}``, each problem with ``PROBLEM_KEYS`` (``line``
+# a number, null when no line is known; ``key`` "" for the file itself). Exit 2 then.
+VALIDATE_KEYS = (
+    "ok",
+    "manifest",
+    "name",
+    "jobs_count",
+    "seconds",
+    "by_model_and_aspect_ratio",
+    "credits",
+    "output_dir",
+)
+PROBLEM_KEYS = ("file", "line", "key", "message")
+LIST_COLUMNS = ("id", "model", "seconds", "ratio", "output", "prompt")
+PROMPT_WIDTH = 50
+
+
+def list_lines(manifest: Manifest) -> list[str]:
+    """``validate --list``: a header, then one aligned row a job (long prompts cut)."""
+    rows = [LIST_COLUMNS] + [
+        (
+            job.id,
+            job.model,
+            str(job.duration),
+            job.aspect_ratio,
+            job.output_path,
+            job.prompt
+            if len(job.prompt) <= PROMPT_WIDTH
+            else job.prompt[: PROMPT_WIDTH - 3] + "...",
+        )
+        for job in manifest.jobs
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(LIST_COLUMNS) - 1)]
+    right = {2}  # seconds: numbers line up on the right
+    return [
+        "  "
+        + "  ".join(
+            cell.rjust(width) if column in right else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=False))
+        )
+        + "  "
+        + row[-1]
+        for row in rows
+    ]
+
+
+def problems_record(error: ManifestError) -> dict[str, Any]:
+    """``validate --json`` on a manifest with problems: ``{"ok": false, "problems": [...]}``,
+    each problem with ``file``, ``line`` (a number, or null when none is known), ``key`` (""
+    for the file itself) and ``message``."""
+    return {
+        "ok": False,
+        "problems": [
+            {
+                "file": problem.file,
+                "line": int(problem.location) if problem.location.isdigit() else None,
+                "key": problem.key,
+                "message": problem.message,
+            }
+            for problem in error.problems
+        ],
+    }
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def describe(manifest: Manifest) -> dict[str, Any]:
