@@ -197,3 +197,26 @@ def test_a_bare_csv_takes_prices_and_ignored_columns_from_flags(
     assert code == 5
     assert sim.stats()["tasks_created"] == 2
     assert "--max-credits" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["status", "plan"])
+def test_status_and_plan_say_a_run_is_live_only_while_one_holds_the_tree(
+    tmp_path: Path, command: str, capsys: Any
+) -> None:
+    """While a runner holds the output tree's lock, `status` and `plan` name it (text and JSON,
+    key `live_run`); after it ends, nothing reads as a live run."""
+    from wanbatch.journal import Journal
+
+    manifest = write_manifest(tmp_path, jobs=1)
+    journal = Journal.open(out_dir(manifest), base_url="http://h/v1", manifest=str(manifest))
+    try:
+        assert cli.main([command, str(manifest)]) == 0
+        assert f"a run is live (pid {__import__('os').getpid()}" in capsys.readouterr().out
+        assert cli.main([command, str(manifest), "--json"]) == 0
+        assert "pid" in json.loads(capsys.readouterr().out)["live_run"]
+    finally:
+        journal.close()
+    assert cli.main([command, str(manifest)]) == 0
+    assert "a run is live" not in capsys.readouterr().out
+    assert cli.main([command, str(manifest), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["live_run"] is None

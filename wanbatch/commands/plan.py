@@ -10,7 +10,7 @@ from wanbatch.commands import options
 from wanbatch.commands.loading import chosen, load, video_check
 from wanbatch.commands.treecheck import shared_with, tree_orphans
 from wanbatch.jobstate import Standing, standing
-from wanbatch.journal import read_journal
+from wanbatch.journal import live_run, read_journal
 from wanbatch.models import LOST_CODE
 from wanbatch.orphans import clash_message, orphan_lines
 from wanbatch.providers import provider_for
@@ -44,6 +44,7 @@ _LABELS: dict[str, str] = {  # the groups of ``plan``: ``jobstate.Standing``, in
 PLAN_KEYS = (
     "manifest",
     "output_dir",
+    "live_run",
     "counts",
     "jobs",
     "lost",
@@ -81,10 +82,12 @@ def execute(flags: Flags, out: TextIO) -> int:
     ]
     credits = manifest.estimate_credits(tuple(submit))
     seconds = sum(job.duration for job in submit)
+    live = live_run(manifest.output_dir)
     if flags.as_json:
         payload = {
             "manifest": str(manifest.path),
             "output_dir": str(manifest.output_dir),
+            "live_run": live,
             "counts": {str(state): len(groups[state]) for state in Standing},
             "jobs": {str(state): groups[state] for state in Standing},
             "lost": lost,
@@ -95,6 +98,8 @@ def execute(flags: Flags, out: TextIO) -> int:
         print(json.dumps(payload, indent=2), file=out)
         return 0
     print(f"{manifest.path} against {manifest.output_dir}:", file=out)
+    if live is not None:
+        print(f"  a run is live ({live}): what follows is changing under it", file=out)
     for name, ids in groups.items():
         shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
         print(f"  {len(ids):>6}  {_LABELS[name]}" + (f": {shown}" if ids else ""), file=out)

@@ -10,7 +10,7 @@ from wanbatch.commands import options
 from wanbatch.commands.loading import chosen, load, video_check
 from wanbatch.commands.treecheck import tree_orphans
 from wanbatch.jobstate import MISSING_VIDEO, NEXT_RUN, Standing, VideoCheck, standing, video_missing
-from wanbatch.journal import read_journal
+from wanbatch.journal import live_run, read_journal
 from wanbatch.models import JobRecord, JobSpec
 from wanbatch.salvage import adopted_view
 from wanbatch.settings import Flags
@@ -26,7 +26,7 @@ DESCRIPTION = (
 # ``status --json``: its top-level keys, always all of them, in this order. ``counts`` has every
 # state of ``jobstate.Standing`` (in its order, zeros included) over every job chosen;
 # ``total`` is their number and ``shown`` the number of ``jobs`` rows (``--state`` filters them).
-STATUS_KEYS = ("manifest", "output_dir", "counts", "total", "shown", "jobs")
+STATUS_KEYS = ("manifest", "output_dir", "live_run", "counts", "total", "shown", "jobs")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +53,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     records = replay.records
     wanted = set(flags.states)
     counts: dict[str, int] = {str(state): 0 for state in Standing}
+    live = live_run(manifest.output_dir)  # the states may change under us while it runs
     if flags.as_json:
         rows = []
         for job in manifest.jobs:
@@ -63,6 +64,7 @@ def execute(flags: Flags, out: TextIO) -> int:
         payload = {
             "manifest": str(manifest.path),
             "output_dir": str(manifest.output_dir),
+            "live_run": live,
             "counts": counts,
             "total": len(manifest.jobs),
             "shown": len(rows),
@@ -96,6 +98,8 @@ def execute(flags: Flags, out: TextIO) -> int:
     )
     if orphaned:
         lines.append(f"{orphaned} orphaned record{'' if orphaned == 1 else 's'} (see plan)")
+    if live is not None:
+        lines.append(f"a run is live ({live}): these states are changing")
     out.write("\n".join(lines) + "\n")
     return 0
 
