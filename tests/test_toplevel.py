@@ -434,7 +434,11 @@ def test_the_journal_stores_and_compares_the_base_url_without_credentials(tmp_pa
 
     old = tmp_path / "old"
     journal_path(old).parent.mkdir(parents=True)
-    journal_path(old).write_bytes(encode_run_header(f"https://u:{SECRET}@api.example/v1", "m"))
+    from wanbatch.journal import _seal
+
+    intent = {"v": 1, "at": 2.0, "ev": "intent", "job": "a", "idempotency_key": "k"}
+    header = encode_run_header(f"https://u:{SECRET}@api.example/v1", "m")
+    journal_path(old).write_bytes(header + _seal({**intent, "fingerprint": "f"}))  # a create sent
     Journal.open(old, base_url="https://api.example/v1", manifest="m").close()
     with pytest.raises(Exception) as caught:
         Journal.open(old, base_url="https://other.example/v1", manifest="m")

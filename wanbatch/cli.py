@@ -23,7 +23,7 @@ from typing import Any
 
 from wanbatch import logs
 from wanbatch.commands import build_parser
-from wanbatch.errors import JournalError, WanbatchError
+from wanbatch.errors import ExitCode, JournalError, WanbatchError
 from wanbatch.settings import Flags
 from wanbatch.stops import INTERNAL_ERROR, severity
 
@@ -42,7 +42,7 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     if not arguments:  # `wanbatch` alone: the whole help, and the usage-error code
         parser.print_help(sys.stderr)
-        return 2
+        return ExitCode.USAGE
     try:
         args = parser.parse_args(arguments)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help/--version
@@ -78,7 +78,7 @@ def _sim(arguments: list[str]) -> int:
         return int(exc.code or 0)
     except (OSError, OverflowError) as exc:  # the port is taken, not ours, or past 65535
         print(f"wanbatch sim: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except (Exception, KeyboardInterrupt, BaseExceptionGroup) as exc:
         return _report_error(exc)
 
@@ -108,7 +108,7 @@ def _report_error(error: BaseException) -> int:
         return INTERNAL_ERROR
     if any(isinstance(e, KeyboardInterrupt) for e in leaves):
         print("wanbatch: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     ours = [e for e in leaves if isinstance(e, WanbatchError)]
     worst = max(ours, key=lambda e: severity(e.exit_code, journal=isinstance(e, JournalError)))
     print(f"wanbatch: {worst}", file=sys.stderr)

@@ -48,6 +48,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+class ExitCode(enum.IntEnum):
+    """Every exit code wanbatch ends with, named once; ``stops.EXIT_CODES`` says what each means
+    (the help epilog, the closing lines and the README's table are read from there)."""
+
+    DONE = 0  # every job rendered and downloaded
+    FAILED_JOBS = 1  # finished, but some jobs failed for good
+    USAGE = 2  # usage or manifest error, or anything else found before sending: nothing sent
+    KEY_REJECTED = 3
+    NO_CREDITS = 4
+    WORK_LEFT = 5  # stopped with work left; rerun resumes
+    INTERNAL = 70  # a bug in wanbatch
+    INTERRUPTED = 130
+
+
 class Disposition(enum.Enum):
     """What an error means for the run."""
 
@@ -59,7 +73,7 @@ class Disposition(enum.Enum):
 class WanbatchError(Exception):
     """Base of every error wanbatch raises on purpose."""
 
-    exit_code: int = 5
+    exit_code: int = ExitCode.WORK_LEFT
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -72,7 +86,7 @@ class WanbatchError(Exception):
 class UsageError(WanbatchError):
     """Bad flags, a missing key, a missing file: the run never started."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +107,7 @@ class ManifestProblem:
 class ManifestError(WanbatchError):
     """A manifest with any problem; all problems found in one pass are listed."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
     def __init__(self, problems: Sequence[ManifestProblem]) -> None:
         self.problems = tuple(problems)
@@ -105,13 +119,13 @@ class ManifestError(WanbatchError):
 class InsecureURLError(WanbatchError):
     """The key would travel over plain http:// to a host other than loopback."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class ManifestChangedError(WanbatchError):
     """Jobs whose fields changed since they were submitted: neither reused nor resubmitted silently."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
     def __init__(self, job_ids: Sequence[str], message: str) -> None:
         self.job_ids = tuple(job_ids)
@@ -122,20 +136,20 @@ class UnclaimedVideoError(WanbatchError):
     """Videos on disk that neither the journal nor a sidecar accounts for: creating their jobs
     would pay again and overwrite them, so the run refuses until the user moves them."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class JournalError(WanbatchError):
     """The state journal cannot be used."""
 
-    exit_code = 5
+    exit_code = ExitCode.WORK_LEFT
 
 
 class JournalCorruptError(JournalError):
     """A record before the last line does not parse; the journal is not trusted. A rerun
     cannot resume past it, so the user must choose (exit 2): salvage, or move it aside."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
     def __init__(self, path: str, line: int, detail: str) -> None:
         self.path = path
@@ -160,7 +174,7 @@ class JournalLockedError(JournalError):
 class JournalMismatchError(JournalError):
     """The journal was written against another API base URL."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class JournalWriteError(JournalError):
@@ -235,14 +249,14 @@ class AuthError(ApiError):
     """401: the key was rejected."""
 
     disposition = Disposition.BATCH
-    exit_code = 3
+    exit_code = ExitCode.KEY_REJECTED
 
 
 class CreditsExhaustedError(ApiError):
     """402: no credits left for new tasks."""
 
     disposition = Disposition.BATCH
-    exit_code = 4
+    exit_code = ExitCode.NO_CREDITS
 
 
 class DownloadError(WanbatchError):
@@ -281,7 +295,7 @@ class DiskError(WanbatchError):
     (a file where its folder should be, a symlink refused): that job is left, the batch goes on.
     """
 
-    exit_code = 5
+    exit_code = ExitCode.WORK_LEFT
 
     def __init__(self, message: str, *, stops_batch: bool = True) -> None:
         super().__init__(message)

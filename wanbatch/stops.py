@@ -12,6 +12,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from wanbatch.errors import ExitCode
+
 
 class StopReason(enum.StrEnum):
     """A reason the whole run stopped (or stopped creating tasks)."""
@@ -31,26 +33,32 @@ class StopReason(enum.StrEnum):
 
 # exit code -> what it means; the single source for the summary, --help and the README.
 EXIT_CODES: dict[int, str] = {
-    0: "every job rendered and downloaded",
-    1: "finished, but some jobs failed for good",
-    2: "usage or manifest error, changed jobs, a damaged journal, unclaimed videos, insecure URL,"
+    ExitCode.DONE: "every job rendered and downloaded",
+    ExitCode.FAILED_JOBS: "finished, but some jobs failed for good",
+    ExitCode.USAGE: "usage or manifest error, changed jobs, a damaged journal, unclaimed videos, insecure URL,"
     " missing key, or no API host at the base URL (its first request refused): nothing was sent",
-    3: "the key was rejected; nothing more was sent",
-    4: "credits ran out; in-flight jobs were finished; top up and rerun",
-    5: "stopped with work left (a cost cap, retries used up, stalled jobs, a host unreachable"
+    ExitCode.KEY_REJECTED: "the key was rejected; nothing more was sent",
+    ExitCode.NO_CREDITS: "credits ran out; in-flight jobs were finished; top up and rerun",
+    ExitCode.WORK_LEFT: "stopped with work left (a cost cap, retries used up, stalled jobs, a host unreachable"
     " past --max-outage, a disk or folder fault, the journal or the output tree locked);"
     " rerun resumes",
-    70: "internal error (a bug in wanbatch): a one-line reason, the traceback in the log or a"
+    ExitCode.INTERNAL: "internal error (a bug in wanbatch): a one-line reason, the traceback in the log or a"
     " file it names; the journal is kept, rerun resumes",
-    130: "interrupted; rerun resumes",
+    ExitCode.INTERRUPTED: "interrupted; rerun resumes",
 }
 
-INTERNAL_ERROR = 70  # an exception wanbatch did not expect reached the top
+INTERNAL_ERROR = ExitCode.INTERNAL  # an exception wanbatch did not expect reached the top
 
 # When several errors end a command at once (a task group's exception group), the one reported
 # is a journal error if there is one (it outranks all, as in StopController), else the first of
 # these exit codes: a rejected key, credits out, work left, usage.
-_SEVERITY = (3, 4, 5, 2, 1)
+_SEVERITY = (
+    ExitCode.KEY_REJECTED,
+    ExitCode.NO_CREDITS,
+    ExitCode.WORK_LEFT,
+    ExitCode.USAGE,
+    ExitCode.FAILED_JOBS,
+)
 
 
 def severity(exit_code: int, *, journal: bool = False) -> tuple[bool, int]:
@@ -61,13 +69,13 @@ def severity(exit_code: int, *, journal: bool = False) -> tuple[bool, int]:
 
 
 _REASON_EXIT = {
-    StopReason.AUTH: 3,
-    StopReason.CREDITS: 4,
-    StopReason.INTERRUPTED: 130,
-    StopReason.JOURNAL: 5,
-    StopReason.DISK: 5,
-    StopReason.UNREACHABLE: 5,
-    StopReason.CONFIG: 2,
+    StopReason.AUTH: ExitCode.KEY_REJECTED,
+    StopReason.CREDITS: ExitCode.NO_CREDITS,
+    StopReason.INTERRUPTED: ExitCode.INTERRUPTED,
+    StopReason.JOURNAL: ExitCode.WORK_LEFT,
+    StopReason.DISK: ExitCode.WORK_LEFT,
+    StopReason.UNREACHABLE: ExitCode.WORK_LEFT,
+    StopReason.CONFIG: ExitCode.USAGE,
 }
 
 
@@ -76,8 +84,8 @@ def exit_code_for(reason: StopReason | None, *, work_left: bool, failed: bool) -
     if reason is not None and reason is not StopReason.JOURNAL:
         return reason.exit_code
     if reason is StopReason.JOURNAL or work_left:
-        return 5
-    return 1 if failed else 0
+        return ExitCode.WORK_LEFT
+    return ExitCode.FAILED_JOBS if failed else ExitCode.DONE
 
 
 @dataclass(slots=True)
