@@ -213,7 +213,7 @@ def test_a_credit_cap_names_the_estimate() -> None:
 
 def test_one_exit_code_table_serves_the_summary_the_help_and_the_readme() -> None:
     """Every exit code's meaning comes from `stops.EXIT_CODES`: --help and README agree."""
-    from wanbatch.cli import EPILOG
+    from wanbatch.commands import EPILOG
     from wanbatch.stops import EXIT_CODES
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
