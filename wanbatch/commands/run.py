@@ -18,6 +18,7 @@ from wanbatch.models import JobSpec, Manifest
 from wanbatch.salvage import adopted_view
 from wanbatch.settings import Flags, Settings, build_settings
 from wanbatch.summary import summary_record
+from wanbatch.words import count
 
 NAME = "run"
 HELP = "render every job; running it again resumes"
@@ -65,7 +66,8 @@ def _go_ahead(manifest: Manifest, settings: Settings, flags: Flags, out: TextIO)
         size = "credits unknown (no prices)"
     seconds = sum(job.duration for job in new)
     return confirm(
-        f"{len(new)} new jobs will be submitted ({seconds} s of video, {size}). Go ahead? [y/N] ",
+        f"{count(len(new), 'new job')} will be submitted ({seconds} s of video, {size})."
+        " Go ahead? [y/N] ",
         out=out,
         what="run",
     )

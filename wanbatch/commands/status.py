@@ -14,6 +14,7 @@ from wanbatch.journal import read_journal
 from wanbatch.models import JobRecord, JobSpec
 from wanbatch.salvage import adopted_view
 from wanbatch.settings import Flags
+from wanbatch.words import count
 
 NAME = "status"
 HELP = "each job's state from the journal; sends nothing"
@@ -59,7 +60,7 @@ def execute(flags: Flags, out: TextIO) -> int:
             out.write("\n".join(lines) + "\n")
             lines.clear()
     summary = ", ".join(f"{count} {state}" for state, count in sorted(tally.items()))
-    lines.append(f"\n{len(manifest.jobs)} jobs: {summary}")
+    lines.append(f"\n{count(len(manifest.jobs), 'job')}: {summary}")
     out.write("\n".join(lines) + "\n")
     return 0
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any, TextIO
 
+from wanbatch import words
 from wanbatch.commands import options
 from wanbatch.commands.loading import chosen, load
 from wanbatch.models import Manifest
@@ -41,7 +42,7 @@ def execute(flags: Flags, out: TextIO) -> int:
         print(json.dumps(plan, indent=2), file=out)
         return 0
     print(
-        f"{manifest.path}: {plan['jobs_count']} jobs, {plan['seconds']} s of video"
+        f"{manifest.path}: {words.count(plan['jobs_count'], 'job')}, {plan['seconds']} s of video"
         f" -> {plan['output_dir']}",
         file=out,
     )
