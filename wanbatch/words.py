@@ -1,5 +1,5 @@
 """Words for counts in what users read: ``count(1, "job")`` is "1 job", ``count(3, "job")`` "3
-jobs". Pure; every module may use it (never "job(s)")."""
+jobs". Pure; every module may use it (never a noun with an "s" in parentheses)."""
 
 from __future__ import annotations
 

@@ -71,7 +71,9 @@ def execute(flags: Flags, out: TextIO) -> int:
         + (" ..." if len(ids) > 10 else ""),
         file=text,
     )
-    if not flags.yes and not confirm("Resubmit them? [y/N] ", out=text, what="retry"):
+    if not flags.yes and not confirm(
+        f"Resubmit {count(len(failed), 'failed job')}? [y/N] ", what="retry"
+    ):
         print("Nothing was sent.", file=text)
         return 0
     settings = build_settings(flags, os.environ, manifest)

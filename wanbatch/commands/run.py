@@ -68,7 +68,6 @@ def _go_ahead(manifest: Manifest, settings: Settings, flags: Flags, out: TextIO)
     return confirm(
         f"{count(len(new), 'new job')} will be submitted ({seconds} s of video, {size})."
         " Go ahead? [y/N] ",
-        out=out,
         what="run",
     )
 
