@@ -20,7 +20,7 @@ class ProgressSnapshot:
     total: int
     new: int  # nothing sent yet (``jobstate.Standing``: the words of plan, status, the gallery)
     rendering: int  # submitted, not yet rendered (or the create's answer not yet known)
-    downloading: int  # rendered, the video not yet on disk
+    downloading: int  # rendered, the video not yet on disk (the views' word: "to download")
     done: int
     failed: int
     elapsed_seconds: float
