@@ -107,7 +107,7 @@ def test_wanbatch_alone_prints_the_whole_help_and_exits_2(capsys: Any) -> None:
 
 @pytest.mark.parametrize("command", [command.NAME for command in COMMANDS])
 def test_every_command_has_a_description(command: str, capsys: Any) -> None:
-    module = next(c for c in COMMANDS if c.NAME == command)
+    module = next(c for c in COMMANDS if command == c.NAME)
     assert module.HELP and module.DESCRIPTION and module.DESCRIPTION != module.HELP
     assert cli.main([command, "--help"]) == 0
     shown = " ".join(capsys.readouterr().out.split())

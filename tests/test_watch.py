@@ -262,9 +262,7 @@ def test_plan_against_a_journal_in_every_state(tmp_path: Path, capsys: Any) -> N
     assert plan["to_submit"] == {"jobs": 1, "seconds": 5, "credits": 10.0}
     assert cli.main(["plan", str(manifest)]) == 0
     text = capsys.readouterr().out
-    assert (
-        "1  new" in text and "A run would submit 1 job: 5 s of video, about 10 credits" in text
-    )
+    assert "1  new" in text and "A run would submit 1 job: 5 s of video, about 10 credits" in text
 
 
 # --- the cost guard -----------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     manifest = chosen(whole, flags)
     settings = build_settings(flags, env, manifest)
     text = sys.stderr if flags.as_json else out  # --json: stdout holds the JSON alone
-    if not _go_ahead(manifest, settings, flags, text):
+    if not _go_ahead(manifest, settings, flags):
         print("Nothing was sent.", file=text)
         return 0
     ended = run_rounds(manifest, settings, flags, env=env, out=text, whole=manifest is whole)
@@ -50,7 +50,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     return ended.summary.exit_code
 
 
-def _go_ahead(manifest: Manifest, settings: Settings, flags: Flags, out: TextIO) -> bool:
+def _go_ahead(manifest: Manifest, settings: Settings, flags: Flags) -> bool:
     """Ask on a terminal before a large submission; True when there is nothing to ask."""
     if flags.yes or flags.simulate or not on_terminal():
         return True
