@@ -214,5 +214,5 @@ def test_journal_deleted_while_the_run_goes_then_rerun_pays_nothing(
     code, out, err = finish(start_runner(manifest, sim))
     assert code == 0, out + err
     assert stats(sim)["creates_total"] == creates == 4
-    assert "adopted 4 job(s)" in out
+    assert "adopted 4 jobs" in out
     assert_whole_and_paid_once(manifest, sim, 4)

@@ -107,7 +107,7 @@ def test_live_view_in_a_terminal_shows_counts_and_failures(tmp_path: Path, make_
     records = read_journal(out_dir(manifest)).records
     failed = sorted(job for job, rec in records.items() if rec.state is JobState.FAILED)
     assert failed and code == 1
-    for word in ("new", "rendering", "downloading", "done", "failed", "ETA", "jobs/min"):
+    for word in ("new", "rendering", "to download", "done", "failed", "ETA", "jobs/min"):
         assert word in text, word
     assert "6/6" in text and "100%" in text
     assert "latest failures" in text
@@ -127,7 +127,7 @@ def test_no_color_and_quiet_are_respected(tmp_path: Path, make_sim: Any) -> None
         sim_argv(manifest, sim), child_env(sim, TERM="xterm-256color", NO_COLOR="1")
     )
     assert code == 0
-    assert b"3/3" in output and b"downloading" in output
+    assert b"3/3" in output and b"to download" in output
     assert not SGR_COLOUR.search(output)
     other = tmp_path / "again"
     other.mkdir()
@@ -136,7 +136,7 @@ def test_no_color_and_quiet_are_respected(tmp_path: Path, make_sim: Any) -> None
         sim_argv(quiet_manifest, sim, "-q"), child_env(sim, TERM="xterm-256color")
     )
     assert code == 0
-    assert b"downloading" not in output and b"jobs/min" not in output
+    assert b"to download" not in output and b"jobs/min" not in output
     assert b"2/2 videos" in output
 
 
@@ -154,7 +154,7 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path: Path, make_sim: Any)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if "run.progress" in line]
     assert len(lines) >= 2
-    assert re.search(r"done=\d/4 new=\d rendering=\d downloading=\d failed=0", lines[0])
+    assert re.search(r"done=\d/4 new=\d rendering=\d to_download=\d failed=0", lines[0])
     assert "\x1b[" not in done.stderr
     assert "jobs_per_minute=" in lines[-1] and "eta=" in lines[-1]
 
@@ -262,9 +262,7 @@ def test_plan_against_a_journal_in_every_state(tmp_path: Path, capsys: Any) -> N
     assert plan["to_submit"] == {"jobs": 1, "seconds": 5, "credits": 10.0}
     assert cli.main(["plan", str(manifest)]) == 0
     text = capsys.readouterr().out
-    assert (
-        "1  new" in text and "A run would submit 1 job(s): 5 s of video, about 10 credits" in text
-    )
+    assert "1  new" in text and "A run would submit 1 job: 5 s of video, about 10 credits" in text
 
 
 # --- the cost guard -----------------------------------------------------------------------------
@@ -493,7 +491,7 @@ BIG_WHOLE = (
     "12%",
     "new 800,000",
     "rendering 70,000",
-    "downloading 6,544",
+    "to download 6,544",
     "done 111,111",
     "failed 12,345",
     "2,184.0 jobs/min",

@@ -28,6 +28,8 @@ from typing import Any, Protocol, TextIO
 
 import structlog
 
+from wanbatch.words import count
+
 _log_path: Path | None = None  # the log file of this process's run, once configured
 _console_logger: TeeLogger | None = None  # the logger configured last (``plain_console``)
 
@@ -68,7 +70,9 @@ class TeeLogger:
             readable(event)
             if readable is not None
             else " ".join(
-                f"{key}={value}" for key, value in event.items() if key not in _HIDDEN_ON_CONSOLE
+                f"{key}={plain(value)}"
+                for key, value in event.items()
+                if key not in _HIDDEN_ON_CONSOLE
             )
         )
         stamp = time.strftime("%H:%M:%S")
@@ -134,7 +138,54 @@ def _view_failed(event: Mapping[str, Any]) -> str:
     )
 
 
-_READABLE: dict[str, Any] = {"job.finished": _finished, "view.failed": _view_failed}
+# How each request kind of ``run.finished`` is counted on the console: (one, many).
+_REQUEST_WORDS = {
+    "create": ("create", "creates"),
+    "poll": ("poll", "polls"),
+    "refresh": ("URL refresh", "URL refreshes"),
+    "retry": ("retry", "retries"),
+    "throttled": ("rate-limited (429)", "rate-limited (429)"),
+    "download": ("download", "downloads"),
+}
+
+
+def _run_finished(event: Mapping[str, Any]) -> str:
+    """``run.finished`` on the console: "exit 0: 3 downloaded, 0 failed, 0 left; requests: 3
+    creates, 5 polls, 3 downloads; 2.4 s" (the log file keeps ``requests`` a mapping)."""
+    requests = event.get("requests")
+    made = [
+        count(number, *_REQUEST_WORDS.get(str(kind), (str(kind), str(kind))))
+        for kind, number in (requests.items() if isinstance(requests, Mapping) else ())
+        if isinstance(number, int) and number
+    ]
+    wall = event.get("wall_seconds")
+    return (
+        f"exit {event.get('exit_code')}: {event.get('downloaded', 0)} downloaded,"
+        f" {event.get('failed', 0)} failed, {event.get('left', 0)} left;"
+        f" requests: {', '.join(made) or 'none'}"
+        + (f"; {wall:.1f} s" if isinstance(wall, int | float) else "")
+    )
+
+
+def plain(value: object) -> str:
+    """A field's value on a console line, as words: none for None, true/false, a list as
+    ``a,b``, a mapping as ``create:2,poll:7``; never a Python repr."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return ",".join(f"{key}:{plain(item)}" for key, item in value.items()) or "none"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(plain(item) for item in value) or "none"
+    return str(value)
+
+
+_READABLE: dict[str, Any] = {
+    "job.finished": _finished,
+    "view.failed": _view_failed,
+    "run.finished": _run_finished,
+}
 
 
 def configure(

@@ -27,16 +27,19 @@ from rich.live import Live
 from rich.text import Text
 
 from wanbatch import logs
+from wanbatch.jobstate import LABELS, Standing
 from wanbatch.scheduler import ProgressSnapshot
 
 Snapshot = Callable[[], ProgressSnapshot]
 
+# The counts the view shows: (snapshot field, the state's word, colour). The words are
+# jobstate.LABELS, as in plan, status and the gallery ("to download", not "downloading").
 _STATES = (
-    ("new", "bright_black"),
-    ("rendering", "yellow"),
-    ("downloading", "cyan"),
-    ("done", "green"),
-    ("failed", "red"),
+    ("new", LABELS[Standing.NEW], "bright_black"),
+    ("rendering", LABELS[Standing.IN_FLIGHT], "yellow"),
+    ("downloading", LABELS[Standing.TO_DOWNLOAD], "cyan"),
+    ("done", LABELS[Standing.DONE], "green"),
+    ("failed", LABELS[Standing.FAILED], "red"),
 )
 _BAR = 40  # cells of the bar when there is room
 _MIN_BAR = 10
@@ -54,13 +57,10 @@ def clock(seconds: float | None) -> str:
 def fields(snap: ProgressSnapshot) -> dict[str, Any]:
     """The snapshot as flat log fields (the ``run.progress`` event). A rate not known yet
     (before the first job finishes) is left out: the console line shows no ``None``."""
-    out: dict[str, Any] = {
-        "done": f"{snap.done}/{snap.total}",
-        "new": snap.new,
-        "rendering": snap.rendering,
-        "downloading": snap.downloading,
-        "failed": snap.failed,
-    }
+    out: dict[str, Any] = {"done": f"{snap.done}/{snap.total}"}
+    for name, word, _ in _STATES:  # the states' words as field names: to_download=3
+        if name != "done":
+            out[word.replace(" ", "_")] = getattr(snap, name)
     if snap.jobs_per_second is not None:
         out["jobs_per_minute"] = round(snap.jobs_per_second * 60, 1)
     out["eta"] = clock(snap.eta_seconds)
@@ -151,11 +151,12 @@ def head(snap: ProgressSnapshot, title: str, width: int) -> list[Text]:
 
 
 def counts(snap: ProgressSnapshot) -> list[Text]:
-    """ "new 800,000", "rendering 70,000"...: a state's colour only when it holds jobs."""
+    """ "new 800,000", "rendering 70,000", "to download 12"...: a state's colour only when it
+    holds jobs."""
     items = []
-    for name, style in _STATES:
+    for name, word, style in _STATES:
         value = getattr(snap, name)
-        item = Text(f"{name} ", style="dim")
+        item = Text(f"{word} ", style="dim")
         item.append(number(value), style=f"bold {style}" if value else "dim")
         items.append(item)
     return items

@@ -52,6 +52,7 @@ from wanbatch.models import (
     JobState,
     fingerprint_of,
 )
+from wanbatch.words import count
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_TASK_ID = 256
@@ -410,8 +411,8 @@ def describe_salvage(plan: SalvagePlan) -> list[str]:
     added = len(plan.output) - kept
     dropped = sum(len(lines) for lines in plan.dropped.values())
     out = [
-        f"kept {kept} of {plan.read} line(s); lost {len(plan.lost)} damaged and {dropped} that "
-        f"no longer follow; added {added} record(s) marked `salvaged`"
+        f"kept {kept} of {count(plan.read, 'line')}; lost {len(plan.lost)} damaged and {dropped} that "
+        f"no longer follow; added {count(added, 'record')} marked `salvaged`"
     ]
     for number, problem, hint in plan.lost:
         seems = f" (apparently about {hint})" if hint else ""

@@ -50,6 +50,7 @@ from wanbatch.recovery import (
     parse_sidecar,
     salvage_lines,
 )
+from wanbatch.words import count, plural
 
 _MAX_SIDECAR_BYTES = 1 << 20  # a sidecar is a few hundred bytes; anything far larger is not one
 _HASH_CHUNK = 1 << 20
@@ -147,7 +148,7 @@ def adopt_into(journal: Journal, manifest: Manifest) -> list[Adoption]:
         shown = "; ".join(f"{a.job_id}: {a.note}" for a in unclaimed[:5])
         more = f" (and {len(unclaimed) - 5} more)" if len(unclaimed) > 5 else ""
         raise UnclaimedVideoError(
-            f"{len(unclaimed)} job(s) have a video on disk that no journal record or sidecar "
+            f"{count(len(unclaimed), 'job')} {plural(len(unclaimed), 'has', 'have')} a video on disk that no journal record or sidecar "
             f"accounts for: {shown}{more}. Nothing was sent: rendering them would pay again and "
             "overwrite the files. Move those videos out of the output folder to render the jobs "
             "anew, or put their sidecars back."
@@ -177,7 +178,7 @@ def describe_adoptions(adoptions: list[Adoption]) -> list[str]:
             names = ", ".join(f"{a.job_id} ({a.note})" for a in chosen[:5])
             more = " ..." if len(chosen) > 5 else ""
             lines.append(
-                f"wanbatch: adopted {len(chosen)} job(s) from their sidecars, no create sent, "
+                f"wanbatch: adopted {count(len(chosen), 'job')} from their sidecars, no create sent, "
                 f"{words}: {names}{more}"
             )
     return lines

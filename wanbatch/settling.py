@@ -25,6 +25,7 @@ from wanbatch.models import EventKind, JobSpec, JobState
 from wanbatch.providers.base import Created
 from wanbatch.retrying import RetryState
 from wanbatch.runcontext import RunContext, TaskApi
+from wanbatch.words import count, plural
 
 T = TypeVar("T")
 SETTLE_MARGIN_SECONDS = 60.0
@@ -103,7 +104,8 @@ class Settler:
             whose = f"; job {rivals[0]}'s create is unsettled too" if rivals else ""
             return self._unsettled(
                 job,
-                f"create sent, answer unknown: {len(free)} task(s) no job holds were made"
+                f"create sent, answer unknown: {count(len(free), 'task')} no job holds"
+                f" {plural(len(free), 'was', 'were')} made"
                 f" since it was sent ({shown}){whose}, and {provider.name} does not say which"
                 f" is this job's; not resent ({how})",
             )
@@ -152,7 +154,7 @@ class Settler:
             return (
                 self._unsettled(
                     job,
-                    f"create sent, answer unknown: {len(free)} listed task(s) could not all be"
+                    f"create sent, answer unknown: {count(len(free), 'listed task')} could not all be"
                     " asked their prompt; the next run looks again",
                 ),
                 "",

@@ -12,6 +12,7 @@ from typing import Any
 from wanbatch.jobstate import Standing, of_state
 from wanbatch.models import JobRecord, JobSpec, JobState
 from wanbatch.stops import EXIT_CODES, StopReason, exit_code_for
+from wanbatch.words import count, plural
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +22,7 @@ class ProgressSnapshot:
     total: int
     new: int  # nothing sent yet (``jobstate.Standing``: the words of plan, status, the gallery)
     rendering: int  # submitted, not yet rendered (or the create's answer not yet known)
-    downloading: int  # rendered, the video not yet on disk
+    downloading: int  # rendered, the video not yet on disk (the views' word: "to download")
     done: int
     failed: int
     elapsed_seconds: float
@@ -73,9 +74,9 @@ _HOSTS = {"api": "API host", "video": "video host"}
 def outage_lines(summary: RunSummary) -> list[str]:
     """The closing lines on outages and sleeps: "API host unreachable 2 times, 10 min in all"."""
     lines = []
-    for host, count in summary.outages.items():
+    for host, times_down in summary.outages.items():
         minutes = summary.outage_seconds.get(host, 0.0) / 60
-        times = "once" if count == 1 else f"{count} times"
+        times = "once" if times_down == 1 else f"{times_down} times"
         lines.append(f"  {_HOSTS.get(host, host)} unreachable {times}, {minutes:.1f} min in all")
     if summary.slept_seconds:
         lines.append(
@@ -103,8 +104,8 @@ def progress_snapshot(
     rate = finished_this_run / elapsed if finished_this_run else None
     # The journal's states through the one classification (the run settled disk and edits).
     standings: Counter[Standing] = Counter()
-    for state, count in states.items():
-        standings[of_state(state)] += count
+    for state, number in states.items():
+        standings[of_state(state)] += number
     done, failed = standings[Standing.DONE], standings[Standing.FAILED]
     render_total, render_count = render_seconds
     return ProgressSnapshot(
@@ -236,7 +237,7 @@ def closing_lines(end: RunEnd, summary: RunSummary) -> list[str]:
     done = summary.already_done + len(summary.downloaded)
     lines = [
         "",
-        f"wanbatch: {end.name}: {done}/{summary.total} {_videos(summary.total)} in"
+        f"wanbatch: {end.name}: {done}/{summary.total} {plural(summary.total, 'video')} in"
         f" {end.output_dir} ({len(summary.downloaded)} downloaded now,"
         f" {summary.already_done} already there)",
     ]
@@ -268,12 +269,12 @@ def closing_lines(end: RunEnd, summary: RunSummary) -> list[str]:
         )
     requests = summary.requests
     lines.append(
-        f"  requests: {_count(requests['create'], 'create')}, {_count(requests['poll'], 'poll')},"
-        f" {_count(requests['refresh'], 'URL refresh', 'URL refreshes')},"
-        f" {_count(requests['retry'], 'retry', 'retries')},"
-        f" {requests['throttled']} rate-limited (429); {_count(requests['download'], 'download')}"
+        f"  requests: {count(requests['create'], 'create')}, {count(requests['poll'], 'poll')},"
+        f" {count(requests['refresh'], 'URL refresh', 'URL refreshes')},"
+        f" {count(requests['retry'], 'retry', 'retries')},"
+        f" {requests['throttled']} rate-limited (429); {count(requests['download'], 'download')}"
     )
-    submitted = f"  submitted this run: {_count(summary.videos_submitted, 'new task')}"
+    submitted = f"  submitted this run: {count(summary.videos_submitted, 'new task')}"
     if summary.credits_submitted is not None:
         submitted += f", about {summary.credits_submitted:g} credits (estimated from prices)"
     lines.append(submitted)
@@ -392,12 +393,3 @@ def summary_record(end: RunEnd, summary: RunSummary) -> dict[str, Any]:
         "report": end.report,
         "retry_manifest": end.retry_manifest,
     }
-
-
-def _count(number: int, one: str, many: str | None = None) -> str:
-    """``1 create``, ``3 creates``: a count with its noun."""
-    return f"{number} {one if number == 1 else (many or one + 's')}"
-
-
-def _videos(number: int) -> str:
-    return "video" if number == 1 else "videos"

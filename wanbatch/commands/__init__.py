@@ -81,5 +81,5 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.configure(one)
         one.set_defaults(execute=command.execute)
-    sub.add_parser("sim", add_help=False, help=SIM_HELP)
+    sub.add_parser("sim", add_help=False, help=SIM_HELP, allow_abbrev=False)
     return parser

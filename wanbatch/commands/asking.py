@@ -6,7 +6,6 @@ it would submit is large (above ``settings.Settings.confirm_credits``, or, witho
 from __future__ import annotations
 
 import sys
-from typing import TextIO
 
 from wanbatch.errors import UsageError
 
@@ -17,12 +16,15 @@ def on_terminal() -> bool:
     return bool(sys.stdin) and sys.stdin.isatty()
 
 
-def confirm(question: str, *, out: TextIO, what: str) -> bool:
+def confirm(question: str, *, what: str) -> bool:
     """True when the user answers yes. Off a terminal no question can be asked: a usage error
-    that says to pass --yes. Answered no: False (the caller says nothing was sent)."""
+    that says to pass --yes. Answered no: False (the caller says nothing was sent).
+
+    The question goes to stderr, where the terminal is even when stdout is redirected
+    (``wanbatch run m.yaml > run.log``): on stdout it would wait unseen."""
     if not on_terminal():
         raise UsageError(f"{what}: {NOT_ASKED}; pass --yes to go ahead. Nothing was sent.")
-    print(question, end="", file=out, flush=True)
+    print(question, end="", file=sys.stderr, flush=True)
     try:
         answer = input()
     except EOFError:

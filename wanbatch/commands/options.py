@@ -95,9 +95,10 @@ def manifest_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="the manifest: a YAML file or a CSV of prompts")
 
 
-def job_fields(parser: argparse.ArgumentParser) -> None:
+def job_fields(parser: argparse.ArgumentParser, *, prices: bool = True) -> None:
     """Flags that change what the jobs are: every command that reads the manifest takes them,
-    so that it sees the same jobs (and ids) as the run."""
+    so that it sees the same jobs (and ids) as the run. ``prices``: the command shows or uses
+    credits (not status, show, verify)."""
     group = parser.add_argument_group("what the jobs are")
     group.add_argument("--model", help="default model for jobs that name none (bare CSVs)")
     group.add_argument(
@@ -105,15 +106,16 @@ def job_fields(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--aspect-ratio", metavar="W:H", help="default aspect ratio")
     group.add_argument("--output", metavar="DIR", help="output folder (manifest: output.dir)")
-    group.add_argument(
-        "--price",
-        dest="prices",
-        type=price,
-        action="append",
-        metavar="MODEL=CREDITS_PER_S",
-        help="price of a model, for estimates and --max-credits (repeatable; adds to or"
-        " overrides the manifest's pricing)",
-    )
+    if prices:
+        group.add_argument(
+            "--price",
+            dest="prices",
+            type=price,
+            action="append",
+            metavar="MODEL=CREDITS_PER_S",
+            help="price of a model, for estimates and --max-credits (repeatable; adds to or"
+            " overrides the manifest's pricing)",
+        )
     group.add_argument(
         "--ignore-columns",
         type=column_names,

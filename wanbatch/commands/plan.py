@@ -16,6 +16,7 @@ from wanbatch.orphans import clash_message, orphan_lines
 from wanbatch.providers import provider_for
 from wanbatch.salvage import adopted_view
 from wanbatch.settings import Flags
+from wanbatch.words import count
 
 NAME = "plan"
 HELP = (
@@ -115,7 +116,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     if clashes:
         print(f"A run would be refused: {clash_message(whole, clashes)}", file=out)
     cost = f", about {credits:g} credits" if credits is not None else ""
-    print(f"A run would submit {len(submit)} job(s): {seconds} s of video{cost}.", file=out)
+    print(f"A run would submit {count(len(submit), 'job')}: {seconds} s of video{cost}.", file=out)
     lifetime = provider_for(manifest.api).capabilities.url_lifetime_seconds
     if lifetime is not None:  # the provider deletes a finished video soon after
         shown = f"{lifetime / 3600:g} h" if lifetime >= 3600 else f"{lifetime / 60:g} min"

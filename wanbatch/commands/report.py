@@ -27,6 +27,7 @@ from wanbatch.manifest import load_manifest
 from wanbatch.models import JobRecord, JobSpec, JobState, Manifest
 from wanbatch.outtree import atomic_write, read_all
 from wanbatch.settings import Flags
+from wanbatch.words import count
 
 NAME = "report"
 HELP = "write report.html (a gallery of the results) and retry.yaml into the output tree; sends nothing"
@@ -50,7 +51,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     html, retry_file = write_report(manifest, shown=shown)
     print(f"gallery: {html}", file=out)
     if subset is not manifest:
-        print(f"  (only the {len(subset.jobs)} job(s) --only/--where chose)", file=out)
+        print(f"  (only the {count(len(subset.jobs), 'job')} --only/--where chose)", file=out)
     if retry_file is not None:
         print(f"failed jobs as a manifest: {retry_file} (`wanbatch retry {retry_file}`)", file=out)
     else:

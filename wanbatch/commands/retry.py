@@ -18,6 +18,7 @@ from wanbatch.journal import read_journal
 from wanbatch.models import LOST_CODE, JobState
 from wanbatch.settings import Flags, build_settings
 from wanbatch.summary import natural_key, summary_record
+from wanbatch.words import count
 
 NAME = "retry"
 HELP = "resubmit the jobs that failed (costs credits; asks first)"
@@ -56,7 +57,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     if lost and not flags.include_lost:
         failed = [job for job in failed if job not in lost]
         print(
-            f"{_jobs(len(lost), 'lost task')} not resubmitted (the server may still render"
+            f"{count(len(lost), 'lost task')} not resubmitted (the server may still render"
             " them; pass --include-lost to create them anew and pay again):"
             f" {', '.join(sorted((j.id for j in lost), key=natural_key))}",
             file=text,
@@ -68,7 +69,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     cost = f", about {credits:g} credits" if credits is not None else ""
     ids = sorted((job.id for job in failed), key=natural_key)
     print(
-        f"{_jobs(len(failed), 'failed job')} will be submitted again"
+        f"{count(len(failed), 'failed job')} will be submitted again"
         f" ({sum(j.duration for j in failed)} s of video{cost}): {', '.join(ids[:10])}"
         + (" ..." if len(ids) > 10 else ""),
         file=text,
@@ -76,7 +77,9 @@ def execute(flags: Flags, out: TextIO) -> int:
     settings = build_settings(flags, os.environ, manifest)
     preflight(manifest, settings, flags, os.environ)
     refuse_shared_tree(manifest, flags, lambda: whole)  # another manifest's tree
-    if not flags.yes and not confirm("Resubmit them? [y/N] ", out=text, what="retry"):
+    if not flags.yes and not confirm(
+        f"Resubmit {count(len(failed), 'failed job')}? [y/N] ", what="retry"
+    ):
         print("Nothing was sent.", file=text)
         return nothing_sent(manifest, replay, "the question was answered no", flags, out)
     ended = run_rounds(
@@ -90,7 +93,3 @@ def execute(flags: Flags, out: TextIO) -> int:
     )
     emit(summary_record(ended.end, ended.summary), flags, out)
     return ended.summary.exit_code
-
-
-def _jobs(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")

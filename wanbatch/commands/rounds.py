@@ -34,6 +34,7 @@ from wanbatch.scheduler import Runner, RunOptions, RunSummary
 from wanbatch.settings import Flags, Settings
 from wanbatch.stops import StopReason, pause_before_next_round
 from wanbatch.summary import RunEnd, closing_lines, whole_run
+from wanbatch.words import count, plural
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +100,9 @@ def run_rounds(
                 else "Run again to look for their tasks first (--resend-unknown sends them anyway)."
             )
             print(
-                f"wanbatch: round {rounds} ended; the {len(unknown)} job(s) left have a create"
-                " whose answer is unknown and are not resent by --until-done (it could be"
+                f"wanbatch: round {rounds} ended; the {count(len(unknown), 'job')} left"
+                f" {plural(len(unknown), 'has', 'have')} a create whose answer is unknown and"
+                f" {plural(len(unknown), 'is', 'are')} not resent by --until-done (it could be"
                 f" charged twice). {way_out}",
                 file=out,
                 flush=True,
@@ -109,7 +111,7 @@ def run_rounds(
         left = len(curable)
         why = summary.stop_message or "work left"
         print(
-            f"wanbatch: round {rounds} ended with {left} job(s) left ({why});"
+            f"wanbatch: round {rounds} ended with {count(left, 'job')} left ({why});"
             f" resuming in {pause:g} s (--until-done; Ctrl-C to stop)",
             file=out,
             flush=True,

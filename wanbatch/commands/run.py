@@ -21,6 +21,7 @@ from wanbatch.models import JobSpec, Manifest
 from wanbatch.salvage import adopted_view
 from wanbatch.settings import Flags, Settings, build_settings
 from wanbatch.summary import summary_record
+from wanbatch.words import count
 
 NAME = "run"
 HELP = "render every job; running it again resumes"
@@ -48,7 +49,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     text = sys.stderr if flags.as_json else out  # --json: stdout holds the JSON alone
     preflight(manifest, settings, flags, env)
     refuse_shared_tree(manifest, flags, lambda: whole)  # another manifest's tree
-    if not _go_ahead(manifest, settings, flags, text):
+    if not _go_ahead(manifest, settings, flags):
         print("Nothing was sent.", file=text)
         return nothing_sent(manifest, None, "the question was answered no", flags, out)
     ended = run_rounds(manifest, settings, flags, env=env, out=text, whole=whole)
@@ -56,7 +57,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     return ended.summary.exit_code
 
 
-def _go_ahead(manifest: Manifest, settings: Settings, flags: Flags, out: TextIO) -> bool:
+def _go_ahead(manifest: Manifest, settings: Settings, flags: Flags) -> bool:
     """Ask on a terminal before a large submission; True when there is nothing to ask."""
     if flags.yes or flags.simulate or not on_terminal():
         return True
@@ -72,8 +73,8 @@ def _go_ahead(manifest: Manifest, settings: Settings, flags: Flags, out: TextIO)
         size = "credits unknown (no prices)"
     seconds = sum(job.duration for job in new)
     return confirm(
-        f"{len(new)} new jobs will be submitted ({seconds} s of video, {size}). Go ahead? [y/N] ",
-        out=out,
+        f"{count(len(new), 'new job')} will be submitted ({seconds} s of video, {size})."
+        " Go ahead? [y/N] ",
         what="run",
     )
 

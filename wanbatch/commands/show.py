@@ -37,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     options.manifest_argument(parser)
     parser.add_argument("job", metavar="JOB", help="the job's id (or a glob matching only it)")
     options.as_json(parser, "print the job's history as one JSON object")
-    options.job_fields(parser)
+    options.job_fields(parser, prices=False)
 
 
 def execute(flags: Flags, out: TextIO) -> int:

@@ -14,6 +14,7 @@ from wanbatch.journal import live_run, read_journal
 from wanbatch.models import JobRecord, JobSpec
 from wanbatch.salvage import adopted_view
 from wanbatch.settings import Flags
+from wanbatch.words import count
 
 NAME = "status"
 HELP = "each job's state from the journal; sends nothing"
@@ -40,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="STATE",
         help="only the jobs in this state (repeatable): " + ", ".join(Standing),
     )
-    options.job_fields(parser)
+    options.job_fields(parser, prices=False)
     options.subsets(parser)
 
 
@@ -87,9 +88,8 @@ def execute(flags: Flags, out: TextIO) -> int:
         if len(lines) >= 4096:
             out.write("\n".join(lines) + "\n")
             lines.clear()
-    summary = ", ".join(f"{count} {state}" for state, count in counts.items() if count)
-    total = len(manifest.jobs)
-    jobs = f"{total} job" + ("" if total == 1 else "s")
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    jobs = count(len(manifest.jobs), "job")
     if wanted:
         jobs = f"{shown} of {jobs} shown (--state {' '.join(sorted(wanted))})"
     lines.append(f"\n{jobs}: {summary}")
@@ -97,7 +97,7 @@ def execute(flags: Flags, out: TextIO) -> int:
         orphan.id is not None for orphan in tree_orphans(whole, journal, flags, files=False)
     )
     if orphaned:
-        lines.append(f"{orphaned} orphaned record{'' if orphaned == 1 else 's'} (see plan)")
+        lines.append(f"{count(orphaned, 'orphaned record')} (see plan)")
     if live is not None:
         lines.append(f"a run is live ({live}): these states are changing")
     out.write("\n".join(lines) + "\n")

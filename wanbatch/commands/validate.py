@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any, TextIO
 
+from wanbatch import words
 from wanbatch.commands import options
 from wanbatch.commands.loading import chosen, load
 from wanbatch.errors import ManifestError
@@ -38,7 +39,7 @@ def execute(flags: Flags, out: TextIO) -> int:
         if flags.as_json:
             print(json.dumps(problems_record(exc), indent=2, ensure_ascii=False), file=out)
         else:  # `file:line: key: message` from the first column, as compilers print (for editors)
-            said = _count(len(exc.problems), "problem")
+            said = words.count(len(exc.problems), "problem")
             lines = [str(problem) for problem in exc.problems]
             print("\n".join([*lines, f"wanbatch: {said} in {flags.manifest}"]), file=sys.stderr)
         return exc.exit_code
@@ -52,7 +53,7 @@ def execute(flags: Flags, out: TextIO) -> int:
         print(json.dumps({"ok": True, **plan}, indent=2), file=out)
         return 0
     print(
-        f"{manifest.path}: {_count(plan['jobs_count'], 'job')}, {plan['seconds']} s of video"
+        f"{manifest.path}: {words.count(plan['jobs_count'], 'job')}, {plan['seconds']} s of video"
         f" -> {plan['output_dir']}",
         file=out,
     )
@@ -62,7 +63,9 @@ def execute(flags: Flags, out: TextIO) -> int:
         group[0] += 1
         group[1] += job.duration
     for (model, ratio), (count, seconds) in sorted(groups.items()):
-        print(f"  {model:<10} {ratio:>6}  {_count(count, 'job'):>10}  {seconds:>7} s", file=out)
+        print(
+            f"  {model:<10} {ratio:>6}  {words.count(count, 'job'):>10}  {seconds:>7} s", file=out
+        )
     if plan["credits"] is not None:
         print(f"  estimated credits: {plan['credits']:g}", file=out)
     else:
@@ -135,10 +138,6 @@ def problems_record(error: ManifestError) -> dict[str, Any]:
             for problem in error.problems
         ],
     }
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def describe(manifest: Manifest) -> dict[str, Any]:

@@ -76,7 +76,7 @@ class _Found:
 def configure(parser: argparse.ArgumentParser) -> None:
     options.manifest_argument(parser)
     options.as_json(parser, "print the result as JSON (counts, every mismatch, the exit code)")
-    options.job_fields(parser)
+    options.job_fields(parser, prices=False)
     options.subsets(parser)
 
 

@@ -24,6 +24,7 @@ from wanbatch.models import (
     Manifest,
 )
 from wanbatch.providers.gateway import as_manifest
+from wanbatch.words import count
 
 RETRY_NAME = "retry.yaml"
 _REASON_COMMENT_CHARS = 300
@@ -73,7 +74,7 @@ def retry_manifest(
     head["limits"] = _limits(manifest.limits)
     head["output"] = {"dir": ".", "path": template}
     comment = [
-        f"# Retry manifest: the {len(failed)} failed job(s) of '{_one_line(manifest.name)}'",
+        f"# Retry manifest: the {count(len(failed), 'failed job')} of '{_one_line(manifest.name)}'",
         f"# (from {_one_line(str(manifest.path))}), written by wanbatch.",
         "# It lives in the output dir and shares that run's journal, where these jobs are",
         "# recorded as failed: resubmit them with `wanbatch retry retry.yaml`.",
@@ -81,7 +82,7 @@ def retry_manifest(
     if moved:
         comment += [
             f"# Note: the path template {_one_line(manifest.path_template)!r} uses {{index}}, so",
-            f"# {len(moved)} job(s) will be written to a new path, not where they were planned.",
+            f"# {count(len(moved), 'job')} will be written to a new path, not where they were planned.",
         ]
     text = "\n".join(comment) + "\n"
     text += yaml.safe_dump(head, sort_keys=False, allow_unicode=True, width=1000)

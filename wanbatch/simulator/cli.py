@@ -10,14 +10,34 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from wanbatch.simulator.config import SimConfig
+from wanbatch.simulator.config import DISTRIBUTIONS, RETRY_AFTER_FORMATS, SimConfig
+from wanbatch.simulator.dialects import NAMES
 from wanbatch.simulator.server import SimulatorServer
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "provider": NAMES,
+    "distribution": DISTRIBUTIONS,
+    "retry_after_format": RETRY_AFTER_FORMATS,
+}
+_TYPES: dict[type, Any] = {int: int, float: float}
+
+
+def plain(value: object) -> str:
+    """A default as a user would type it: true/false, a comma list, "none"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value) or "none"
+    if value is None or value == "":
+        return "none"
+    return str(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wanbatch sim",
         description="Serve a fake Wan API (and its CDN) on loopback: no key, no network.",
+        allow_abbrev=False,
     )
     parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
     parser.add_argument("--config", help="a YAML or JSON file of knobs")
@@ -25,15 +45,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON line with the URLs and key, then serve"
     )
     knobs = parser.add_argument_group("knobs (override --config)")
+    defaults = SimConfig()
     for field in fields(SimConfig):
-        default = getattr(SimConfig(), field.name)
+        default = getattr(defaults, field.name)
         flag = "--" + field.name.replace("_", "-")
         if isinstance(default, bool):
             knobs.add_argument(
-                flag, dest=field.name, default=None, metavar="BOOL", help=f"default {default}"
+                flag,
+                dest=field.name,
+                type=str.lower,
+                choices=("true", "false"),
+                help=f"default {plain(default)}",
             )
         else:
-            knobs.add_argument(flag, dest=field.name, default=None, help=f"default {default}")
+            knobs.add_argument(
+                flag,
+                dest=field.name,
+                type=_TYPES.get(type(default), str),
+                choices=CHOICES.get(field.name),
+                metavar=None if field.name in CHOICES else field.name.upper(),
+                help=f"default {plain(default)}"
+                + (" (comma-separated)" if isinstance(default, tuple) else ""),
+            )
     return parser
 
 

@@ -13,6 +13,8 @@ import yaml
 from wanbatch.simulator.dialects import dialect
 
 DEFAULT_KEY = "sk-wan-sim-local"
+DISTRIBUTIONS = ("fixed", "uniform", "lognormal")
+RETRY_AFTER_FORMATS = ("seconds", "http-date", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +85,8 @@ def coerce(changes: dict[str, Any]) -> dict[str, Any]:
         out[name] = value
     if "provider" in out:
         dialect(out["provider"])  # ValueError naming the known ones
-    if out.get("distribution", "fixed") not in ("fixed", "uniform", "lognormal"):
+    if out.get("distribution", "fixed") not in DISTRIBUTIONS:
         raise ValueError("distribution must be fixed, uniform or lognormal")
-    if out.get("retry_after_format", "seconds") not in ("seconds", "http-date", "none"):
+    if out.get("retry_after_format", "seconds") not in RETRY_AFTER_FORMATS:
         raise ValueError("retry_after_format must be seconds, http-date or none")
     return out

@@ -44,6 +44,9 @@ class SimDialect(Protocol):
         with ``state.lock`` held: never awaits."""
 
 
+NAMES = ("wanapi", "dashscope", "fal", "gateway", "replicate")  # what `dialect` knows
+
+
 def dialect(name: str) -> SimDialect:
     from wanbatch.simulator.dialects.dashscope import DashScopeDialect
     from wanbatch.simulator.dialects.fal import FalDialect
@@ -61,4 +64,4 @@ def dialect(name: str) -> SimDialect:
     try:
         return dialects[name]
     except KeyError:
-        raise ValueError(f"no simulator dialect {name!r}; known: {', '.join(dialects)}") from None
+        raise ValueError(f"no simulator dialect {name!r}; known: {', '.join(NAMES)}") from None
