@@ -5,13 +5,13 @@
 
 1. Runs `wanbatch run jobs/campaign.yaml --simulate --output <tmp>` in a pseudo-terminal
    (120 x 30) and feeds everything it writes to `pyte`, a terminal emulator. The screen is kept
-   as it stood just before the end with the failure on it, turned into an HTML page (its text and
-   colours, nothing added) and photographed with headless chromium: docs/img/progress.png.
+   as it stood just before the end, turned into an HTML page (its text and colours, nothing
+   added) and photographed with headless chromium: docs/img/progress.png.
 2. Photographs the run's own `report.html` (served from its output tree) the same way:
    docs/img/gallery.png, and as a phone shows it (390 x 844): docs/img/gallery-phone.png.
 
 Nothing is staged: the job, the simulator and the output are what the README's first command
-runs (the demo simulator's content filter fails the `red-carpet` job, as it does there).
+runs.
 """
 
 from __future__ import annotations
@@ -104,10 +104,8 @@ def main() -> int:
         argv += ["--output", str(output)]
         code, frames = run_in_terminal(argv, env)
         print(f"run exited {code}; {len(frames)} screens")
-        # The last screen before the end that shows the failure, else the middle one.
-        running = [
-            html for text, html in frames if "latest failures" in text and "14/14" not in text
-        ]
+        # The last screen before every job was done, else the middle one.
+        running = [html for text, html in frames if "13/13" not in text and "/13" in text]
         chosen = running[-1] if running else frames[len(frames) // 2][1]
         page = Path(folder) / "progress.html"
         page.write_text(chosen)
