@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from wanbatch.jobstate import VideoCheck, video_path
+from wanbatch.journal import Replay, read_journal
 from wanbatch.manifest import load_manifest
 from wanbatch.models import JobRecord, JobSpec, Manifest
+from wanbatch.salvage import adopted_view
 from wanbatch.selection import select
 from wanbatch.settings import Flags, overrides, refuse_credentials
 
@@ -31,6 +34,27 @@ def chosen(manifest: Manifest, flags: Flags) -> Manifest:
     if not flags.only and not flags.where:
         return manifest
     return dataclasses.replace(manifest, jobs=select(manifest.jobs, flags.only, flags.where))
+
+
+@dataclass(frozen=True, slots=True)
+class TreeView:
+    """What the read commands look at: the manifest (whole, and the jobs --only/--where chose),
+    the journal as written, the same with the sidecars' adoptions, and the disk's word."""
+
+    whole: Manifest
+    manifest: Manifest
+    journal: Replay
+    replay: Replay
+    intact: VideoCheck
+
+
+def tree_view(flags: Flags) -> TreeView:
+    """Read the manifest, the journal and the sidecars; change nothing."""
+    whole = load(flags)
+    manifest = chosen(whole, flags)
+    journal = read_journal(manifest.output_dir)
+    replay = adopted_view(manifest, journal)
+    return TreeView(whole, manifest, journal, replay, video_check(manifest.output_dir))
 
 
 def video_check(output_dir: Path) -> VideoCheck:

@@ -7,14 +7,13 @@ import json
 from typing import TextIO
 
 from wanbatch.commands import options
-from wanbatch.commands.loading import chosen, load, video_check
+from wanbatch.commands.loading import tree_view
 from wanbatch.commands.treecheck import shared_with, tree_orphans
 from wanbatch.jobstate import Standing, standing
-from wanbatch.journal import live_run, read_journal
+from wanbatch.journal import live_run
 from wanbatch.models import LOST_CODE
 from wanbatch.orphans import clash_message, orphan_lines
 from wanbatch.providers import provider_for
-from wanbatch.salvage import adopted_view
 from wanbatch.settings import Flags
 from wanbatch.words import count
 
@@ -63,13 +62,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(flags: Flags, out: TextIO) -> int:
-    whole = load(flags)
-    manifest = chosen(whole, flags)
-    journal = read_journal(manifest.output_dir)
-    replay = adopted_view(manifest, journal)
-    orphans = tree_orphans(whole, journal, flags)  # of the whole tree, whatever --only chose
-    clashes = shared_with(whole, flags, journal)
-    intact = video_check(manifest.output_dir)
+    tree = tree_view(flags)
+    manifest, replay, intact = tree.manifest, tree.replay, tree.intact
+    orphans = tree_orphans(
+        tree.whole, tree.journal, flags
+    )  # of the whole tree, whatever --only chose
+    clashes = shared_with(tree.whole, flags, tree.journal)
     groups: dict[str, list[str]] = {name: [] for name in _LABELS}
     submit = []
     for job in manifest.jobs:
@@ -114,7 +112,7 @@ def execute(flags: Flags, out: TextIO) -> int:
     for line in orphan_lines(orphans):
         print(line, file=out)
     if clashes:
-        print(f"A run would be refused: {clash_message(whole, clashes)}", file=out)
+        print(f"A run would be refused: {clash_message(tree.whole, clashes)}", file=out)
     cost = f", about {credits:g} credits" if credits is not None else ""
     print(f"A run would submit {count(len(submit), 'job')}: {seconds} s of video{cost}.", file=out)
     lifetime = provider_for(manifest.api).capabilities.url_lifetime_seconds

@@ -7,12 +7,11 @@ import json
 from typing import Any, TextIO
 
 from wanbatch.commands import options
-from wanbatch.commands.loading import chosen, load, video_check
+from wanbatch.commands.loading import tree_view
 from wanbatch.commands.treecheck import tree_orphans
 from wanbatch.jobstate import MISSING_VIDEO, NEXT_RUN, Standing, VideoCheck, standing, video_missing
-from wanbatch.journal import live_run, read_journal
+from wanbatch.journal import live_run
 from wanbatch.models import JobRecord, JobSpec
-from wanbatch.salvage import adopted_view
 from wanbatch.settings import Flags
 from wanbatch.words import count
 
@@ -46,12 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(flags: Flags, out: TextIO) -> int:
-    whole = load(flags)
-    manifest = chosen(whole, flags)
-    journal = read_journal(manifest.output_dir)
-    replay = adopted_view(manifest, journal)
-    intact = video_check(manifest.output_dir)
-    records = replay.records
+    tree = tree_view(flags)
+    manifest, intact, records = tree.manifest, tree.intact, tree.replay.records
     wanted = set(flags.states)
     counts: dict[str, int] = {str(state): 0 for state in Standing}
     live = live_run(manifest.output_dir)  # the states may change under us while it runs
@@ -94,7 +89,8 @@ def execute(flags: Flags, out: TextIO) -> int:
         jobs = f"{shown} of {jobs} shown (--state {' '.join(sorted(wanted))})"
     lines.append(f"\n{jobs}: {summary}")
     orphaned = sum(
-        orphan.id is not None for orphan in tree_orphans(whole, journal, flags, files=False)
+        orphan.id is not None
+        for orphan in tree_orphans(tree.whole, tree.journal, flags, files=False)
     )
     if orphaned:
         lines.append(f"{count(orphaned, 'orphaned record')} (see plan)")
