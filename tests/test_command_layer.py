@@ -220,3 +220,22 @@ def test_status_and_plan_say_a_run_is_live_only_while_one_holds_the_tree(
     assert "a run is live" not in capsys.readouterr().out
     assert cli.main([command, str(manifest), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["live_run"] is None
+
+
+def test_the_read_commands_start_without_the_run_stack(tmp_path: Path) -> None:
+    """Building the parser and running `validate` imports neither httpx nor the scheduler: a
+    read command does not pay for the run's imports (figures in BENCHMARKS.md)."""
+    import subprocess
+    import sys
+
+    manifest = write_manifest(tmp_path, jobs=1)
+    probe = (
+        "import sys; from wanbatch import cli; code = cli.main(['validate', sys.argv[1]]);"
+        " loaded = [m for m in ('httpx', 'wanbatch.scheduler', 'wanbatch.client', 'h11')"
+        " if m in sys.modules]; print('LOADED', loaded); sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(manifest)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout

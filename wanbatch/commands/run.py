@@ -11,8 +11,6 @@ from wanbatch.commands import options
 from wanbatch.commands.asking import confirm, on_terminal
 from wanbatch.commands.finish import check_targets, emit, nothing_sent
 from wanbatch.commands.loading import chosen, load, video_check
-from wanbatch.commands.rounds import run_rounds
-from wanbatch.commands.session import preflight
 from wanbatch.commands.treecheck import refuse_shared_tree
 from wanbatch.errors import JournalError
 from wanbatch.jobstate import Standing, standing
@@ -41,6 +39,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(flags: Flags, out: TextIO) -> int:
+    # The run stack (anyio, httpx, rich, the scheduler) is imported when a run starts, not
+    # when the parser is built: the commands that only read start without it.
+    from wanbatch.commands.rounds import run_rounds
+    from wanbatch.commands.session import preflight
+
     env = os.environ
     check_targets(flags)
     whole = load(flags)
