@@ -383,3 +383,33 @@ def test_a_look_by_live_run_does_not_refuse_a_runner(
     assert pauses
     assert f"pid {os.getpid()}" in (live_run(tmp_path) or "")
     journal.close()
+
+
+def test_creates_refused_for_good_do_not_pin_the_address(tmp_path: Path) -> None:
+    """A base URL without its /v1: every create answered 404, each job failed with no task.
+    Nothing was made there, so a retry against the right address is let in; a task made (or
+    a create whose answer is unknown) pins the tree."""
+
+    async def refused(base: str) -> None:
+        journal = Journal.open(tmp_path, base_url=base, manifest="m.yaml")
+        try:
+            await journal.append(ev(EventKind.INTENT, idempotency_key="k1", fingerprint="f"))
+            await journal.append(ev(EventKind.FAILED, reason="No route", code="http_404"))
+        finally:
+            journal.close()
+
+    anyio.run(refused, "http://host:1/")
+    assert read_journal(tmp_path).records["a"].state is JobState.FAILED
+    Journal.open(tmp_path, base_url=BASE, manifest="m.yaml").close()  # not pinned
+
+    async def made() -> None:
+        journal = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+        try:
+            await journal.append(ev(EventKind.REQUEUED, fingerprint="f"))
+            await journal.append(ev(EventKind.INTENT, idempotency_key="k2", fingerprint="f"))
+        finally:
+            journal.close()
+
+    anyio.run(made)  # an unknown answer: a task may exist at BASE
+    with pytest.raises(JournalMismatchError):
+        Journal.open(tmp_path, base_url="http://host:1/", manifest="m.yaml")

@@ -191,10 +191,12 @@ def replay_bytes(data: bytes, path: str) -> Replay:
     """Replay journal bytes; a torn last line is dropped, other damage raises with the line."""
     result = Replay()
     records = result.records
-    # The API the tree's tasks live at: that of the last run header before any job left
-    # "planned" (a create was sent). Runs before that sent nothing that could have made a task
-    # (a mistyped address that nobody answered), so they do not pin the tree to their address.
+    # The API the tree's tasks live at: that of the last run header before a task was made there
+    # (a `created` event, a snapshot with a task id) or may have been (a create whose answer is
+    # unknown). Runs before that made nothing: a mistyped address nobody answered, or one that
+    # refused every create (a base URL without its /v1: 404s); they do not pin the tree.
     committed = False
+    made = False
     offset = 0
     line_number = 0
     size = len(data)
@@ -215,11 +217,10 @@ def replay_bytes(data: bytes, path: str) -> Replay:
                     raise ValueError(f"a snapshot of job {snapshot.job_id} after its events")
                 records[snapshot.job_id] = snapshot
                 result.snapshots += 1
+                made = made or snapshot.task_id is not None
             elif kind == "run":
                 base_url = without_userinfo(str(record["base_url"]))
-                committed = committed or any(
-                    one.state is not JobState.PLANNED for one in records.values()
-                )
+                committed = committed or made or _unknown_answers(records)
                 if not committed:
                     result.base_url = base_url
                     # A journal from before providers were named was written for wanapi.
@@ -237,14 +238,20 @@ def replay_bytes(data: bytes, path: str) -> Replay:
                 current = records.get(job_id)
                 records[job_id] = apply(current or JobRecord(job_id=job_id), event)
                 result.events += 1
+                made = made or event.kind is EventKind.CREATED
         except IllegalTransition as exc:
             raise JournalCorruptError(path, line_number, str(exc)) from exc
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise JournalCorruptError(path, line_number, str(exc) or type(exc).__name__) from exc
         offset = end + 1
         result.valid_bytes = offset
-    result.pinned = committed or any(one.state is not JobState.PLANNED for one in records.values())
+    result.pinned = committed or made or _unknown_answers(records)
     return result
+
+
+def _unknown_answers(records: dict[str, JobRecord]) -> bool:
+    """Some create was sent and its answer is unknown: a task may exist."""
+    return any(one.state is JobState.SUBMITTING for one in records.values())
 
 
 def read_journal(output_dir: Path) -> Replay:
