@@ -413,3 +413,24 @@ def test_creates_refused_for_good_do_not_pin_the_address(tmp_path: Path) -> None
     anyio.run(made)  # an unknown answer: a task may exist at BASE
     with pytest.raises(JournalMismatchError):
         Journal.open(tmp_path, base_url="http://host:1/", manifest="m.yaml")
+
+
+def test_a_journal_whose_first_header_was_lost_is_pinned_by_the_next(tmp_path: Path) -> None:
+    """Salvage may drop a damaged first line (the first run header): the next header, written
+    after the tasks were made, still names the address the tasks live at."""
+    from wanbatch.journal import _seal, encode_run_header
+
+    created = {"v": 1, "at": 2.0, "job": "a", "task_id": "t1"}
+    intent = {"v": 1, "at": 1.5, "job": "a", "idempotency_key": "k", "fingerprint": "f"}
+    state = journal_path(tmp_path)
+    state.parent.mkdir(parents=True)
+    state.write_bytes(
+        _seal({**intent, "ev": "intent"})
+        + _seal({**created, "ev": "created"})
+        + encode_run_header(BASE, "m.yaml")
+    )
+    assert read_journal(tmp_path).base_url == BASE
+    with pytest.raises(JournalMismatchError):
+        Journal.open(tmp_path, base_url="https://other.example/v1", manifest="m.yaml")
+    with pytest.raises(JournalMismatchError):
+        Journal.open(tmp_path, base_url=BASE, manifest="m.yaml", provider="fal")

@@ -221,7 +221,9 @@ def replay_bytes(data: bytes, path: str) -> Replay:
             elif kind == "run":
                 base_url = without_userinfo(str(record["base_url"]))
                 committed = committed or made or _unknown_answers(records)
-                if not committed:
+                # (No address yet: the first header was lost, e.g. to salvage; this one was
+                # written after the tasks were made, so it names where they live.)
+                if not committed or result.base_url is None:
                     result.base_url = base_url
                     # A journal from before providers were named was written for wanapi.
                     result.provider = str(record.get("provider", DEFAULT_PROVIDER))[:100]
