@@ -396,3 +396,54 @@ def test_summary_json_into_a_missing_folder_is_refused_before_anything_is_sent(
     assert run_cli(command, manifest, sim, "--yes", "--summary-json", str(target)) == 2
     assert "--summary-json" in capsys.readouterr().err
     assert stats(sim)["requests_total"] == 0
+
+
+def test_a_record_of_nothing_sent_tells_the_tree_as_it_stands(
+    tmp_path: Path, make_sim: Any, run_cli: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run --json` answered no on a tree with one video done and one failed: the record says
+    so (done 1, failed 1 with its reason, the rest left), exit 0, and its meaning is that
+    nothing was sent, not "every job rendered"."""
+    from wanbatch.commands import asking
+    from wanbatch.commands import run as run_command
+
+    sim = make_sim(flagged_words=("1",))
+    manifest = write_manifest(tmp_path, jobs=2)
+    assert run_cli("run", manifest, sim) == 1
+    text = manifest.read_text() + "  - id: job-2\n    prompt: a test prompt number two\n"
+    manifest.write_text(text)
+    capsys.readouterr()
+    monkeypatch.setattr(run_command, "on_terminal", lambda: True)
+    monkeypatch.setattr(asking, "on_terminal", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda *a: "n")
+    monkeypatch.setenv("WANBATCH_CONFIRM_CREDITS", "0")
+    code = run_cli("run", manifest, sim, "--json", "--price", "wan-2-2=1")
+    record = json.loads(capsys.readouterr().out)
+    assert code == 0 and record["exit_code"] == 0
+    assert record["counts"]["done"] == 1 and record["counts"]["failed"] == 1
+    assert record["counts"]["left"] == 1 and record["left"][0]["id"] == "job-2"
+    assert [one["id"] for one in record["failed"]] == ["job-1"]
+    assert "nothing was sent" in record["exit_meaning"]
+
+
+def test_a_summary_file_that_cannot_be_written_keeps_the_exit_code_and_on_finish(
+    tmp_path: Path, make_sim: Any, run_cli: Any, capsys: Any
+) -> None:
+    """The videos are what the exit code is about: a --summary-json that cannot be written at
+    the end (here a folder where files cannot be made, even by root) is said on stderr, the
+    exit code stays the run's and --on-finish still gets the record."""
+    sim = make_sim()
+    manifest = write_manifest(tmp_path, jobs=1)
+    got = tmp_path / "got.json"
+    code = run_cli(
+        "run",
+        manifest,
+        sim,
+        "--summary-json",
+        "/proc/wanbatch-summary.json",
+        "--on-finish",
+        f"cat > {got}",
+    )
+    assert code == 0
+    assert "--summary-json" in capsys.readouterr().err
+    assert json.loads(got.read_text())["exit_code"] == 0

@@ -2,8 +2,9 @@
 the ``--on-finish`` command, which reads that JSON on its stdin.
 
 The command runs through the shell, with ``WANBATCH_EXIT_CODE`` set, and is given
-``ON_FINISH_TIMEOUT_SECONDS`` to finish; its failure is reported on stderr and never changes
-the run's exit code (the videos are what the exit code is about).
+``ON_FINISH_TIMEOUT_SECONDS`` to finish. Its failure, like a --summary-json that cannot be
+written at the end, is reported on stderr and never changes the run's exit code (the videos are
+what the exit code is about).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from wanbatch.errors import DiskError, UsageError
-from wanbatch.journal import Replay
+from wanbatch.errors import ExitCode, JournalError, UsageError
+from wanbatch.journal import Replay, read_journal
 from wanbatch.models import JobState, Manifest
 from wanbatch.outtree import atomic_write
 from wanbatch.providers import provider_for
@@ -36,6 +37,8 @@ def check_targets(flags: Flags) -> None:
         raise UsageError(f"--summary-json {path}: that is a folder; name a file")
     if not path.parent.is_dir():
         raise UsageError(f"--summary-json {path}: the folder {path.parent} is not there")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--summary-json {path}: the folder {path.parent} is not writable")
 
 
 def emit(record: dict[str, Any], flags: Flags, out: TextIO) -> None:
@@ -48,10 +51,11 @@ def emit(record: dict[str, Any], flags: Flags, out: TextIO) -> None:
         path = Path(flags.summary_json)
         try:
             atomic_write(path, text.encode("utf-8"))
-        except OSError as exc:
-            raise DiskError(
-                f"--summary-json: could not write {path}: {exc.strerror or exc}"
-            ) from exc
+        except OSError as exc:  # said, and the exit code stays the run's (the videos' word)
+            print(
+                f"wanbatch: --summary-json: could not write {path}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
     if flags.on_finish is not None:  # with --json, what it prints must not reach stdout
         on_finish(flags.on_finish, text, int(record["exit_code"]), quiet_stdout=flags.as_json)
 
@@ -61,22 +65,37 @@ def nothing_sent(
 ) -> int:
     """A ``run`` or ``retry`` that sent nothing (nothing to retry, the question answered no)
     still ends with its record (``--json`` promises one document), and ``--on-finish``: the
-    jobs, those the journal has as downloaded, ``stopped`` saying why; exit 0."""
-    records = replay.records if replay is not None else {}
-    done = sum(
-        1
-        for job in manifest.jobs
-        if (record := records.get(job.id)) is not None and record.state is JobState.DOWNLOADED
+    tree as it stands (the videos done, the jobs failed with their reasons, the rest left),
+    exit 0, and an ``exit_meaning`` that says nothing was sent, and why."""
+    if replay is None:
+        try:
+            replay = read_journal(manifest.output_dir)
+        except JournalError:  # the record is told without it; the run would say why
+            replay = Replay()
+    records = replay.records
+    done, failed, left = 0, {}, {}
+    for job in manifest.jobs:
+        found = records.get(job.id)
+        if found is not None and found.state is JobState.DOWNLOADED:
+            done += 1
+        elif found is not None and found.state is JobState.FAILED:
+            failed[job.id] = found.reason or "failed"
+        else:
+            left[job.id] = f"not sent: {why}"
+    summary = RunSummary(
+        total=len(manifest.jobs), already_done=done, failed=failed, left=left, stop_message=why
     )
-    summary = RunSummary(total=len(manifest.jobs), already_done=done, stop_message=why)
     end = RunEnd(
         name=manifest.name,
         manifest=str(manifest.path),
         output_dir=str(manifest.output_dir),
         idempotent=provider_for(manifest.api).capabilities.idempotency_keys,
     )
-    emit(summary_record(end, summary), flags, out)
-    return summary.exit_code
+    record = summary_record(end, summary)
+    record["exit_code"] = ExitCode.DONE
+    record["exit_meaning"] = f"nothing was sent: {why}"
+    emit(record, flags, out)
+    return ExitCode.DONE
 
 
 def on_finish(command: str, text: str, exit_code: int, *, quiet_stdout: bool = False) -> None:
