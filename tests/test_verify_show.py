@@ -303,3 +303,43 @@ def test_show_a_job_no_run_has_sent(tmp_path: Path, capsys: Any) -> None:
         "left_out": 0,
         "lines": [],
     }
+
+
+def test_verify_never_moves_a_link_or_a_file_it_could_not_judge(
+    rendered: tuple[Path, SimulatorServer], capsys: Any
+) -> None:
+    """Only a regular file whose bytes are wrong is moved aside. A link to a good video (the
+    user's own arrangement) is listed, and left where it is."""
+    manifest, _ = rendered
+    out = out_dir(manifest)
+    (out / "job-0.mp4").rename(out / "kept.mp4")
+    (out / "job-0.mp4").symlink_to(out / "kept.mp4")
+    code, text = verify(manifest, capsys)
+    assert code == 1 and "job-0" in text
+    assert (out / "job-0.mp4").is_symlink()
+    assert not list(out.glob("*.corrupt*"))
+
+
+def test_verify_leaves_a_video_whose_output_the_provider_deleted(
+    tmp_path: Path,
+    make_sim: Callable[..., SimulatorServer],
+    run_cli: Callable[..., int],
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Replicate deletes an output an hour after it finished. Moving a damaged video aside
+    then would make the next run render it again, and pay: it is listed and left in place."""
+    from wanbatch.commands import verify as verify_command
+
+    sim = make_sim(provider="replicate")
+    manifest = write_manifest(tmp_path, jobs=1, provider="replicate")
+    assert run_cli("run", manifest, sim) == 0
+    video = out_dir(manifest) / "job-0.mp4"
+    data = bytearray(video.read_bytes())
+    data[-1] ^= 0xFF
+    video.write_bytes(bytes(data))
+    later = verify_command.clock() + 2 * 3600
+    monkeypatch.setattr(verify_command, "clock", lambda: later)
+    code, text = verify(manifest, capsys)
+    assert code == 1 and "job-0" in text and "deleted" in text
+    assert video.exists() and not list(out_dir(manifest).glob("*.corrupt*"))

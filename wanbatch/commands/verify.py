@@ -23,6 +23,8 @@ import errno
 import json
 import os
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,6 +36,7 @@ from wanbatch.jobstate import video_path
 from wanbatch.journal import locked, read_journal
 from wanbatch.models import JobRecord, JobState
 from wanbatch.outtree import fsync_dir, hash_file
+from wanbatch.providers import provider_for
 from wanbatch.settings import Flags
 
 NAME = "verify"
@@ -48,6 +51,7 @@ DESCRIPTION = (
 )
 EPILOG = "exit codes: 0 every file matches; 1 some do not; 2 usage or manifest error; 70 a bug."
 CORRUPT_SUFFIX = ".corrupt"
+clock = time.time  # now, for the providers that delete outputs (tests move it on)
 _MOVED_NOTE = "the next `wanbatch run` downloads them again from their tasks (no new task)"
 
 
@@ -98,7 +102,8 @@ def execute(flags: Flags, out: TextIO) -> int:
             found.append((result.mismatch, record, result.identity))
         elif not result.hashed:
             unhashed.append(job.id)
-    mismatches, note = move_aside(root, found)
+    lifetime = provider_for(manifest.api).capabilities.url_lifetime_seconds
+    mismatches, note = move_aside(root, found, gone=_output_deleted(lifetime, clock()))
     code = 1 if mismatches else 0
     if flags.as_json:
         payload: dict[str, Any] = {
@@ -116,7 +121,8 @@ def execute(flags: Flags, out: TextIO) -> int:
     lines = [line_of(mismatch) for mismatch in mismatches]
     if lines:
         lines.append("")
-    lines.append(count_line(checked, len(mismatches), not_downloaded))
+    moved = sum(mismatch.moved_to is not None for mismatch in mismatches)
+    lines.append(count_line(checked, len(mismatches), not_downloaded, moved))
     if unhashed:
         lines.append(f"{_files(len(unhashed))} had no recorded sha256: only their size was checked")
     if note:
@@ -171,15 +177,46 @@ def check(root: Path, job_id: str, path: str, record: JobRecord) -> _Found:
     return _Found(None, identity, hashed=True)
 
 
+MOVABLE = ("size", "sha256")  # a regular file with the wrong bytes; never a link, a folder,
+# or a file that could not be read (it may be whole: it is listed, and left where it is)
+
+
+def _output_deleted(lifetime: float | None, now: float) -> Callable[[JobRecord], bool]:
+    """Has the provider deleted this job's output (it keeps them ``lifetime`` seconds)? Then a
+    run could not download the video again, only render it anew (and pay): it is not moved."""
+
+    def gone(record: JobRecord) -> bool:
+        finished = record.finished_at or record.downloaded_at
+        return lifetime is not None and (finished is None or now - finished > lifetime)
+
+    return gone
+
+
 def move_aside(
-    root: Path, found: list[tuple[Mismatch, JobRecord, tuple[int, int, int, int] | None]]
+    root: Path,
+    found: list[tuple[Mismatch, JobRecord, tuple[int, int, int, int] | None]],
+    gone: Callable[[JobRecord], bool] = lambda record: False,
 ) -> tuple[list[Mismatch], str | None]:
     """Move each mismatched file that is there aside, under the lock; the mismatches as they end
     up (with ``moved_to``), and a note when something could not be moved."""
-    movable = [item for item in found if item[2] is not None]
-    if not movable:
-        return [item[0] for item in found], None
     out: dict[str, Mismatch] = {item[0].id: item[0] for item in found}
+    kept = [item for item in found if item[0].problem in MOVABLE and gone(item[1])]
+    for mismatch, _, _ in kept:
+        out[mismatch.id] = Mismatch(
+            **{
+                **asdict(mismatch),
+                "detail": mismatch.detail + "; left in place: its provider has deleted the"
+                " output, so a run would render it again and pay (`wanbatch retry` after"
+                " deleting the file, if you want it)",
+            }
+        )
+    movable = [
+        item
+        for item in found
+        if item[2] is not None and item[0].problem in MOVABLE and not gone(item[1])
+    ]
+    if not movable:
+        return list(out.values()), None
     try:
         with locked(root):
             now = read_journal(root).records
@@ -193,7 +230,14 @@ def move_aside(
             for folder in fsync_dirs:
                 fsync_dir(folder)
     except JournalLockedError as exc:
-        return list(out.values()), f"nothing was moved aside: {exc}. Verify again after it."
+        said = str(exc).rstrip(".")
+        return list(out.values()), f"nothing was moved aside: {said}. Verify again after it."
+    except OSError as exc:  # no lock file can be made, or the folder refuses the move
+        where = f" ({exc.filename})" if exc.filename else ""
+        return (
+            list(out.values()),
+            f"not everything could be moved aside: {exc.strerror or exc}{where}",
+        )
     return list(out.values()), None
 
 
@@ -231,7 +275,7 @@ def line_of(mismatch: Mismatch) -> str:
     return f"{mismatch.id}  {mismatch.path}  {mismatch.detail}{moved}"
 
 
-def count_line(checked: int, wrong: int, not_downloaded: int) -> str:
+def count_line(checked: int, wrong: int, not_downloaded: int, moved: int | None = None) -> str:
     rest = f" ({_jobs(not_downloaded)} not downloaded)" if not_downloaded else ""
     if not checked:
         return f"no video downloaded yet: nothing to check{rest}"
@@ -239,7 +283,10 @@ def count_line(checked: int, wrong: int, not_downloaded: int) -> str:
         matching = "it matches" if checked == 1 else f"all {checked} match"
         return f"{_files(checked)} checked: {matching}{rest}"
     verb = "does" if wrong == 1 else "do"
-    return f"{wrong} of {_files(checked)} {verb} not match{rest}; {_MOVED_NOTE}"
+    line = f"{wrong} of {_files(checked)} {verb} not match{rest}"
+    if moved is None or moved:  # only what was moved aside is fetched again by a run
+        return f"{line}; {_MOVED_NOTE}"
+    return f"{line}; nothing was moved aside"
 
 
 def _files(number: int) -> str:
