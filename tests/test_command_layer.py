@@ -239,3 +239,22 @@ def test_the_read_commands_start_without_the_run_stack(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "LOADED []" in done.stdout
+
+
+def test_the_trees_own_retry_yaml_gone_is_not_a_warning(
+    tmp_path: Path, make_sim: Any, run_cli: Any, capsys: Any
+) -> None:
+    """The README's flow: a failure, retry.yaml edited and retried (it then goes away, as
+    nothing failed any more). Later runs and reports say nothing about the missing retry.yaml:
+    wanbatch removed it itself."""
+    sim = make_sim(flagged_words=("forbidden",))
+    manifest = write_manifest(tmp_path, jobs=2)
+    manifest.write_text(manifest.read_text().replace("number 1", "number 1 forbidden"))
+    assert run_cli("run", manifest, sim) == 1
+    retry = out_dir(manifest) / "retry.yaml"
+    retry.write_text(retry.read_text().replace(" forbidden", ""))
+    assert run_cli("retry", retry, sim, "--yes") == 0
+    assert not retry.exists()
+    capsys.readouterr()
+    assert cli.main(["report", str(manifest)]) == 0
+    assert "leaves out" not in capsys.readouterr().err

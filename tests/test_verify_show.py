@@ -343,3 +343,19 @@ def test_verify_leaves_a_video_whose_output_the_provider_deleted(
     code, text = verify(manifest, capsys)
     assert code == 1 and "job-0" in text and "deleted" in text
     assert video.exists() and not list(out_dir(manifest).glob("*.corrupt*"))
+
+
+def test_show_names_include_lost_only_for_a_lost_task(
+    tmp_path: Path,
+    make_sim: Callable[..., SimulatorServer],
+    run_cli: Callable[..., int],
+    capsys: Any,
+) -> None:
+    """A prompt the content filter refused: `retry` resubmits it; --include-lost is for a task
+    the server lost, and is not named for this one."""
+    sim = make_sim(flagged_words=("forbidden",))
+    manifest = forbidding(write_manifest(tmp_path, jobs=1), "job-0")
+    assert run_cli("run", manifest, sim) == 1
+    code, text, _ = show(manifest, "job-0", capsys)
+    assert code == 0 and "`wanbatch retry` resubmits it" in text
+    assert "--include-lost" not in text

@@ -19,7 +19,7 @@ from typing import Any
 
 from wanbatch.compaction import SNAPSHOT
 from wanbatch.errors import UsageError
-from wanbatch.jobstate import LABELS, MISSING_VIDEO, NEXT_RUN, Standing, video_missing
+from wanbatch.jobstate import LABELS, MISSING_VIDEO, Standing, next_run, video_missing
 from wanbatch.models import JobRecord, JobSpec
 
 LOG_LINES = 50  # the newest log lines shown for a job
@@ -65,7 +65,7 @@ def story(
     events: list[dict[str, Any]] = []
     for run, written in journal:
         events.append({"run": run, **written})
-    next_run = MISSING_VIDEO if video_missing(record, found) else NEXT_RUN[found]
+    told = MISSING_VIDEO if video_missing(record, found) else next_run(found, record)
     fields: dict[str, Any] | None = None
     if record is not None:  # every field, defaults too: the keys are the same for every job
         fields = {name: getattr(record, name) for name in _RECORD_FIELDS}
@@ -77,7 +77,7 @@ def story(
         "output_path": job.output_path,
         "standing": str(found),
         "label": LABELS[found],
-        "next_run": next_run,
+        "next_run": told,
         "record": fields,
         "events": events,
         "log": {

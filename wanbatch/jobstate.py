@@ -22,7 +22,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import replace
 
-from wanbatch.models import JobRecord, JobSpec, JobState, fingerprint_of
+from wanbatch.models import LOST_CODE, JobRecord, JobSpec, JobState, fingerprint_of
 
 
 class Standing(enum.StrEnum):
@@ -48,6 +48,10 @@ LABELS: dict[Standing, str] = {
     Standing.CHANGED: "changed",
 }
 
+# A failed job whose task the server lost (code ``lost``): it may still render, so `retry`
+# leaves it alone unless told.
+NEXT_RUN_LOST = "`wanbatch retry --include-lost` resubmits it (the server may still render it)"
+
 # What the next run does with a job that stands so.
 NEXT_RUN: dict[Standing, str] = {
     Standing.NEW: "a run submits it",
@@ -55,7 +59,7 @@ NEXT_RUN: dict[Standing, str] = {
     Standing.IN_FLIGHT: "a run polls it",
     Standing.TO_DOWNLOAD: "rendered: a run downloads it",
     Standing.DONE: "nothing to do",
-    Standing.FAILED: "`wanbatch retry` resubmits it (a task the server lost: with --include-lost)",
+    Standing.FAILED: "`wanbatch retry` resubmits it",
     Standing.CHANGED: "a run stops and asks: --resubmit-changed or --keep-changed",
 }
 
@@ -78,6 +82,13 @@ def of_state(state: JobState) -> Standing:
     """What the journal alone says (the disk and the manifest not consulted). The live view uses
     it: its run checked both at its start (``worklist.plan_work``) and journaled what it found."""
     return _OF_STATE[state]
+
+
+def next_run(found: Standing, record: JobRecord | None) -> str:
+    """What the next run (or `retry`) does with a job that stands so, told by its record."""
+    if found is Standing.FAILED and record is not None and record.code == LOST_CODE:
+        return NEXT_RUN_LOST
+    return NEXT_RUN[found]
 
 
 def video_path(job: JobSpec, record: JobRecord | None) -> str:

@@ -56,7 +56,9 @@ EPILOG = (
     + ".\nRerunning any command is safe: `wanbatch run` resumes from the journal."
 )
 # The commands that send nothing end with their own, shorter table (``EXIT_CODES`` is a run's).
-READ_EPILOG = "exit codes: 0 done; 2 usage or manifest error (or a damaged journal); 70 a bug."
+READ_EPILOG = (
+    "exit codes: 0 done; 2 usage or manifest error, or a journal that cannot be read; 70 a bug."
+)
 SIM_HELP = "serve the built-in Wan API simulator on a port (`wanbatch sim --help`)"
 
 

@@ -121,8 +121,11 @@ def _sources(manifest: Manifest, recorded: list[str]) -> tuple[list[Manifest], l
     manifest that was moved or no longer loads, which is left out."""
     sources: list[Manifest] = []
     missing: list[str] = []
+    own_retry = manifest.output_dir / RETRY_NAME  # removed by wanbatch once nothing failed
     for text in recorded:
         found = _recorded_manifest(text, manifest)
+        if isinstance(found, str) and Path(text) == own_retry and not own_retry.exists():
+            continue  # its jobs are the campaign's, which the gallery holds
         if isinstance(found, str):
             missing.append(
                 f"the gallery leaves out the jobs of {text}, which an earlier run in "

@@ -69,7 +69,11 @@ def execute(flags: Flags, out: TextIO) -> int:
     if plan["credits"] is not None:
         print(f"  estimated credits: {plan['credits']:g}", file=out)
     else:
-        print("  estimated credits: unknown (add `pricing:` to the manifest)", file=out)
+        print(
+            "  estimated credits: unknown (add `pricing:` to the manifest, or pass --price"
+            " MODEL=CREDITS_PER_S)",
+            file=out,
+        )
     if listing:
         out.write("\n".join(list_lines(manifest)) + "\n")
     return 0

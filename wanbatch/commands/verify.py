@@ -49,7 +49,10 @@ DESCRIPTION = (
     " Exit code: 0 when every file matches, 1 when some do not (2 for a usage or manifest"
     " error). Sends nothing."
 )
-EPILOG = "exit codes: 0 every file matches; 1 some do not; 2 usage or manifest error; 70 a bug."
+EPILOG = (
+    "exit codes: 0 every file matches; 1 some do not; 2 usage or manifest error, or a journal"
+    " that cannot be read; 70 a bug."
+)
 CORRUPT_SUFFIX = ".corrupt"
 clock = time.time  # now, for the providers that delete outputs (tests move it on)
 _MOVED_NOTE = "the next `wanbatch run` downloads them again from their tasks (no new task)"
