@@ -258,3 +258,20 @@ def test_the_trees_own_retry_yaml_gone_is_not_a_warning(
     capsys.readouterr()
     assert cli.main(["report", str(manifest)]) == 0
     assert "leaves out" not in capsys.readouterr().err
+
+
+def test_many_failures_are_grouped_by_reason_in_the_closing_lines() -> None:
+    """300 jobs failed for one reason (a base URL without /v1): one line with the count and a
+    few ids, not 300 identical lines; a few failures are still listed one by one."""
+    from wanbatch.summary import RunEnd, RunSummary, closing_lines
+
+    end = RunEnd("x", "x.yaml", "out", True)
+    many = RunSummary(total=301, failed={f"shot-{n}": "create: No route" for n in range(300)})
+    many.failed["odd"] = "blocked"
+    text = "\n".join(closing_lines(end, many))
+    assert len(text.splitlines()) < 20
+    assert "300 x create: No route (shot-0, shot-1, shot-2 and 297 more)" in text
+    assert "1 x blocked (odd)" in text
+    few = RunSummary(total=2, failed={"shot-13": "a", "shot-5": "b"})
+    lines = closing_lines(end, few)
+    assert lines.index("    shot-5: b") < lines.index("    shot-13: a")

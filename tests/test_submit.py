@@ -141,7 +141,7 @@ def test_a_refused_connection_leaves_the_job_not_created(tmp_path: Path) -> None
     """Nobody listens: the create fails to connect, so no task can exist; nothing ever
     answered at that URL, so the run stops at once as misconfigured (exit 2)."""
     summary, journal = run_once(manifest_file(tmp_path), closed_port_url())
-    assert "create refused 1 times" in summary.left["job-0"]
+    assert "create refused once" in summary.left["job-0"]
     assert summary.possible_duplicates == []
     assert summary.exit_code == 2
     assert_certainly_not_created(journal)

@@ -149,9 +149,9 @@ def adopt_into(journal: Journal, manifest: Manifest) -> list[Adoption]:
         more = f" (and {len(unclaimed) - 5} more)" if len(unclaimed) > 5 else ""
         raise UnclaimedVideoError(
             f"{count(len(unclaimed), 'job')} {plural(len(unclaimed), 'has', 'have')} a video on disk that no journal record or sidecar "
-            f"accounts for: {shown}{more}. Nothing was sent: rendering them would pay again and "
-            "overwrite the files. Move those videos out of the output folder to render the jobs "
-            "anew, or put their sidecars back."
+            f"accounts for: {shown}{more}. Nothing was sent: rendering {plural(len(unclaimed), 'it', 'them')}"
+            " would pay again and overwrite the files. Move those videos out of the output folder"
+            " to render the jobs anew, or put their sidecars back."
         )
     journal.append_now([event for adoption in adoptions for event in adoption.events])
     return adoptions
@@ -178,7 +178,8 @@ def describe_adoptions(adoptions: list[Adoption]) -> list[str]:
             names = ", ".join(f"{a.job_id} ({a.note})" for a in chosen[:5])
             more = " ..." if len(chosen) > 5 else ""
             lines.append(
-                f"wanbatch: adopted {count(len(chosen), 'job')} from their sidecars, no create sent, "
+                f"wanbatch: adopted {count(len(chosen), 'job')} from"
+                f" {plural(len(chosen), 'its sidecar', 'their sidecars')}, no create sent, "
                 f"{words}: {names}{more}"
             )
     return lines

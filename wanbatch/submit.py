@@ -233,8 +233,8 @@ class SubmitStage:
                 if not await after_refusal(ctx, self.admission, exc, retries, "create", job.id):
                     n = retries.attempts
                     if not maybe_created:
-                        ctx.summary.left[job.id] = f"create refused {n} times: {exc}"
-                        return await self._not_created(job, f"refused {n} times: {exc}")
+                        ctx.summary.left[job.id] = f"create refused {_times(n)}: {exc}"
+                        return await self._not_created(job, f"refused {_times(n)}: {exc}")
                     ctx.summary.left[job.id] = f"create not confirmed after {n} attempts: {exc}"
                     return Submitted.UNKNOWN
 
@@ -297,3 +297,8 @@ def _answer_lost(exc: TransientApiError) -> bool:
     if isinstance(exc, NotSentError):
         return False
     return exc.status is None or 200 <= exc.status < 300
+
+
+def _times(number: int) -> str:
+    """``once``, ``3 times``."""
+    return "once" if number == 1 else f"{number} times"

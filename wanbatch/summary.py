@@ -242,11 +242,11 @@ def closing_lines(end: RunEnd, summary: RunSummary) -> list[str]:
         f" {summary.already_done} already there)",
     ]
     if summary.failed:
-        lines.append(f"  failed for good: {len(summary.failed)} (`wanbatch retry` resubmits them)")
-        lines += [
-            f"    {job_id}: {summary.failed[job_id]}"
-            for job_id in sorted(summary.failed, key=natural_key)
-        ]
+        them = plural(len(summary.failed), "it", "them")
+        lines.append(
+            f"  failed for good: {len(summary.failed)} (`wanbatch retry` resubmits {them})"
+        )
+        lines += _failure_lines(summary.failed)
     if summary.stalled:
         stalled = sorted(summary.stalled, key=natural_key)
         lines.append(
@@ -322,6 +322,29 @@ SUMMARY_KEYS = (
     "retry_manifest",
 )
 COUNT_KEYS = ("total", "done", "downloaded_now", "already_done", "failed", "stalled", "left")
+FAILURES_LISTED = 20  # above this many, failures are grouped by reason
+
+
+def _failure_lines(failed: dict[str, str]) -> list[str]:
+    """Each failure with its reason; above ``FAILURES_LISTED``, one line a reason (the most
+    common first) with its count and its first ids: 300 jobs failed for one cause read as one."""
+    ids = sorted(failed, key=natural_key)
+    if len(ids) <= FAILURES_LISTED:
+        return [f"    {job_id}: {failed[job_id]}" for job_id in ids]
+    by_reason: dict[str, list[str]] = {}
+    for job_id in ids:
+        by_reason.setdefault(failed[job_id], []).append(job_id)
+    lines = []
+    for reason, named in sorted(by_reason.items(), key=lambda item: -len(item[1]))[:10]:
+        more = f" and {len(named) - 3} more" if len(named) > 3 else ""
+        lines.append(f"    {len(named)} x {reason} ({', '.join(named[:3])}{more})")
+    if len(by_reason) > 10:
+        lines.append(
+            f"    ... and {len(by_reason) - 10} other reasons (`wanbatch status --state failed`)"
+        )
+    return lines
+
+
 REQUEST_KINDS = ("create", "poll", "refresh", "retry", "throttled", "download")
 OUTAGE_HOSTS = tuple(_HOSTS)  # "api", "video"
 

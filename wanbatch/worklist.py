@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from wanbatch.errors import ManifestChangedError
 from wanbatch.jobstate import Standing, is_changed, standing, video_missing
 from wanbatch.models import JobRecord, JobSpec
-from wanbatch.words import count
+from wanbatch.words import count, plural
 
 
 @dataclass(slots=True)
@@ -69,8 +69,9 @@ def changed_error(changed: list[JobSpec], credits: float | None) -> ManifestChan
     cost = f" (about {credits:g} credits)" if credits is not None else ""
     return ManifestChangedError(
         [job.id for job in changed],
-        f"{count(len(changed), 'job')} changed in the manifest since they were submitted: {names}. "
-        "Nothing was sent. Choose one: --resubmit-changed renders them anew from the "
+        f"{count(len(changed), 'job')} changed in the manifest since"
+        f" {plural(len(changed), 'it was', 'they were')} submitted: {names}. Nothing was sent."
+        f" Choose one: --resubmit-changed renders {plural(len(changed), 'it', 'them')} anew from the "
         f"new fields{cost}; --keep-changed keeps what the old fields rendered; or undo "
         "the edit.",
     )
