@@ -610,3 +610,12 @@ def test_the_live_view_says_each_state_as_every_view_does() -> None:
     }
     assert state_fields <= set(LABELS.values()), state_fields - set(LABELS.values())
     assert progress.fields(SNAP)["to_download"] == 3
+
+
+def test_a_mistyped_flag_is_named_with_its_commands_usage_and_a_suggestion(capsys: Any) -> None:
+    """`run m.yaml --simulat`: the run's usage (not the top level's), and "did you mean
+    --simulate?"; nothing is read or sent."""
+    assert cli.main(["run", "m.yaml", "--simulat"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: wanbatch run" in err
+    assert "unrecognized arguments: --simulat" in err and "did you mean --simulate?" in err

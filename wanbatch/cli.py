@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -44,7 +45,9 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
     try:
-        args = parser.parse_args(arguments)
+        args, extras = parser.parse_known_args(arguments)
+        if extras:  # said by the command's own parser, with a near flag if there is one
+            _unknown(parser, args, extras)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help/--version
         return int(exc.code or 0)
     logs.forget_log()
@@ -52,6 +55,23 @@ def _main(argv: Sequence[str] | None) -> int:
         return int(args.execute(flags_from(args), sys.stdout))
     except (Exception, KeyboardInterrupt, BaseExceptionGroup) as exc:
         return _report_error(exc)
+
+
+def _unknown(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> None:
+    """Exit 2 naming the arguments the command does not take, in its own usage line, with
+    "did you mean" for a flag close to one it has."""
+    command = parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            command = action.choices.get(getattr(args, "command", None) or "", parser)
+    known = [flag for action in command._actions for flag in action.option_strings]
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    for extra in extras:
+        near = difflib.get_close_matches(extra.partition("=")[0], known, n=1, cutoff=0.75)
+        if extra.startswith("-") and near:
+            message += f" (did you mean {near[0]}?)"
+            break
+    command.error(message)
 
 
 def flags_from(args: argparse.Namespace) -> Flags:
