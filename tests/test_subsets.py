@@ -192,3 +192,18 @@ def test_where_with_an_empty_value_selects_jobs_without_the_field(tmp_path: Path
         "job-1",
         "job-2",
     ]
+
+
+def test_where_messages_name_what_was_typed_and_the_values_there_are() -> None:
+    """`--where colour=red` names `colour=red`; `--where duration=5s` says values match exactly
+    and shows the values the jobs have (5, 8), so the fix is plain."""
+    from wanbatch.errors import UsageError
+    from wanbatch.models import JobSpec
+    from wanbatch.selection import select
+
+    jobs = [JobSpec(f"j{n}", "p", "wan-2-2", duration, "16:9") for n, duration in enumerate((5, 8))]
+    with pytest.raises(UsageError, match="--where colour=red: no such field"):
+        select(jobs, where=[("colour", "red")])
+    with pytest.raises(UsageError) as caught:
+        select(jobs, where=[("duration", "5s")])
+    assert "the jobs have 5, 8" in str(caught.value) and "exactly" in str(caught.value)

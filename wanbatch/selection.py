@@ -16,6 +16,7 @@ from typing import Any
 
 from wanbatch.errors import UsageError
 from wanbatch.models import JobSpec
+from wanbatch.summary import natural_key
 
 FIELDS = ("id", "model", "prompt", "duration", "aspect_ratio", "image", "source")
 
@@ -28,10 +29,11 @@ def select(
     """The jobs matching every ``where`` and any ``only`` (all jobs when both are empty)."""
     if not only and not where:
         return tuple(jobs)
-    for name, _ in where:
+    for name, value in where:
         if name not in FIELDS and not name.startswith("extra."):
             raise UsageError(
-                f"--where {name}=...: no such field; use one of {', '.join(FIELDS)} or extra.KEY"
+                f"--where {name}={value}: no such field; use one of {', '.join(FIELDS)}"
+                " or extra.KEY"
             )
     chosen = tuple(
         job
@@ -47,7 +49,12 @@ def select(
     if not chosen:
         for name, value in where:  # the one that matches no job at all, if there is one
             if not any(_text(field_of(job, name)) == value for job in jobs):
-                raise UsageError(f"--where {name}={value}: no job matches")
+                seen = sorted({_text(field_of(job, name)) for job in jobs}, key=natural_key)
+                shown = ", ".join(seen[:8]) + (" ..." if len(seen) > 8 else "")
+                raise UsageError(
+                    f"--where {name}={value}: no job matches (values match exactly, as text;"
+                    f" the jobs have {shown})"
+                )
         said = [f"--only {pattern}" for pattern in only] + [
             f"--where {name}={value}" for name, value in where
         ]
