@@ -133,3 +133,24 @@ def test_first_contact_problem_says_what_went_wrong_and_what_to_check(
     assert expected in text
     assert "--base-url" in text and "api.base_url" in text and "network" in text
     assert "secret" not in text
+
+
+def test_a_404_to_the_runs_first_create_is_a_wrong_base_url_not_failed_jobs(
+    tmp_path: Path, make_sim: Any, run_cli: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base URL without its /v1: the server answers the first create 404 (no such route).
+    That is the address, not the jobs: exit 2 at once, naming --base-url, and no job is
+    failed (the corrected rerun renders them all; nothing needs `retry`)."""
+    from wanbatch.journal import read_journal
+    from wanbatch.models import JobState
+
+    sim = make_sim()
+    manifest = write_manifest(tmp_path, jobs=3)
+    argv = ["run", str(manifest), "-q", "--base-url", sim.origin, "--poll-interval", "0.02"]
+    monkeypatch.setenv(KEY_ENV, sim.api_key)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr()
+    assert "--base-url" in err.out + err.err
+    records = read_journal(out_dir(manifest)).records
+    assert all(record.state is JobState.PLANNED for record in records.values())
+    assert run_cli("run", manifest, sim) == 0

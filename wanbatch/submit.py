@@ -64,6 +64,9 @@ def idempotency_key_for(job: JobSpec, attempt: int) -> str:
     return f"wb-{digest[:32]}"
 
 
+NO_SUCH_ROUTE = (404, 405)  # a create answered so before any task was made: a wrong address
+
+
 class SubmitStage:
     def __init__(
         self,
@@ -79,6 +82,9 @@ class SubmitStage:
         self.guard = guard
         self.shield = shield
         self.settler = Settler(ctx, api, admission, guard)
+        # A create of this run made a task (or an earlier round reached the host): from then
+        # on a 404 to a create is that job's answer, not a wrong address.
+        self._created_any = ctx.options.reached_before
 
     def cost(self, job: JobSpec) -> float:
         return self.ctx.manifest.pricing.get(job.model, 0.0) * job.duration
@@ -196,10 +202,24 @@ class SubmitStage:
                 if shield.cancelled_caught:  # interrupted mid-create: the outcome is unknown
                     return Submitted.UNKNOWN
                 ctx.fault("after_created", job.id)
+                self._created_any = True
                 self.admission.created()
                 ctx.log.debug("job.submitted", job=job.id, task_id=created.view.task_id)
                 return Submitted.CREATED
             except JobRejectedError as exc:
+                if exc.status in NO_SUCH_ROUTE and not self._created_any:
+                    # The run's first creates answered "no such route": the address is wrong
+                    # (a base URL without its /v1), not the jobs. Nothing was made.
+                    message = (
+                        f"the API answered the run's first create with HTTP {exc.status}"
+                        f" ({exc.server_message}): no such route, so the base URL's path is"
+                        " likely wrong (a missing /v1?), or the model's route does not exist;"
+                        " check --base-url (or api.base_url in the manifest) and the model."
+                        " Nothing was made"
+                    )
+                    outcome = await self._not_created(job, message)
+                    ctx.halt(StopReason.CONFIG, message)
+                    return outcome
                 await ctx.fail(job, exc.server_message, exc.code)
                 return Submitted.FAILED
             except AnswerUnknownError as exc:
