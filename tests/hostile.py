@@ -20,6 +20,7 @@ from anyio.abc import SocketStream
 class Answer:
     raw: bytes
     stall_seconds: float = 0.0  # wait this long after sending (a stalled response)
+    delay_seconds: float = 0.0  # wait this long before answering (a slow server)
 
 
 def http_response(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
@@ -53,6 +54,8 @@ class Hostile:
                 method, path, headers, _ = await read_request(stream)
                 self.requests.append((method, path, headers))
                 answer = self.script(method, path, headers)
+                if answer.delay_seconds:
+                    await anyio.sleep(answer.delay_seconds)
                 await stream.send(answer.raw)
             if answer.stall_seconds:
                 await anyio.sleep(answer.stall_seconds)

@@ -275,3 +275,28 @@ def test_many_failures_are_grouped_by_reason_in_the_closing_lines() -> None:
     few = RunSummary(total=2, failed={"shot-13": "a", "shot-5": "b"})
     lines = closing_lines(end, few)
     assert lines.index("    shot-5: b") < lines.index("    shot-13: a")
+
+
+def test_creates_refused_by_a_rejected_key_are_journaled_as_not_created(
+    tmp_path: Path, run_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two creates on the wire; the first 401 stops the run while the second is still out,
+    and its own 401 comes after the stop. Both are certainly not created, and journaled so:
+    the next run must not warn that they may have been paid twice."""
+    from hostile import Answer, json_response, serve
+
+    posts: list[str] = []
+
+    def script(method: str, path: str, headers: dict[str, str]) -> Answer:
+        posts.append(method)
+        refused = json_response(401, '{"error": {"message": "bad key"}}')
+        return Answer(refused, delay_seconds=0.0 if len(posts) == 1 else 0.5)
+
+    monkeypatch.setenv(KEY_ENV, "sk-wan-rejected")
+    manifest = write_manifest(tmp_path, jobs=2, concurrency=2)
+    with serve(script) as server:
+        argv = ["run", str(manifest), "-q", "--base-url", server.base_url]
+        assert cli.main(argv) == 3
+    records = read_journal(out_dir(manifest)).records
+    assert len(posts) == 2
+    assert {record.state for record in records.values()} == {JobState.PLANNED}
