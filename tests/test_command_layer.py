@@ -31,7 +31,7 @@ def test_a_bad_listen_address_is_refused_before_retry_requeues_anything(
 ) -> None:
     """`retry --listen nohost` is a usage error (exit 2, "nothing was sent"), and the failed job
     stays failed: were it requeued first, a later plain `run` would pay for it again."""
-    sim = make_sim(flagged_words=("0",))
+    sim = make_sim(flagged_words=("0",), provider="replicate")
     manifest = write_manifest(tmp_path, jobs=2, provider="replicate")
     assert run_cli("run", manifest, sim) == 1
     before = journal_bytes(manifest)

@@ -434,3 +434,36 @@ def test_a_journal_whose_first_header_was_lost_is_pinned_by_the_next(tmp_path: P
         Journal.open(tmp_path, base_url="https://other.example/v1", manifest="m.yaml")
     with pytest.raises(JournalMismatchError):
         Journal.open(tmp_path, base_url=BASE, manifest="m.yaml", provider="fal")
+
+
+def test_a_flush_cancelled_after_it_took_the_buffer_still_writes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop (a rejected key, Ctrl-C) that cancels a flush just after it took the buffered
+    lines must not drop them: they are no longer in the buffer for close() to write, and a
+    dropped `not_created` leaves its job "answer unknown" for the next run (found by a
+    new-user pass: 1 run in 5 after a 401). The stop is made to land at that very point."""
+    import wanbatch.journal as journal_module
+
+    journal = Journal.open(tmp_path, base_url=BASE, manifest="m.yaml")
+    landed: list[anyio.CancelScope] = []
+    real = journal_module.should_compact
+
+    def stop_here(*args: Any, **kwargs: Any) -> bool:
+        if landed:
+            landed[0].cancel()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(journal_module, "should_compact", stop_here)
+
+    async def go() -> None:
+        await journal.append(ev(EventKind.INTENT, idempotency_key="k1", fingerprint="f"))
+        with anyio.CancelScope() as scope:
+            landed.append(scope)
+            await journal.append(ev(EventKind.NOT_CREATED, reason="key rejected"))
+
+    try:
+        anyio.run(go)
+    finally:
+        journal.close()
+    assert read_journal(tmp_path).records["a"].state is JobState.PLANNED

@@ -510,9 +510,12 @@ class Journal:
             ):
                 frozen = list(self.records.values())
                 mark = self._appended
-            await anyio.to_thread.run_sync(self._write_now, data)
-            if frozen is not None:
-                await anyio.to_thread.run_sync(self._compact_live, frozen, mark)
+            # Shielded: the lines have left the buffer, so a stop arriving now (a rejected key,
+            # Ctrl-C) must not drop them on the way to the disk.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._write_now, data)
+                if frozen is not None:
+                    await anyio.to_thread.run_sync(self._compact_live, frozen, mark)
 
     def _compact_live(self, records: list[JobRecord], mark: int) -> None:
         """Compact during a run, under the write lock (nothing is being written), from the
