@@ -23,8 +23,8 @@ from wanbatch.commands import status as status_command
 from wanbatch.journal import Journal
 from wanbatch.manifest import load_manifest
 from wanbatch.models import EventKind, JobEvent, JobState
+from wanbatch.runend import RunEnd, closing_lines
 from wanbatch.settings import Flags
-from wanbatch.summary import RunEnd, closing_lines
 
 from hostile import Answer, http_response, json_response, serve
 

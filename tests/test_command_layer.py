@@ -133,7 +133,8 @@ def test_simulate_ignores_the_settings_of_the_real_api(
 
 def test_the_closing_lines_show_paths_from_the_working_directory() -> None:
     """ "13/13 videos in renders/x", not a machine's whole path; outside it, the whole path."""
-    from wanbatch.summary import RunEnd, RunSummary, closing_lines
+    from wanbatch.runend import RunEnd, closing_lines
+    from wanbatch.summary import RunSummary
 
     end = RunEnd(
         "x", "/home/u/jobs/x.yaml", "/home/u/renders/x", True, "/home/u/renders/x/report.html"
@@ -263,7 +264,8 @@ def test_the_trees_own_retry_yaml_gone_is_not_a_warning(
 def test_many_failures_are_grouped_by_reason_in_the_closing_lines() -> None:
     """300 jobs failed for one reason (a base URL without /v1): one line with the count and a
     few ids, not 300 identical lines; a few failures are still listed one by one."""
-    from wanbatch.summary import RunEnd, RunSummary, closing_lines
+    from wanbatch.runend import RunEnd, closing_lines
+    from wanbatch.summary import RunSummary
 
     end = RunEnd("x", "x.yaml", "out", True)
     many = RunSummary(total=301, failed={f"shot-{n}": "create: No route" for n in range(300)})

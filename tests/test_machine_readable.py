@@ -18,7 +18,7 @@ from wanbatch.commands.plan import PLAN_KEYS
 from wanbatch.commands.status import STATUS_KEYS, STATUS_ROW_KEYS
 from wanbatch.commands.validate import PROBLEM_KEYS, VALIDATE_KEYS
 from wanbatch.jobstate import Standing
-from wanbatch.summary import COUNT_KEYS, OUTAGE_HOSTS, REQUEST_KINDS, SUMMARY_KEYS
+from wanbatch.runend import COUNT_KEYS, OUTAGE_HOSTS, REQUEST_KINDS, SUMMARY_KEYS
 
 STATES = [str(state) for state in Standing]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from wanbatch.errors import UsageError
 from wanbatch.models import JobSpec
-from wanbatch.summary import natural_key
+from wanbatch.words import natural_key
 
 FIELDS = ("id", "model", "prompt", "duration", "aspect_ratio", "image", "source")
 

@@ -21,8 +21,9 @@ from wanbatch.journal import Replay, read_journal
 from wanbatch.models import JobState, Manifest
 from wanbatch.outtree import atomic_write
 from wanbatch.providers import provider_for
+from wanbatch.runend import RunEnd, summary_record
 from wanbatch.settings import Flags
-from wanbatch.summary import RunEnd, RunSummary, summary_record
+from wanbatch.summary import RunSummary
 
 ON_FINISH_TIMEOUT_SECONDS = 300.0
 

@@ -14,9 +14,9 @@ from wanbatch.commands.loading import chosen, load
 from wanbatch.commands.treecheck import refuse_shared_tree
 from wanbatch.journal import read_journal
 from wanbatch.models import LOST_CODE, JobState
+from wanbatch.runend import summary_record
 from wanbatch.settings import Flags, build_settings
-from wanbatch.summary import natural_key, summary_record
-from wanbatch.words import count
+from wanbatch.words import count, natural_key
 
 NAME = "retry"
 HELP = "resubmit the jobs that failed (costs credits; asks first)"

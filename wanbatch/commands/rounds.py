@@ -1,5 +1,5 @@
 """One run, in rounds: each round a session (``session.py``) that runs the scheduler, then the
-report and the closing lines (``summary.closing_lines``). With ``--until-done`` (or ``--wait-credits``) as many rounds as
+report and the closing lines (``runend.closing_lines``). With ``--until-done`` (or ``--wait-credits``) as many rounds as
 time can cure, each resuming from the journal like a rerun, with one line between rounds.
 """
 
@@ -29,11 +29,11 @@ from wanbatch.journal import read_journal
 from wanbatch.models import EventKind, JobEvent, JobState, Manifest
 from wanbatch.progress import watch
 from wanbatch.providers import provider_for
+from wanbatch.runend import RunEnd, closing_lines, whole_run
 from wanbatch.salvage import adopt_into, describe_adoptions
 from wanbatch.scheduler import Runner, RunOptions, RunSummary
 from wanbatch.settings import Flags, Settings
 from wanbatch.stops import StopReason, pause_before_next_round
-from wanbatch.summary import RunEnd, closing_lines, whole_run
 from wanbatch.words import count, plural
 
 

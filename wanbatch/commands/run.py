@@ -16,9 +16,9 @@ from wanbatch.errors import JournalError
 from wanbatch.jobstate import Standing, standing
 from wanbatch.journal import read_journal
 from wanbatch.models import JobSpec, Manifest
+from wanbatch.runend import summary_record
 from wanbatch.salvage import adopted_view
 from wanbatch.settings import Flags, Settings, build_settings
-from wanbatch.summary import summary_record
 from wanbatch.words import count
 
 NAME = "run"
