@@ -17,7 +17,6 @@ import functools
 import http.server
 import os
 import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +25,12 @@ from urllib.parse import quote
 
 import pytest
 
+from debian import install
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-INSTALL_TIMEOUT_SECONDS = 300
 LAUNCH_ARGS = [
     "--no-sandbox",  # containers and root: the setuid sandbox is not available
     "--autoplay-policy=no-user-gesture-required",
@@ -59,50 +59,12 @@ def find_chromium() -> str | None:
     return None
 
 
-def install_chromium() -> str:
-    """Try ``apt-get install chromium``; returns '' on success or why it could not."""
-    if shutil.which("apt-get") is None:
-        return "apt-get is not available (not a Debian-like system); install chromium by hand"
-    prefix: list[str] = []
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        # Not root: sudo without a password (as on CI runners) will do; never prompt.
-        if (
-            shutil.which("sudo") is None
-            or subprocess.run(["sudo", "-n", "true"], capture_output=True, timeout=30).returncode
-        ):
-            return (
-                "not running as root and no password-less sudo; run "
-                "`sudo apt-get install --no-install-recommends chromium`"
-            )
-        prefix = ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"]
-    install = [*prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
-    failure = _apt(install)
-    if failure:  # perhaps the package lists are missing or stale: update once, then try again
-        failure = _apt([*prefix, "apt-get", "update", "-q"]) or _apt(install)
-    return failure
-
-
-def _apt(command: list[str]) -> str:
-    """Run one apt-get command; '' if it worked, else its last line of output."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        done = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"`{' '.join(command)}` did not finish: {exc}"
-    if done.returncode == 0:
-        return ""
-    lines = (done.stderr or done.stdout).strip().splitlines()
-    return f"`{' '.join(command)}` failed (exit {done.returncode}): {lines[-1] if lines else ''}"
-
-
 @functools.cache
 def _chromium_or_reason() -> tuple[str | None, str]:
     found = find_chromium()
     if found:
         return found, ""
-    reason = install_chromium()
+    reason = install("chromium")
     found = find_chromium()
     if found:
         return found, ""

@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 import pytest
-from shells import shell_path
 
 from wanbatch import cli
 from wanbatch.completion import SHELLS, completion_script
+
+from shells import shell_path
 
 
 def small_parser() -> argparse.ArgumentParser:
