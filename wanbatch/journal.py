@@ -615,15 +615,12 @@ def _acquire_lock(path: Path) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = b""
-            with contextlib.suppress(OSError):
-                holder = os.pread(fd, 4096, 0)
+            holder = _holder(fd)
             os.close(fd)
             if attempt < _LOCK_TRIES:
                 time.sleep(_LOCK_PAUSE)  # perhaps only a look by `live_run`
                 continue
-            text = holder.decode("utf-8", "replace").strip()
-            raise JournalLockedError(str(path.parent.parent), text or "unknown holder") from None
+            raise JournalLockedError(str(path.parent.parent), holder) from None
         except BaseException:
             os.close(fd)
             raise
@@ -655,6 +652,14 @@ def release_lock(fd: int, path: Path) -> None:
         os.close(fd)
 
 
+def _holder(fd: int) -> str:
+    """Who holds the lock, as its holder wrote it into the file."""
+    holder = b""
+    with contextlib.suppress(OSError):
+        holder = os.pread(fd, 4096, 0)
+    return holder.decode("utf-8", "replace").strip() or "unknown holder"
+
+
 def _same_file(fd: int, path: Path) -> bool:
     try:
         held, there = os.fstat(fd), os.stat(path)
@@ -676,10 +681,7 @@ def live_run(output_dir: Path) -> str | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = b""
-            with contextlib.suppress(OSError):
-                holder = os.pread(fd, 4096, 0)
-            return holder.decode("utf-8", "replace").strip() or "unknown holder"
+            return _holder(fd)
         except OSError:
             return None
         return None  # free: the lock closes with the file
